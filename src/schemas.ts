@@ -1,0 +1,108 @@
+// The one measurement shape: what probes produce, what the collector stores and judges, what
+// reports and dashboards read. Keys marked "contract" are relied on by other tools; keep them.
+import { z } from 'zod';
+
+export const CHECK_IDS = [
+  'latency',
+  'jitter',
+  'loss',
+  'dscp-rtp',
+  'dscp-sip',
+  'bandwidth',
+  'disk',
+  'eventlog',
+  'backup',
+] as const;
+export const CheckId = z.enum(CHECK_IDS);
+export type CheckId = z.infer<typeof CheckId>;
+
+/** The network checks: a site is VoIP-ready when all of these pass in a recent assessment. */
+export const NETWORK_CHECK_IDS = ['latency', 'jitter', 'loss', 'dscp-rtp', 'dscp-sip', 'bandwidth'] as const;
+
+export const CheckStatus = z.enum(['pass', 'warn', 'fail', 'unknown']);
+export type CheckStatus = z.infer<typeof CheckStatus>;
+
+/** contract: { id, status, value, limit, unit, evidence } */
+export const Check = z.object({
+  id: CheckId,
+  status: CheckStatus,
+  value: z.union([z.number(), z.string(), z.null()]),
+  limit: z.union([z.number(), z.string(), z.null()]),
+  unit: z.string().nullable(),
+  evidence: z.string(),
+  /** The handbook sentence the rule comes from. */
+  rule: z.string().optional(),
+});
+export type Check = z.infer<typeof Check>;
+
+/** DSCP value (decimal, as a string key) to packet count. */
+export const DscpCounts = z.record(z.string().regex(/^\d{1,2}$/), z.number().int().nonnegative());
+export type DscpCounts = z.infer<typeof DscpCounts>;
+
+/** One direction of a probed stream set. contract keys listed in the probe issue. */
+export const DirectionStats = z.looseObject({
+  sent: z.number().int().nonnegative(),
+  received: z.number().int().nonnegative(),
+  lost: z.number().int(),
+  lossPct: z.number(),
+  duplicates: z.number().int().nonnegative(),
+  reordered: z.number().int().nonnegative(),
+  maxBurstLoss: z.number().int().nonnegative(),
+  jitterMs: z.number().nonnegative(),
+  jitterMaxMs: z.number().nonnegative(),
+  /** DSCP the sender marked; null when it could not mark (no privilege). */
+  dscpSent: z.number().int().min(0).max(63).nullable(),
+  /** DSCP on arrival; empty when it could not be read (see dscpUnknownReason). */
+  dscpReceived: DscpCounts,
+  dscpUnknownReason: z.string().optional(),
+});
+export type DirectionStats = z.infer<typeof DirectionStats>;
+
+export const SignallingDirection = z.looseObject({
+  sent: z.number().int().nonnegative(),
+  received: z.number().int().nonnegative(),
+  lost: z.number().int(),
+  dscpSent: z.number().int().min(0).max(63).nullable(),
+  dscpReceived: DscpCounts,
+  dscpUnknownReason: z.string().optional(),
+});
+export type SignallingDirection = z.infer<typeof SignallingDirection>;
+
+const Ms = z.number().nonnegative();
+export const RttStats = z.object({ min: Ms, mean: Ms, p50: Ms, p95: Ms, p99: Ms, max: Ms });
+export type RttStats = z.infer<typeof RttStats>;
+
+export const ClockSync = z.object({
+  synchronised: z.boolean(),
+  /** Upper bound of the clock's error against true time, ms (e.g. chrony root dispersion + delay/2). */
+  errorBoundMs: z.number().nonnegative().nullable(),
+  source: z.string(),
+});
+export type ClockSync = z.infer<typeof ClockSync>;
+
+export const PROBE_SCHEMA = 'voipready.probe/1';
+
+/** contract: the `voipready probe --json` document. */
+export const ProbeResult = z.looseObject({
+  schema: z.literal(PROBE_SCHEMA),
+  peer: z.string().min(1).max(300),
+  codec: z.string().min(1).max(32),
+  calls: z.number().int().positive(),
+  durationS: z.number().positive(),
+  privileged: z.boolean(),
+  startedAt: z.string().optional(),
+  forward: DirectionStats,
+  reverse: DirectionStats,
+  signalling: z.object({ forward: SignallingDirection, reverse: SignallingDirection }),
+  rttMs: RttStats.nullable(),
+  oneWayMs: z.object({
+    forward: Ms.nullable(),
+    reverse: Ms.nullable(),
+    estimated: z.boolean(),
+  }),
+  rFactor: z.number().nullable(),
+  mos: z.number().nullable(),
+  checks: z.array(Check),
+  ready: z.boolean(),
+});
+export type ProbeResult = z.infer<typeof ProbeResult>;
