@@ -106,3 +106,28 @@ export const ProbeResult = z.looseObject({
   ready: z.boolean(),
 });
 export type ProbeResult = z.infer<typeof ProbeResult>;
+
+export const REPORT_SCHEMA = 'voipready.report/1';
+
+/** Site and agent names: short, printable, safe as metric labels and file names. */
+export const Identifier = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit');
+
+/** What an agent sends to POST /api/v1/reports: one measurement shape from probe to dashboard. */
+export const AgentReport = z.strictObject({
+  schema: z.literal(REPORT_SCHEMA),
+  /** Chosen by the agent, unique per report; a repeat is acknowledged and not stored again. */
+  reportId: z
+    .string()
+    .min(8)
+    .max(128)
+    .regex(/^[A-Za-z0-9._:-]+$/),
+  site: Identifier,
+  agent: Identifier,
+  createdAt: z.iso.datetime({ offset: true }),
+  probes: z.array(ProbeResult).min(1).max(64),
+});
+export type AgentReport = z.infer<typeof AgentReport>;
