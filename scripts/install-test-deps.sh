@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite starts for real: tshark (reference RTP analysis),
+# sipp, influxd, prometheus, iperf3 (benchmark reference), nftables + iproute2 (impaired network
+# namespaces), libcap2-bin/util-linux (setpriv, capsh: runs without CAP_NET_RAW), GNU time.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  tshark sip-tester influxdb influxdb-client prometheus iperf3 nftables iproute2 \
+  libcap2-bin util-linux procps time >/dev/null
+echo "test dependencies installed: $(tshark --version | head -1); $(influxd version 2>/dev/null | head -1); $(prometheus --version 2>&1 | head -1)"
