@@ -1,0 +1,129 @@
+// The agent's configuration file (YAML, validated with zod; unknown keys are errors, so a typo such
+// as `intervall:` is reported instead of silently running with a default).
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { parseDurationMs } from '../args.js';
+import { CODEC_NAMES } from '../codecs.js';
+import { Identifier } from '../schemas.js';
+
+/** One problem in a configuration file: `${file}: ${path}: ${message}` when printed. */
+export interface ConfigError {
+  file: string;
+  /** Dotted key path (e.g. `agent.probes.0.codec`), or `line:col` for YAML syntax errors. */
+  path: string;
+  message: string;
+}
+
+export type ConfigResult<T> = { ok: true; config: T } | { ok: false; errors: ConfigError[] };
+
+/** "30s", "5m", "500ms" or a bare number of seconds, with the semantics of the CLI's duration flags. */
+export const Duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDurationMs(String(v), 'duration');
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^duration /, '') });
+    return z.NEVER;
+  }
+});
+
+const HostPort = z
+  .string()
+  .regex(/^(\[[^\]]+\]|[^:\s[\]]+):\d{1,5}$/, 'must be HOST:PORT (e.g. dc.example.net:4000)');
+
+export const AgentProbeConfig = z.strictObject({
+  /** The reflector, HOST:PORT. */
+  peer: HostPort,
+  signallingPort: z.number().int().min(1).max(65535).optional(),
+  codec: z.enum(CODEC_NAMES as [string, ...string[]]).default('g711u'),
+  calls: z.number().int().min(1).max(1000).default(1),
+  /** How long each probe run sends. */
+  duration: Duration.default(10_000),
+  /** Time between the starts of two runs of this probe. */
+  interval: Duration.default(300_000),
+  /** File holding the reflector's shared secret (relative to the config file). */
+  secretFile: z.string().min(1).optional(),
+});
+export type AgentProbeConfig = z.infer<typeof AgentProbeConfig>;
+
+export const AgentConfig = z.strictObject({
+  agent: z.strictObject({
+    name: Identifier,
+    site: Identifier,
+    collector: z
+      .strictObject({
+        url: z.url({ protocol: /^https?$/ }),
+        token: z.string().min(1).optional(),
+        /** File holding the bearer token (relative to the config file); preferred over `token`. */
+        tokenFile: z.string().min(1).optional(),
+        /** Per-request timeout. */
+        timeout: Duration.default(10_000),
+      })
+      .refine((c) => (c.token === undefined) !== (c.tokenFile === undefined), {
+        message: 'give exactly one of token or tokenFile',
+      }),
+    queue: z.strictObject({
+      dir: z.string().min(1),
+      /** Bound on queued reports; when exceeded the oldest are dropped (logged). */
+      maxReports: z.number().int().min(1).max(10_000_000).default(10_000),
+      /** Bound on queued bytes; when exceeded the oldest are dropped (logged). */
+      maxBytes: z
+        .number()
+        .int()
+        .min(4096)
+        .default(256 * 1024 * 1024),
+    }),
+    /** Retry backoff: exponential with full jitter, between initial and max. */
+    retry: z.strictObject({ initial: Duration.default(1000), max: Duration.default(300_000) }).prefault({}),
+    probes: z.array(AgentProbeConfig).min(1).max(64),
+  }),
+});
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/**
+ * Parses YAML text and validates it with a zod schema; every problem comes back with the file and key
+ * path (YAML syntax errors with line:col), none is thrown.
+ */
+export function parseYamlConfig<S extends z.ZodType>(
+  text: string,
+  file: string,
+  schema: S,
+): ConfigResult<z.infer<S>> {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      errors: doc.errors.map((e) => {
+        const pos = lineCounter.linePos(e.pos[0]);
+        return { file, path: `${pos.line}:${pos.col}`, message: e.message.split('\n')[0]! };
+      }),
+    };
+  }
+  const parsed = schema.safeParse(doc.toJS());
+  if (parsed.success) return { ok: true, config: parsed.data };
+  return {
+    ok: false,
+    errors: parsed.error.issues.map((i) => ({
+      file,
+      path: i.path.length ? i.path.join('.') : '(root)',
+      message: i.message,
+    })),
+  };
+}
+
+/** Validates an agent config; relative paths (queue dir, tokenFile, secretFile) resolve against the file. */
+export function parseAgentConfig(text: string, file: string): ConfigResult<AgentConfig> {
+  const result = parseYamlConfig(text, file, AgentConfig);
+  if (!result.ok) return result;
+  const base = dirname(resolve(file));
+  const a = result.config.agent;
+  a.queue.dir = resolve(base, a.queue.dir);
+  if (a.collector.tokenFile) a.collector.tokenFile = resolve(base, a.collector.tokenFile);
+  for (const p of a.probes) if (p.secretFile) p.secretFile = resolve(base, p.secretFile);
+  return result;
+}
+
+export function formatConfigError(e: ConfigError): string {
+  return `${e.file}: ${e.path}: ${e.message}`;
+}
