@@ -1,0 +1,141 @@
+// Runs the real `voipready` CLI (bin/voipready.js → dist/) as a child process, optionally inside a
+// network namespace and behind a privilege-dropping wrapper, with a hard timeout. Every child is
+// tracked so a test's afterAll can kill whatever is still running, even after a failure.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI_BIN = join(REPO_ROOT, 'bin', 'voipready.js');
+const BUILT_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
+
+export interface CliOptions {
+  /** Network namespace to run in (`ip netns exec NS ...`). */
+  ns?: string;
+  /** Wrapper command placed before `node`, e.g. a `setpriv` invocation dropping CAP_NET_RAW. */
+  wrapper?: string[];
+  /** Kill the child (SIGKILL) after this long; the result then has timedOut: true. */
+  timeoutMs?: number;
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+  timedOut: boolean;
+}
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Resolves with the first stderr line matching re; rejects if the process exits or timeoutMs passes first. */
+  waitForStderr(re: RegExp, timeoutMs: number): Promise<string>;
+  /** Resolves when the process exits. */
+  done: Promise<CliResult>;
+  /** SIGTERM (SIGKILL after graceMs) and wait for the exit. */
+  stop(graceMs?: number): Promise<CliResult>;
+}
+
+const live = new Set<ChildProcess>();
+
+/** Why the CLI cannot be spawned, or undefined when it can. */
+export function cliUnavailableReason(): string | undefined {
+  return existsSync(BUILT_CLI) ? undefined : `${BUILT_CLI} is missing: run \`npm run build\` first`;
+}
+
+export function startCli(args: string[], opts: CliOptions = {}): CliProcess {
+  const argv = [...(opts.wrapper ?? []), process.execPath, CLI_BIN, ...args];
+  const [cmd, rest] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, ...argv]] : [argv[0]!, argv.slice(1)];
+  const started = performance.now();
+  const child = spawn(cmd, rest, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  let stdout = '';
+  let stderr = '';
+  let timedOut = false;
+  const waiters: Array<() => void> = [];
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    for (const w of waiters) w();
+  });
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, opts.timeoutMs);
+  const done = new Promise<CliResult>((resolve) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      live.delete(child);
+      for (const w of waiters) w();
+      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - started, timedOut });
+    });
+    child.on('error', (err) => {
+      stderr += `spawn failed: ${err.message}\n`;
+    });
+  });
+  let exited = false;
+  void done.then(() => {
+    exited = true;
+  });
+  return {
+    child,
+    stderr: () => stderr,
+    waitForStderr(re, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const deadline = setTimeout(() => {
+          reject(new Error(`no stderr line matching ${re} within ${timeoutMs} ms; stderr: ${stderr.trim()}`));
+        }, timeoutMs);
+        const check = () => {
+          const line = stderr.split('\n').find((l) => re.test(l));
+          if (line !== undefined) {
+            clearTimeout(deadline);
+            resolve(line);
+          } else if (exited || child.exitCode !== null || child.signalCode !== null) {
+            clearTimeout(deadline);
+            reject(
+              new Error(
+                `exited (${child.exitCode ?? child.signalCode}) before ${re}; stderr: ${stderr.trim()}`,
+              ),
+            );
+          }
+        };
+        waiters.push(check);
+        check();
+      });
+    },
+    done,
+    async stop(graceMs = 3000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const result = await done;
+      clearTimeout(kill);
+      return result;
+    },
+  };
+}
+
+/** Runs the CLI to completion. */
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return startCli(args, opts).done;
+}
+
+/** Kills every CLI child still running (for afterAll/finally). */
+export async function killAllCli(): Promise<void> {
+  const waits = [...live].map(
+    (child) =>
+      new Promise<void>((resolve) => {
+        child.once('close', () => resolve());
+        child.kill('SIGKILL');
+      }),
+  );
+  await Promise.all(waits);
+}
