@@ -6,7 +6,18 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The directory holding package.json (this file also runs compiled, from dist/tests/helpers). */
+function findRepoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package.json not found above tests/helpers');
+    dir = up;
+  }
+  return dir;
+}
+
+export const REPO_ROOT = findRepoRoot();
 export const CLI_BIN = join(REPO_ROOT, 'bin', 'voipready.js');
 const BUILT_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 

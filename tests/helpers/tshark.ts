@@ -126,3 +126,50 @@ export async function rtpStreams(file: string): Promise<RtpStreamRow[]> {
   );
   return parseRtpStreams(stdout);
 }
+
+/** One RTP packet as the capture saw it. */
+export interface RtpPacket {
+  /** Capture timestamp, ms since the epoch. */
+  timeMs: number;
+  ssrc: number;
+  sequence: number;
+  timestamp: number;
+}
+
+/** Every RTP packet of a capture matching a display filter (e.g. "udp.dstport == 5004"), in capture order. */
+export async function rtpPackets(file: string, displayFilter: string): Promise<RtpPacket[]> {
+  const { stdout } = await execFileP(
+    'tshark',
+    [
+      '-r',
+      file,
+      '-o',
+      'rtp.heuristic_rtp:TRUE',
+      '-Y',
+      `rtp && (${displayFilter})`,
+      '-T',
+      'fields',
+      '-e',
+      'frame.time_epoch',
+      '-e',
+      'rtp.ssrc',
+      '-e',
+      'rtp.seq',
+      '-e',
+      'rtp.timestamp',
+    ],
+    { maxBuffer: 256 * 1024 * 1024 },
+  );
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [time, ssrc, seq, ts] = line.split('\t');
+      return {
+        timeMs: Number(time) * 1000,
+        ssrc: Number(ssrc),
+        sequence: Number(seq),
+        timestamp: Number(ts),
+      };
+    });
+}

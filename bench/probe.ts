@@ -1,0 +1,325 @@
+// `npm run bench:probe`: the probe's pacing, footprint and jitter accuracy, measured on a real
+// site—router—dc namespace topology and printed beside the reference tools (the capture, iperf3,
+// tshark). Figures are printed, never asserted. Needs root (namespaces), tshark, iperf3 and GNU time.
+//
+//   BENCH_SECONDS   footprint run length (default 60, the issue's figure)
+//   BENCH_PACING_SECONDS   length of each pacing/accuracy run (default 10)
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliUnavailableReason, startCli } from '../tests/helpers/cli.js';
+import {
+  createTopology,
+  DC_ADDR,
+  HOST_IFACE,
+  netnsUnavailableReason,
+  type Topology,
+} from '../tests/helpers/netns.js';
+import { type RtpPacket, rtpPackets, rtpStreams, startCapture } from '../tests/helpers/tshark.js';
+
+const MEDIA_PORT = 5004;
+const FOOTPRINT_S = Number(process.env.BENCH_SECONDS ?? 60);
+const PACING_S = Number(process.env.BENCH_PACING_SECONDS ?? 10);
+const PACING_CALLS = [1, 10, 50];
+const FOOTPRINT_CALLS = 50;
+const G711_CLOCK_KHZ = 8;
+
+interface Spread {
+  p50: number;
+  p99: number;
+  max: number;
+  n: number;
+}
+
+function spread(values: number[]): Spread {
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
+  return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? Number.NaN, n: s.length };
+}
+
+/**
+ * Send lateness seen on the wire: per stream, capture time minus the packet's place on the 20 ms
+ * grid (its RTP timestamp), less the stream's smallest such offset — timers only ever fire late,
+ * so the earliest packet is the best estimate of the grid's phase.
+ */
+function captureLatenessMs(packets: RtpPacket[]): number[] {
+  const byStream = new Map<number, RtpPacket[]>();
+  for (const p of packets) byStream.set(p.ssrc, [...(byStream.get(p.ssrc) ?? []), p]);
+  const out: number[] = [];
+  for (const list of byStream.values()) {
+    const first = list[0]!;
+    const offsets = list.map((p) => p.timeMs - ((p.timestamp - first.timestamp) >>> 0) / G711_CLOCK_KHZ);
+    const min = Math.min(...offsets);
+    for (const o of offsets) out.push(o - min);
+  }
+  return out;
+}
+
+interface ProbeJson {
+  forward: {
+    lost: number;
+    streams: Array<{
+      ssrc: string;
+      srcPort: number;
+      received: number;
+      lost: number;
+      jitterMs: number;
+      jitterMaxMs: number;
+    }>;
+  };
+  sendTiming?: { p50Ms: number; p99Ms: number; maxMs: number; samples: number };
+}
+
+function startReflector(topo: Topology, wrapper?: string[]) {
+  const reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], {
+    ns: topo.dc,
+    ...(wrapper ? { wrapper } : {}),
+  });
+  return reflector;
+}
+
+function probeArgs(calls: number, seconds: number): string[] {
+  return [
+    'probe',
+    '--peer',
+    `${DC_ADDR}:${MEDIA_PORT}`,
+    '--codec',
+    'g711u',
+    '--calls',
+    `${calls}`,
+    '--duration',
+    `${seconds}s`,
+    '--wait',
+    '1s',
+    '--json',
+  ];
+}
+
+interface PacingRow {
+  calls: number;
+  probe: ProbeJson['sendTiming'];
+  wire: Spread;
+  accuracy: {
+    streams: number;
+    maxAbsDeltaMaxJitterMs: number;
+    meanAbsDeltaMaxJitterMs: number;
+    lossAgrees: boolean;
+  };
+}
+
+async function pacingRun(topo: Topology, dir: string, calls: number): Promise<PacingRow> {
+  const reflector = startReflector(topo);
+  try {
+    await reflector.waitForStderr(/reflector listening/, 10_000);
+    const siteCap = await startCapture({
+      ns: topo.site,
+      iface: HOST_IFACE,
+      file: join(dir, `site-${calls}.pcapng`),
+    });
+    const dcCap = await startCapture({
+      ns: topo.dc,
+      iface: HOST_IFACE,
+      file: join(dir, `dc-${calls}.pcapng`),
+    });
+    const probe = await startCli(probeArgs(calls, PACING_S), {
+      ns: topo.site,
+      timeoutMs: (PACING_S + 30) * 1000,
+    }).done;
+    await new Promise((r) => setTimeout(r, 300));
+    await siteCap.stop();
+    await dcCap.stop();
+    if (probe.code === 2 || probe.timedOut)
+      throw new Error(`probe failed (${probe.code}): ${probe.stderr.trim()}`);
+    const result = JSON.parse(probe.stdout) as ProbeJson;
+    const sent = await rtpPackets(siteCap.file, `udp.dstport == ${MEDIA_PORT}`);
+    const rows = (await rtpStreams(dcCap.file)).filter((r) => r.dstPort === MEDIA_PORT);
+    const deltas: number[] = [];
+    let lossAgrees = rows.length === result.forward.streams.length;
+    for (const s of result.forward.streams) {
+      const row = rows.find((r) => r.ssrc.toLowerCase() === s.ssrc.toLowerCase());
+      if (!row) {
+        lossAgrees = false;
+        continue;
+      }
+      deltas.push(Math.abs(row.maxJitterMs - s.jitterMaxMs));
+      if (row.packets !== s.received) lossAgrees = false;
+    }
+    return {
+      calls,
+      probe: result.sendTiming,
+      wire: spread(captureLatenessMs(sent)),
+      accuracy: {
+        streams: deltas.length,
+        maxAbsDeltaMaxJitterMs: Math.max(...deltas),
+        meanAbsDeltaMaxJitterMs: deltas.reduce((a, b) => a + b, 0) / deltas.length,
+        lossAgrees,
+      },
+    };
+  } finally {
+    await reflector.stop();
+  }
+}
+
+interface Usage {
+  cpuS: number;
+  rssMb: number;
+}
+
+/** GNU time's `-f "%U %S %M"` output: user s, system s, peak RSS KiB. */
+function readUsage(file: string): Usage {
+  const [user, sys, rssKb] = readFileSync(file, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  return { cpuS: user! + sys!, rssMb: rssKb! / 1024 };
+}
+
+const timeWrapper = (file: string) => ['/usr/bin/time', '-o', file, '-f', '%U %S %M'];
+
+/** The process GNU time started (time itself ignores SIGINT while it waits). */
+function childOf(pid: number): number {
+  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').map(Number);
+  if (!kids[0]) throw new Error(`process ${pid} has no child`);
+  return kids[0];
+}
+
+function exitOf(cmd: string, args: string[]): Promise<number | null> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  return new Promise((resolve) => child.on('close', resolve));
+}
+
+async function footprint(topo: Topology, dir: string) {
+  const reflectorTime = join(dir, 'reflector.time');
+  const probeTime = join(dir, 'probe.time');
+  const reflector = startReflector(topo, timeWrapper(reflectorTime));
+  await reflector.waitForStderr(/reflector listening/, 10_000);
+  const probe = await startCli(probeArgs(FOOTPRINT_CALLS, FOOTPRINT_S), {
+    ns: topo.site,
+    wrapper: timeWrapper(probeTime),
+    timeoutMs: (FOOTPRINT_S + 60) * 1000,
+  }).done;
+  process.kill(childOf(reflector.child.pid!), 'SIGTERM');
+  await reflector.done;
+  if (probe.code === 2 || probe.timedOut)
+    throw new Error(`probe failed (${probe.code}): ${probe.stderr.trim()}`);
+  const probeResult = JSON.parse(probe.stdout) as ProbeJson;
+
+  // The reference: iperf3 carrying the same packets both ways — 172-byte UDP payloads (12-byte RTP
+  // header + 160 bytes of G.711) at 50 calls x 50 packets/s = 2,500 packets/s = 3.44 Mbit/s each way.
+  const serverTime = join(dir, 'iperf3-server.time');
+  const clientTime = join(dir, 'iperf3-client.time');
+  const server = spawn(
+    'ip',
+    ['netns', 'exec', topo.dc, ...timeWrapper(serverTime), 'iperf3', '-s', '-1', '-B', DC_ADDR],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const serverDone = new Promise((resolve) => server.on('close', resolve));
+  await new Promise((r) => setTimeout(r, 500));
+  const clientCode = await exitOf('ip', [
+    'netns',
+    'exec',
+    topo.site,
+    ...timeWrapper(clientTime),
+    'iperf3',
+    '-c',
+    DC_ADDR,
+    '-u',
+    '-l',
+    '172',
+    '-b',
+    '3.44M',
+    '--bidir',
+    '-t',
+    `${FOOTPRINT_S}`,
+  ]);
+  await serverDone;
+  if (clientCode !== 0) throw new Error(`iperf3 client exited ${clientCode}`);
+  return {
+    probe: readUsage(probeTime),
+    reflector: readUsage(reflectorTime),
+    iperfClient: readUsage(clientTime),
+    iperfServer: readUsage(serverTime),
+    forwardLost: probeResult.forward.lost,
+  };
+}
+
+const f = (n: number | undefined, digits = 3) =>
+  n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits);
+
+async function main(): Promise<number> {
+  const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
+  if (unavailable) {
+    process.stderr.write(`bench:probe cannot run: ${unavailable}\n`);
+    return 2;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'vr-bench-probe-'));
+  const topo = await createTopology();
+  try {
+    process.stdout.write(
+      `voipready probe benchmark — namespaces site—router—dc, G.711 (20 ms), pacing runs ${PACING_S} s, footprint ${FOOTPRINT_S} s\n\n`,
+    );
+    const pacing: PacingRow[] = [];
+    for (const calls of PACING_CALLS) pacing.push(await pacingRun(topo, dir, calls));
+
+    process.stdout.write(
+      '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 within 1 ms at 50 calls)\n',
+    );
+    process.stdout.write(
+      '   calls | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
+    );
+    for (const r of pacing) {
+      process.stdout.write(
+        `   ${String(r.calls).padStart(5)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire.p50).padStart(30)} ${f(r.wire.p99).padStart(6)} ${f(r.wire.max).padStart(6)} ${String(r.wire.n).padStart(8)}\n`,
+      );
+    }
+
+    process.stdout.write(
+      "\n3. Accuracy: reflector forward jitter vs tshark -z rtp,streams on the reflector's interface\n",
+    );
+    process.stdout.write('   calls | streams | |Δ max jitter| ms: mean    max | received counts equal\n');
+    for (const r of pacing) {
+      process.stdout.write(
+        `   ${String(r.calls).padStart(5)} | ${String(r.accuracy.streams).padStart(7)} | ${f(r.accuracy.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(r.accuracy.maxAbsDeltaMaxJitterMs).padStart(6)} | ${r.accuracy.lossAgrees ? 'yes' : 'NO'}\n`,
+      );
+    }
+
+    const fp = await footprint(topo, dir);
+    const ours = { cpuS: fp.probe.cpuS + fp.reflector.cpuS, rssMb: fp.probe.rssMb + fp.reflector.rssMb };
+    const ref = {
+      cpuS: fp.iperfClient.cpuS + fp.iperfServer.cpuS,
+      rssMb: fp.iperfClient.rssMb + fp.iperfServer.rssMb,
+    };
+    const line = (name: string, u: Usage) =>
+      `   ${name.padEnd(22)} ${f(u.cpuS, 2).padStart(10)} ${f(u.rssMb, 1).padStart(12)}\n`;
+    process.stdout.write(
+      `\n2. Footprint: ${FOOTPRINT_CALLS} G.711 calls for ${FOOTPRINT_S} s (2,500 packets/s each way; targets: CPU ≤ 2x iperf3, RSS < 80 MB)\n`,
+    );
+    process.stdout.write(
+      `   ${'process'.padEnd(22)} ${'CPU s'.padStart(10)} ${'peak RSS MB'.padStart(12)}\n`,
+    );
+    process.stdout.write(line('voipready probe', fp.probe));
+    process.stdout.write(line('voipready reflector', fp.reflector));
+    process.stdout.write(line('probe + reflector', ours));
+    process.stdout.write(line('iperf3 client', fp.iperfClient));
+    process.stdout.write(line('iperf3 server', fp.iperfServer));
+    process.stdout.write(line('iperf3 client + server', ref));
+    process.stdout.write(
+      `   CPU ratio voipready / iperf3: ${f(ours.cpuS / ref.cpuS, 2)}x; largest voipready RSS ${f(Math.max(fp.probe.rssMb, fp.reflector.rssMb), 1)} MB; probe forward lost: ${fp.forwardLost}\n`,
+    );
+    return 0;
+  } finally {
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench:probe failed: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+  },
+);
