@@ -1,0 +1,227 @@
+// `voipready agent`: probes each configured peer on its schedule, turns each result into a
+// voipready.report/1, stores it in the durable queue and lets the sender deliver it. Side effects
+// (the probe, the uplink, the clock, the file system) come in as dependencies.
+import { randomBytes } from 'node:crypto';
+import type { AgentConfig } from '../../src/config/agent.js';
+import { AgentReport, type ProbeResult, REPORT_SCHEMA } from '../../src/schemas.js';
+import { DurableQueue, type QueueFs } from '../queue/durable-queue.js';
+import type { SendOutcome } from '../uplink/post-report.js';
+import { Sender } from '../uplink/sender.js';
+import type { Clock } from './clock.js';
+import type { Log } from './log.js';
+import { runSchedule, type ScheduledJob } from './scheduler.js';
+
+/** What the agent asks of one probe run (the options of runProbe in agent/probe.ts). */
+export interface ProbeRequest {
+  peer: string;
+  signallingPort?: number;
+  codec: string;
+  calls: number;
+  durationMs: number;
+  secret?: Buffer;
+}
+
+export type ProbeFn = (request: ProbeRequest) => Promise<ProbeResult>;
+
+export interface AgentDeps {
+  probe: ProbeFn;
+  send: (body: string) => Promise<SendOutcome>;
+  clock: Clock;
+  log: Log;
+  /** Shared secrets read from each probe's secretFile, by probe index. */
+  secrets?: (Buffer | undefined)[];
+  random?: () => number;
+  fs?: QueueFs;
+  /** How often reports that could not be written (disk full) are tried again. */
+  rewriteEveryMs?: number;
+}
+
+export interface RunningAgent {
+  queue: DurableQueue;
+  /** Stops scheduling; a probe in progress finishes and is queued; resolves when all loops ended. */
+  stop(): Promise<void>;
+  /** Resolves when the agent stopped (after stop()). */
+  done: Promise<void>;
+}
+
+/** `${agent}-${ms since epoch, base 36}-${random}`: unique, sortable per agent, safe as a file name. */
+export function newReportId(agent: string, nowMs: number): string {
+  return `${agent}-${nowMs.toString(36)}-${randomBytes(6).toString('hex')}`;
+}
+
+export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps): Promise<RunningAgent> {
+  const { clock, log } = deps;
+  const queue = await DurableQueue.open(config.queue.dir, {
+    maxReports: config.queue.maxReports,
+    maxBytes: config.queue.maxBytes,
+    fs: deps.fs,
+    events: {
+      dropped: (items, bound) =>
+        log(
+          'warn',
+          'queue.dropped',
+          `queue over ${bound}: dropped the ${items.length} oldest undelivered report(s): ${items.map((i) => i.reportId).join(', ')}`,
+          { count: items.length, reportIds: items.map((i) => i.reportId), bound },
+        ),
+      corrupt: (file, reason) =>
+        log('error', 'queue.corrupt', `queue file ${file} is unreadable (${reason}); moved to corrupt/`, {
+          file,
+        }),
+    },
+  });
+  if (queue.length > 0) {
+    log(
+      'info',
+      'queue.recovered',
+      `${queue.length} undelivered report(s) found in ${queue.dir}; sending them first`,
+      {
+        count: queue.length,
+        oldest: queue.peek()!.reportId,
+      },
+    );
+  }
+  const sender = new Sender({
+    queue,
+    send: deps.send,
+    backoff: { initialMs: config.retry.initial, maxMs: config.retry.max },
+    clock,
+    log,
+    random: deps.random,
+  });
+
+  // Reports produced while the disk was full, oldest first; written before any newer report.
+  const unwritten: { reportId: string; body: string }[] = [];
+  let writing: Promise<void> = Promise.resolve();
+  const writePending = async (): Promise<void> => {
+    while (unwritten.length > 0) {
+      const next = unwritten[0]!;
+      try {
+        await queue.enqueue(next.reportId, next.body);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        log(
+          'error',
+          'queue.write-failed',
+          `cannot write report ${next.reportId} to ${queue.dir} (${code}); keeping ${unwritten.length} report(s) in memory and retrying`,
+          {
+            reportId: next.reportId,
+            code,
+            inMemory: unwritten.length,
+          },
+        );
+        return;
+      }
+      unwritten.shift();
+      log('info', 'report.queued', `report ${next.reportId} queued`, {
+        reportId: next.reportId,
+        queued: queue.length,
+      });
+      sender.notify();
+    }
+  };
+  // Serialised so two writers never interleave and order is kept.
+  const flush = (): Promise<void> => {
+    writing = writing.then(writePending);
+    return writing;
+  };
+
+  const jobs: ScheduledJob[] = config.probes.map((p, index) => ({
+    name: `probe ${p.peer} (${p.codec}, ${p.calls} call(s))`,
+    intervalMs: p.interval,
+    run: async () => {
+      const result = await deps.probe({
+        peer: p.peer,
+        signallingPort: p.signallingPort,
+        codec: p.codec,
+        calls: p.calls,
+        durationMs: p.duration,
+        secret: deps.secrets?.[index],
+      });
+      const nowMs = clock.now();
+      const report = {
+        schema: REPORT_SCHEMA,
+        reportId: newReportId(config.name, nowMs),
+        site: config.site,
+        agent: config.name,
+        createdAt: new Date(nowMs).toISOString(),
+        probes: [result],
+      };
+      // Validate before queueing: the collector would reject a malformed report for good anyway.
+      const checked = AgentReport.safeParse(report);
+      if (!checked.success) {
+        log(
+          'error',
+          'report.invalid',
+          `probe of ${p.peer} produced a report that fails the schema; not queued`,
+          {
+            issues: checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+          },
+        );
+        return;
+      }
+      log('info', 'probe.done', `probe of ${p.peer}: ${result.ready ? 'ready' : 'not ready'}`, {
+        peer: p.peer,
+        reportId: report.reportId,
+        ready: result.ready,
+      });
+      unwritten.push({ reportId: report.reportId, body: JSON.stringify(checked.data) });
+      // Memory holds at most the queue's bound while the disk is full; the oldest go first (logged).
+      if (unwritten.length > config.queue.maxReports) {
+        const lost = unwritten.splice(0, unwritten.length - config.queue.maxReports);
+        log(
+          'warn',
+          'queue.dropped',
+          `disk still full: dropped the ${lost.length} oldest unwritten report(s): ${lost.map((u) => u.reportId).join(', ')}`,
+          {
+            count: lost.length,
+            reportIds: lost.map((u) => u.reportId),
+          },
+        );
+      }
+      await flush();
+    },
+  }));
+
+  const controller = new AbortController();
+  const rewriteEveryMs = deps.rewriteEveryMs ?? 10_000;
+  const rewriteLoop = async () => {
+    while (!controller.signal.aborted) {
+      await clock.sleep(rewriteEveryMs, controller.signal);
+      if (unwritten.length > 0 && !controller.signal.aborted) await flush();
+    }
+  };
+  log(
+    'info',
+    'agent.started',
+    `agent ${config.name} for site ${config.site}: ${jobs.length} probe(s), queue ${queue.dir}`,
+    {
+      agent: config.name,
+      site: config.site,
+      queued: queue.length,
+    },
+  );
+  const done = Promise.all([
+    runSchedule(jobs, clock, log, controller.signal),
+    sender.run(controller.signal),
+    rewriteLoop(),
+  ]).then(async () => {
+    await writing;
+    log(
+      'info',
+      'agent.stopped',
+      `agent stopped; ${queue.length} report(s) still queued${unwritten.length ? `, ${unwritten.length} unwritten (disk full) and lost` : ''}`,
+      {
+        queued: queue.length,
+        unwritten: unwritten.length,
+      },
+    );
+  });
+  return {
+    queue,
+    done,
+    stop: async () => {
+      controller.abort();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,112 @@
+// The delivery loop: strictly FIFO, one report in flight. The oldest queued report is sent; only when
+// the collector acknowledged it (2xx) is it removed and the next one sent, so the collector receives
+// reports in the order they were stored. Transient failures back off (full jitter, Retry-After
+// honoured) and retry the same report; a permanent rejection moves it to dead/ with a log line.
+import type { DurableQueue } from '../queue/durable-queue.js';
+import type { Clock } from '../service/clock.js';
+import type { Log } from '../service/log.js';
+import { type BackoffPolicy, backoffDelayMs } from './backoff.js';
+import type { SendOutcome } from './post-report.js';
+
+export interface SenderDeps {
+  queue: DurableQueue;
+  send: (body: string) => Promise<SendOutcome>;
+  backoff: BackoffPolicy;
+  clock: Clock;
+  log: Log;
+  random?: () => number;
+}
+
+export class Sender {
+  private wake: (() => void) | undefined;
+  private pendingWake = false;
+  private failures = 0;
+
+  constructor(private readonly deps: SenderDeps) {}
+
+  /** Something was queued: stop waiting for work (not for a backoff, which stays honoured). */
+  notify(): void {
+    this.pendingWake = true;
+    this.wake?.();
+  }
+
+  private async waitForWork(signal: AbortSignal): Promise<void> {
+    if (this.pendingWake) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Runs until the signal aborts; an attempt in progress when it aborts finishes or times out first. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { queue, log, clock } = this.deps;
+    while (!signal.aborted) {
+      this.pendingWake = false;
+      const item = queue.peek();
+      if (!item) {
+        await this.waitForWork(signal);
+        continue;
+      }
+      let body: string;
+      try {
+        body = await queue.read(item);
+      } catch (err) {
+        // Dropped by the size bound between peek and read: nothing to send.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      const outcome = await this.deps.send(body);
+      if (outcome.kind === 'acked') {
+        await queue.ack(item);
+        log('info', 'report.delivered', `report ${item.reportId} acknowledged (HTTP ${outcome.status})`, {
+          reportId: item.reportId,
+          status: outcome.status,
+          queued: queue.length,
+          ...(this.failures > 0 ? { afterFailures: this.failures } : {}),
+        });
+        this.failures = 0;
+      } else if (outcome.kind === 'rejected') {
+        const deadFile = await queue.deadLetter(item, outcome.reason);
+        log(
+          'error',
+          'report.rejected',
+          `collector rejected report ${item.reportId} for good; kept in ${deadFile}`,
+          {
+            reportId: item.reportId,
+            status: outcome.status,
+            reason: outcome.reason,
+            deadFile,
+          },
+        );
+        this.failures = 0;
+      } else {
+        const delayMs = backoffDelayMs(
+          this.failures,
+          this.deps.backoff,
+          outcome.retryAfterMs,
+          this.deps.random,
+        );
+        this.failures++;
+        log(
+          'warn',
+          'report.retry',
+          `collector unavailable (${outcome.reason}); retrying report ${item.reportId} in ${(delayMs / 1000).toFixed(1)} s`,
+          {
+            reportId: item.reportId,
+            status: outcome.status,
+            attempt: this.failures,
+            delayMs,
+            queued: queue.length,
+          },
+        );
+        await clock.sleep(delayMs, signal);
+      }
+    }
+  }
+}
