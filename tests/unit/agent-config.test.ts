@@ -1,4 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { command as configCommand } from '../../src/commands/config.js';
 import { formatConfigError, parseAgentConfig } from '../../src/config/agent.js';
 
 const VALID = `agent:
@@ -69,5 +74,71 @@ describe('agent config', () => {
     if (r.ok) return;
     const paths = r.errors.map((e) => e.path).sort();
     expect(paths).toEqual(['agent.collector.url', 'agent.probes', 'agent.queue']);
+  });
+});
+
+describe('voipready config check', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'voipready-config-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function check(files: Record<string, string>, extra: string[] = []) {
+    const paths = [];
+    for (const [name, text] of Object.entries(files)) {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      paths.push(path);
+    }
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let out = '';
+    let err = '';
+    stdout.on('data', (d) => {
+      out += d;
+    });
+    stderr.on('data', (d) => {
+      err += d;
+    });
+    const code = await configCommand.run({}, ['check', ...paths, ...extra], { stdout, stderr, env: {} });
+    return { code, out, err: err.replaceAll(`${dir}/`, '') };
+  }
+
+  it('says ok with exit 0 for a valid agent file', async () => {
+    const r = await check({ 'agent.yaml': VALID });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`${join(dir, 'agent.yaml')}: ok (agent config, 2 probe(s))\n`);
+  });
+
+  it('prints one line per error, exit 2', async () => {
+    const r = await check({
+      'bad.yaml': VALID.replace('calls: 2', 'calls: 0').replace('name: agent-1', 'nme: x'),
+    });
+    expect(r.code).toBe(2);
+    expect(r.err.trim().split('\n').sort()).toEqual([
+      'bad.yaml: agent.name: Invalid input: expected string, received undefined',
+      'bad.yaml: agent.probes.0.calls: Too small: expected number to be >=1',
+      'bad.yaml: agent: Unrecognized key: "nme"',
+    ]);
+  });
+
+  it('checks collector files with the collector schema', async () => {
+    const ok = await check({ 'collector.yaml': 'collector:\n  listen: { port: 0 }\n' });
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/collector\.yaml: ok \(collector config, 0 agent\(s\), 0 viewer\(s\)\)/);
+    const bad = await check({ 'c2.yaml': 'collector:\n  listen: { prot: 1 }\n' });
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/^c2\.yaml: collector\.listen: Unrecognized key: "prot"$/m);
+  });
+
+  it('names a file that is neither, a YAML syntax error and an unreadable file', async () => {
+    const r = await check({ 'x.yaml': 'probes: []\n', 'y.yaml': 'agent: {\n' }, [join(dir, 'missing.yaml')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^x\.yaml: \(root\): expected a top-level "agent:" or "collector:" key$/m);
+    expect(r.err).toMatch(/^y\.yaml: \d+:\d+: /m);
+    expect(r.err).toMatch(/^missing\.yaml: cannot read: ENOENT$/m);
   });
 });
