@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliUnavailableReason, startCli } from '../tests/helpers/cli.js';
+import { cliUnavailableReason, type ProbeJson, parseProbeJson, startCli } from '../tests/helpers/cli.js';
 import {
   createTopology,
   DC_ADDR,
@@ -24,7 +24,7 @@ const FOOTPRINT_S = Number(process.env.BENCH_SECONDS ?? 60);
 const PACING_S = Number(process.env.BENCH_PACING_SECONDS ?? 10);
 const PACING_CALLS = [1, 10, 50];
 const FOOTPRINT_CALLS = 50;
-const G711_CLOCK_KHZ = 8;
+const PTIME_MS = 20;
 
 interface Spread {
   p50: number;
@@ -41,35 +41,25 @@ function spread(values: number[]): Spread {
 
 /**
  * Send lateness seen on the wire: per stream, capture time minus the packet's place on the 20 ms
- * grid (its RTP timestamp), less the stream's smallest such offset — timers only ever fire late,
- * so the earliest packet is the best estimate of the grid's phase.
+ * grid (its sequence number x 20 ms; not its RTP timestamp, which the probe may set to the actual
+ * send instant), less the stream's smallest such offset — timers only ever fire late, so the
+ * earliest packet is the best estimate of the grid's phase.
  */
 function captureLatenessMs(packets: RtpPacket[]): number[] {
   const byStream = new Map<number, RtpPacket[]>();
-  for (const p of packets) byStream.set(p.ssrc, [...(byStream.get(p.ssrc) ?? []), p]);
+  for (const p of packets) {
+    const list = byStream.get(p.ssrc);
+    if (list) list.push(p);
+    else byStream.set(p.ssrc, [p]);
+  }
   const out: number[] = [];
   for (const list of byStream.values()) {
     const first = list[0]!;
-    const offsets = list.map((p) => p.timeMs - ((p.timestamp - first.timestamp) >>> 0) / G711_CLOCK_KHZ);
+    const offsets = list.map((p) => p.timeMs - ((p.sequence - first.sequence) & 0xffff) * PTIME_MS);
     const min = Math.min(...offsets);
     for (const o of offsets) out.push(o - min);
   }
   return out;
-}
-
-interface ProbeJson {
-  forward: {
-    lost: number;
-    streams: Array<{
-      ssrc: string;
-      srcPort: number;
-      received: number;
-      lost: number;
-      jitterMs: number;
-      jitterMaxMs: number;
-    }>;
-  };
-  sendTiming?: { p50Ms: number; p99Ms: number; maxMs: number; samples: number };
 }
 
 function startReflector(topo: Topology, wrapper?: string[]) {
@@ -132,7 +122,7 @@ async function pacingRun(topo: Topology, dir: string, calls: number): Promise<Pa
     await dcCap.stop();
     if (probe.code === 2 || probe.timedOut)
       throw new Error(`probe failed (${probe.code}): ${probe.stderr.trim()}`);
-    const result = JSON.parse(probe.stdout) as ProbeJson;
+    const result = parseProbeJson(probe.stdout);
     const sent = await rtpPackets(siteCap.file, `udp.dstport == ${MEDIA_PORT}`);
     const rows = (await rtpStreams(dcCap.file)).filter((r) => r.dstPort === MEDIA_PORT);
     const deltas: number[] = [];
@@ -201,7 +191,7 @@ async function footprint(topo: Topology, dir: string) {
   await reflector.done;
   if (probe.code === 2 || probe.timedOut)
     throw new Error(`probe failed (${probe.code}): ${probe.stderr.trim()}`);
-  const probeResult = JSON.parse(probe.stdout) as ProbeJson;
+  const probeResult = parseProbeJson(probe.stdout);
 
   // The reference: iperf3 carrying the same packets both ways — 172-byte UDP payloads (12-byte RTP
   // header + 160 bytes of G.711) at 50 calls x 50 packets/s = 2,500 packets/s = 3.44 Mbit/s each way.

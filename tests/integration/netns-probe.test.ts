@@ -1,0 +1,218 @@
+// The probe and reflector over a real routed path: site (probe) — router (nftables) — dc
+// (reflector), all in namespaces this file creates and removes. The router impairs the path and
+// counts what it did; those counters and a tshark analysis of a capture at the reflector's
+// interface are the ground truth the probe's figures must equal.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type CliProcess,
+  cliUnavailableReason,
+  killAllCli,
+  type ProbeJson,
+  parseProbeJson,
+  runCli,
+  startCli,
+} from '../helpers/cli.js';
+import {
+  createTopology,
+  DC_ADDR,
+  HOST_IFACE,
+  netnsUnavailableReason,
+  SITE_ADDR,
+  type Topology,
+} from '../helpers/netns.js';
+import { rtpStreams, startCapture } from '../helpers/tshark.js';
+
+const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
+const MEDIA_PORT = 5004;
+const SIGNALLING_PORT = MEDIA_PORT + 1;
+const CALLS = 4;
+const DURATION_S = 3;
+const WAIT_S = 1;
+/** First UDP payload byte 0x80: an RTP v2 probe or reply (the wire's control messages start with 0). */
+const RTP = '@th,64,8 0x80';
+const FORWARD_MEDIA = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} ${RTP}`;
+const REVERSE_MEDIA = `ip saddr ${DC_ADDR} ip daddr ${SITE_ADDR} udp sport ${MEDIA_PORT} ${RTP}`;
+const FORWARD_SIGNALLING = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${SIGNALLING_PORT} ${RTP}`;
+
+function checkOf(json: ProbeJson, id: string) {
+  const check = json.checks.find((c) => c.id === id);
+  if (!check) throw new Error(`no ${id} check in ${JSON.stringify(json.checks)}`);
+  return check;
+}
+
+describe.skipIf(unavailable !== undefined)(
+  `probe over a routed namespace path ${unavailable ? `(skipped: ${unavailable})` : ''}`,
+  () => {
+    let topo: Topology;
+    let reflector: CliProcess;
+    const dir = mkdtempSync(join(tmpdir(), 'vr-netns-probe-'));
+
+    beforeAll(async () => {
+      topo = await createTopology();
+      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
+      await reflector.waitForStderr(/reflector listening on .*DSCP readable: yes/, 10_000);
+    });
+    afterAll(async () => {
+      await reflector?.stop();
+      await killAllCli();
+      await topo?.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    async function probe(port = MEDIA_PORT) {
+      const run = await runCli(
+        [
+          'probe',
+          '--peer',
+          `${DC_ADDR}:${port}`,
+          '--calls',
+          `${CALLS}`,
+          '--duration',
+          `${DURATION_S}s`,
+          '--wait',
+          `${WAIT_S}s`,
+          '--json',
+        ],
+        { ns: topo.site, timeoutMs: (DURATION_S + WAIT_S + 20) * 1000 },
+      );
+      expect(run.timedOut, run.stderr).toBe(false);
+      expect([0, 1], `exit ${run.code}; stderr: ${run.stderr}`).toContain(run.code);
+      return { run, json: parseProbeJson(run.stdout) };
+    }
+
+    it('counts forward drops exactly, names the path that rewrote EF and CS3, and agrees with tshark', async () => {
+      await topo.impair({
+        counters: ['fwd_rtp_drop', 'rev_ef_to_cs0', 'fwd_cs3_to_cs0'],
+        forward: [
+          `${FORWARD_MEDIA} numgen random mod 100 < 5 counter name "fwd_rtp_drop" drop`,
+          `${REVERSE_MEDIA} ip dscp ef counter name "rev_ef_to_cs0" ip dscp set cs0`,
+          `${FORWARD_SIGNALLING} ip dscp cs3 counter name "fwd_cs3_to_cs0" ip dscp set cs0`,
+        ],
+      });
+      const capture = await startCapture({ ns: topo.dc, iface: HOST_IFACE, file: join(dir, 'dc.pcapng') });
+      const { run, json } = await probe();
+      const summary = await capture.stop();
+      const counters = await topo.counters();
+
+      expect(run.code).toBe(1);
+      expect(json.ready).toBe(false);
+      expect(json.privileged).toBe(true);
+      expect(json.forward.streams).toHaveLength(CALLS);
+
+      // Loss: the router's drop counter is the truth, to the packet.
+      const dropped = counters.fwd_rtp_drop!.packets;
+      expect(dropped).toBeGreaterThan(0);
+      expect(json.forward.lost).toBe(dropped);
+      expect(json.forward.received).toBe(json.forward.sent - dropped);
+      expect(json.reverse.lost).toBe(0);
+      expect(json.reverse.received).toBe(json.forward.received);
+      expect(checkOf(json, 'loss').status).toBe('fail');
+
+      // DSCP per direction: EF intact forward, rewritten to CS0 on every reply on the way back.
+      expect(json.forward.dscpSent).toBe(46);
+      expect(json.forward.dscpReceived).toEqual({ '46': json.forward.received });
+      expect(counters.rev_ef_to_cs0!.packets).toBe(json.reverse.received);
+      expect(json.reverse.dscpReceived).toEqual({ '0': json.reverse.received });
+      const dscpRtp = checkOf(json, 'dscp-rtp');
+      expect(dscpRtp.status).toBe('fail');
+      expect(dscpRtp.evidence).toMatch(/reverse/i);
+      expect(dscpRtp.evidence).toMatch(/CS0/);
+
+      // Signalling: CS3 rewritten forward only.
+      const sig = json.signalling;
+      expect(sig.forward.received).toBeGreaterThan(0);
+      expect(counters.fwd_cs3_to_cs0!.packets).toBe(sig.forward.received + sig.forward.lost);
+      expect(sig.forward.dscpReceived).toEqual({ '0': sig.forward.received });
+      expect(sig.reverse.dscpReceived).toEqual({ '24': sig.reverse.received });
+      const dscpSip = checkOf(json, 'dscp-sip');
+      expect(dscpSip.status).toBe('fail');
+      expect(dscpSip.evidence).toMatch(/forward/i);
+      expect(dscpSip.evidence).toMatch(/CS0/);
+
+      // tshark on the reflector's interface: same packets, same loss, same jitter (within 0.2 ms).
+      expect(summary.dropped).toBe(0);
+      const rows = (await rtpStreams(capture.file)).filter(
+        (r) => r.dstIp === DC_ADDR && r.dstPort === MEDIA_PORT,
+      );
+      expect(rows).toHaveLength(CALLS);
+      for (const stream of json.forward.streams) {
+        const row = rows.find((r) => r.ssrc.toLowerCase() === stream.ssrc.toLowerCase());
+        expect(row, `tshark has no stream ${stream.ssrc}`).toBeDefined();
+        expect(row!.srcPort).toBe(stream.srcPort);
+        expect(stream.dstPort).toBe(MEDIA_PORT);
+        expect(row!.packets).toBe(stream.received);
+        expect(stream.lost).toBe(stream.sent - row!.packets);
+        // tshark counts gaps inside the sequence range; drops of a stream's last packets it cannot see.
+        expect(row!.lost).toBeLessThanOrEqual(stream.lost);
+        expect(Math.abs(row!.maxJitterMs - stream.jitterMaxMs)).toBeLessThanOrEqual(0.2);
+      }
+      expect(json.forward.streams.reduce((sum, s) => sum + s.lost, 0)).toBe(dropped);
+    });
+
+    it('passes a clean path, with latency estimated from RTT when clocks are not known to be synchronised', async () => {
+      await topo.impair({ counters: [], forward: [] });
+      const { run, json } = await probe();
+      expect(json.forward.lost).toBe(0);
+      expect(json.reverse.lost).toBe(0);
+      expect(json.forward.received).toBe(json.forward.sent);
+      expect(json.forward.sent).toBeGreaterThanOrEqual(CALLS * DURATION_S * 50 * 0.95);
+      expect(json.forward.dscpReceived).toEqual({ '46': json.forward.received });
+      expect(json.reverse.dscpReceived).toEqual({ '46': json.reverse.received });
+      expect(json.signalling.forward.dscpReceived).toEqual({ '24': json.signalling.forward.received });
+      expect(json.signalling.reverse.dscpReceived).toEqual({ '24': json.signalling.reverse.received });
+      const synced = json.clockSync.local.synchronised && json.clockSync.peer?.synchronised === true;
+      expect(json.oneWayMs.estimated).toBe(!synced);
+      if (!synced) expect(checkOf(json, 'latency').evidence).toMatch(/RTT|round.trip|estimat/i);
+      for (const check of json.checks) expect([check.id, check.status]).toEqual([check.id, 'pass']);
+      expect(json.ready).toBe(true);
+      expect(run.code).toBe(0);
+    });
+
+    it('counts reverse drops exactly and leaves the forward direction clean', async () => {
+      await topo.impair({
+        counters: ['rev_rtp_drop'],
+        forward: [`${REVERSE_MEDIA} numgen random mod 100 < 5 counter name "rev_rtp_drop" drop`],
+      });
+      const { run, json } = await probe();
+      const dropped = (await topo.counters()).rev_rtp_drop!.packets;
+      expect(dropped).toBeGreaterThan(0);
+      expect(json.reverse.lost).toBe(dropped);
+      expect(json.reverse.streams.reduce((sum, s) => sum + s.lost, 0)).toBe(dropped);
+      expect(json.forward.lost).toBe(0);
+      expect(json.forward.received).toBe(json.forward.sent);
+      expect(checkOf(json, 'loss').status).toBe('fail');
+      expect(checkOf(json, 'loss').evidence).toMatch(/reverse/i);
+      expect(checkOf(json, 'dscp-rtp').status).toBe('pass');
+      expect(run.code).toBe(1);
+    });
+
+    it('reports 100 % loss, not a hang, when the router drops everything to the reflector', async () => {
+      await topo.impair({
+        counters: ['blackhole'],
+        forward: [`ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} counter name "blackhole" drop`],
+      });
+      const { run, json } = await probe();
+      expect((await topo.counters()).blackhole!.packets).toBeGreaterThan(0);
+      expect(run.elapsedMs).toBeLessThan((DURATION_S + WAIT_S + 5) * 1000);
+      expect(json.forward.sent).toBeGreaterThan(0);
+      expect(json.forward.lossPct).toBe(100);
+      expect(checkOf(json, 'loss').status).toBe('fail');
+      expect(json.ready).toBe(false);
+      expect(run.code).toBe(1);
+    });
+
+    it('reports 100 % loss, not a crash, when no reflector listens (ICMP port unreachable)', async () => {
+      await topo.impair({ counters: [], forward: [] });
+      const { run, json } = await probe(MEDIA_PORT + 1000);
+      expect(run.elapsedMs).toBeLessThan((DURATION_S + WAIT_S + 5) * 1000);
+      expect(json.forward.sent).toBeGreaterThan(0);
+      expect(json.forward.lossPct).toBe(100);
+      expect(checkOf(json, 'loss').status).toBe('fail');
+      expect(json.ready).toBe(false);
+      expect(run.code).toBe(1);
+    });
+  },
+);
