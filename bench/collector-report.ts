@@ -1,0 +1,72 @@
+// Realistic `voipready.report/1` documents for the collector's benchmark and tests: one G.711 probe
+// result per report, with per-direction figures the caller can override.
+import type { AgentReport, DirectionStats, ProbeResult } from '../src/schemas.js';
+
+export interface SampleOptions {
+  reportId: string;
+  site?: string;
+  agent?: string;
+  createdAt?: string;
+  peer?: string;
+  forward?: Partial<DirectionStats>;
+  reverse?: Partial<DirectionStats>;
+  oneWayMs?: ProbeResult['oneWayMs'];
+  /** DSCP read on arrival for the signalling stream (default CS3 both ways). */
+  signallingDscp?: number;
+}
+
+function direction(over: Partial<DirectionStats> = {}): DirectionStats {
+  return {
+    sent: 500,
+    received: 500,
+    lost: 0,
+    lossPct: 0,
+    duplicates: 0,
+    reordered: 0,
+    maxBurstLoss: 0,
+    jitterMs: 0.8,
+    jitterMaxMs: 2.1,
+    dscpSent: 46,
+    dscpReceived: { '46': 500 },
+    ...over,
+  };
+}
+
+export function sampleProbe(o: Omit<SampleOptions, 'reportId'> = {}): ProbeResult {
+  const sig = String(o.signallingDscp ?? 24);
+  const forward = direction(o.forward);
+  const reverse = direction(o.reverse);
+  return {
+    schema: 'voipready.probe/1',
+    peer: o.peer ?? 'dc1.example.net:4000',
+    codec: 'g711u',
+    calls: 1,
+    durationS: 10,
+    privileged: true,
+    startedAt: o.createdAt ?? new Date().toISOString(),
+    forward,
+    reverse,
+    signalling: {
+      forward: { sent: 10, received: 10, lost: 0, dscpSent: 24, dscpReceived: { [sig]: 10 } },
+      reverse: { sent: 10, received: 10, lost: 0, dscpSent: 24, dscpReceived: { [sig]: 10 } },
+    },
+    rttMs: { min: 20.1, mean: 22.4, p50: 22.1, p95: 25.3, p99: 27.9, max: 31.2 },
+    oneWayMs: o.oneWayMs ?? { forward: 11.2, reverse: 11.2, estimated: true },
+    rFactor: 92.6,
+    mos: 4.4,
+    checks: [],
+    ready: true,
+  };
+}
+
+export function sampleReport(o: SampleOptions): AgentReport {
+  const createdAt = o.createdAt ?? new Date().toISOString();
+  return {
+    schema: 'voipready.report/1',
+    reportId: o.reportId,
+    site: o.site ?? 'hq',
+    agent: o.agent ?? 'hq-agent-1',
+    createdAt,
+    probes: [sampleProbe({ ...o, createdAt })],
+  };
+}

@@ -1,0 +1,156 @@
+// The collector as a Fastify app: services decorated on the root instance, one route plugin per
+// resource, auth and metrics as hooks. Side effects (store, clock, InfluxDB writer) come in, so
+// tests drive the app with inject() and move the clock.
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import type { CollectorConfig } from '../src/config/collector.js';
+import { errorMessage } from '../src/errors.js';
+import { bearerToken, type Principal, RateLimiter, TokenTable } from './auth.js';
+import { IngestService } from './ingest.js';
+import { type CollectorMetrics, createMetrics, ingestResult } from './metrics.js';
+import { assessmentRoutes } from './routes/assessments.js';
+import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { REPORTS_ROUTE, reportRoutes } from './routes/reports.js';
+import { siteRoutes } from './routes/sites.js';
+import type { InfluxOutboxWriter } from './store/influx.js';
+import { StoreUnavailableError } from './store/sqlite.js';
+import type { ReportStore } from './store/store.js';
+
+/** Who may call a route: an agent token, a viewer token (unless reads are open), or anyone. */
+export type Access = 'agent' | 'read' | 'public';
+
+export interface CollectorServices {
+  config: CollectorConfig;
+  store: ReportStore;
+  ingest: IngestService;
+  tokens: TokenTable;
+  limiter: RateLimiter;
+  metrics: CollectorMetrics;
+  influx: InfluxOutboxWriter | undefined;
+  now: () => number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    collector: CollectorServices;
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+}
+
+export interface AppOptions {
+  config: CollectorConfig;
+  store: ReportStore;
+  now?: () => number;
+  influx?: InfluxOutboxWriter;
+  logger?: FastifyServerOptions['logger'];
+}
+
+export function buildApp(opts: AppOptions): FastifyInstance {
+  const { config, store } = opts;
+  const now = opts.now ?? Date.now;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimitBytes,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+  });
+
+  const ingest = new IngestService({
+    store,
+    config,
+    now,
+    timeSeries: opts.influx !== undefined,
+    onPoints: () => opts.influx?.poke(),
+  });
+  const metrics = createMetrics({
+    latest: () => ingest.latestPerSite(),
+    now,
+    outboxSize: () => store.outboxSize(),
+  });
+  app.decorate('collector', {
+    config,
+    store,
+    ingest,
+    tokens: new TokenTable(config),
+    limiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
+    metrics,
+    influx: opts.influx,
+    now,
+  } satisfies CollectorServices);
+  app.decorateRequest('principal', undefined);
+
+  // Authentication runs before the body is read: an unauthenticated client cannot make us parse it.
+  app.addHook('onRequest', async (request, reply) => {
+    const access = request.routeOptions.config.access ?? 'public';
+    if (access === 'public' || (access === 'read' && config.reads === 'open')) return;
+    const token = bearerToken(request.headers.authorization);
+    const principal = token ? app.collector.tokens.identify(token) : undefined;
+    if (!principal) {
+      reply.header('www-authenticate', 'Bearer realm="voipready"');
+      return reply.code(401).send({
+        error: 'unauthorized',
+        message: token ? 'unknown token' : 'missing "Authorization: Bearer <token>" header',
+      });
+    }
+    const wanted = access === 'agent' ? 'agent' : 'viewer';
+    if (principal.kind !== wanted) {
+      return reply.code(403).send({ error: 'forbidden', message: `this needs a ${wanted} token` });
+    }
+    request.principal = principal;
+    if (access === 'agent') {
+      const retryAfterS = app.collector.limiter.take(principal.name);
+      if (retryAfterS > 0) {
+        reply.header('retry-after', String(retryAfterS));
+        return reply.code(429).send({
+          error: 'rate limited',
+          message: `agent ${principal.name} exceeded ${config.rateLimit.perSecond} reports/s (burst ${config.rateLimit.burst}); retry after ${retryAfterS} s`,
+        });
+      }
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpDuration.observe(
+      { method: request.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    if (route === REPORTS_ROUTE && request.method === 'POST')
+      metrics.reportsIngested.inc({ result: ingestResult(reply.statusCode) });
+  });
+
+  // Bad input is a 4xx naming the problem (malformed JSON, 413, 415 come from Fastify's parser);
+  // storage trouble is 503 so agents retry; anything else is our bug: 500, logged.
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (err instanceof StoreUnavailableError) {
+      request.log.error(err.message);
+      reply.header('retry-after', '5');
+      return reply.code(503).send({ error: 'unavailable', message: 'storage unavailable, retry later' });
+    }
+    const status = err.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      return reply.code(status).send({ error: err.code ?? 'bad request', message: errorMessage(err) });
+    }
+    request.log.error({ err }, 'internal error');
+    return reply.code(500).send({ error: 'internal', message: 'internal error' });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .send({ error: 'not found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  app.register(reportRoutes);
+  app.register(siteRoutes);
+  app.register(assessmentRoutes);
+  app.register(healthRoutes);
+  app.register(metricsRoutes);
+  return app;
+}

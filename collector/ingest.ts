@@ -1,0 +1,82 @@
+// The ingest service: judge a report with its site's policy, commit it (with its time-series points
+// when InfluxDB is configured), and keep each site's latest assessment at hand for readiness and
+// /metrics.
+import { createHash, randomUUID } from 'node:crypto';
+import type { CollectorConfig } from '../src/config/collector.js';
+import { DEFAULT_POLICY } from '../src/policy.js';
+import type { AgentReport } from '../src/schemas.js';
+import { type Assessment, assessReport } from './assessment.js';
+import { pointsFromReport } from './store/influx.js';
+import type { ReportStore, SaveResult, SiteLatest } from './store/store.js';
+
+export interface IngestDeps {
+  store: ReportStore;
+  config: CollectorConfig;
+  now: () => number;
+  newId?: () => string;
+  /** Whether points are queued for InfluxDB. */
+  timeSeries: boolean;
+  /** Called after a report with points was committed. */
+  onPoints?: () => void;
+}
+
+export interface IngestOutcome {
+  result: SaveResult;
+  assessment: Assessment;
+}
+
+export class IngestService {
+  private readonly latest = new Map<string, SiteLatest>();
+
+  constructor(private readonly deps: IngestDeps) {
+    for (const l of deps.store.latestPerSite()) this.latest.set(l.assessment.site, l);
+  }
+
+  async ingest(report: AgentReport): Promise<IngestOutcome> {
+    const { store, config, now, timeSeries } = this.deps;
+    const body = JSON.stringify(report);
+    const assessment = assessReport({
+      report,
+      policy: config.sites[report.site]?.policy ?? DEFAULT_POLICY,
+      assessmentId: (this.deps.newId ?? randomUUID)(),
+      receivedAtMs: now(),
+      validForMs: config.readinessValidFor,
+    });
+    const points = timeSeries ? pointsFromReport(report, assessment) : [];
+    const result = await store.save({
+      report,
+      body,
+      bodySha256: createHash('sha256').update(body).digest('hex'),
+      receivedAtMs: Date.parse(assessment.assessedAt),
+      assessment,
+      points,
+    });
+    if (result === 'stored') {
+      const current = this.latest.get(report.site);
+      if (!current || Date.parse(assessment.measuredAt) >= Date.parse(current.assessment.measuredAt)) {
+        this.latest.set(report.site, { assessment, report });
+      }
+      if (points.length > 0) this.deps.onPoints?.();
+    }
+    return { result, assessment };
+  }
+
+  latestPerSite(): SiteLatest[] {
+    return [...this.latest.values()];
+  }
+
+  latestFor(site: string): SiteLatest | undefined {
+    return this.latest.get(site);
+  }
+
+  /** Sites with evidence, and sites the configuration names (agents bound to them, policies). */
+  knownSites(): string[] {
+    const { config } = this.deps;
+    const sites = new Set([
+      ...this.latest.keys(),
+      ...config.agents.map((a) => a.site),
+      ...Object.keys(config.sites),
+    ]);
+    return [...sites].sort();
+  }
+}

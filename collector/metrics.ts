@@ -1,0 +1,189 @@
+// Prometheus metrics on the app's own registry. Path gauges are filled at scrape time from the latest
+// assessment of each site (collect callbacks), so they always show the newest evidence. Labels are
+// low-cardinality: site, peer, direction, traffic class — never report ids.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ProbeResult } from '../src/schemas.js';
+import { readinessAt } from './assessment.js';
+import { dscpHonoured } from './store/influx.js';
+import type { SiteLatest } from './store/store.js';
+
+export interface MetricsSources {
+  latest: () => Iterable<SiteLatest>;
+  now: () => number;
+  outboxSize: () => number;
+}
+
+export interface CollectorMetrics {
+  registry: Registry;
+  reportsIngested: Counter<'result'>;
+  httpDuration: Histogram<'method' | 'route' | 'status_code'>;
+  influxPointsWritten: Counter;
+  influxWriteFailures: Counter;
+}
+
+const DIRECTIONS = ['forward', 'reverse'] as const;
+
+function eachDirection(
+  sources: MetricsSources,
+  fn: (
+    labels: { site: string; peer: string; direction: string },
+    probe: ProbeResult,
+    dir: 'forward' | 'reverse',
+  ) => void,
+): void {
+  for (const { report } of sources.latest()) {
+    for (const probe of report.probes) {
+      for (const direction of DIRECTIONS)
+        fn({ site: report.site, peer: probe.peer, direction }, probe, direction);
+    }
+  }
+}
+
+export function createMetrics(sources: MetricsSources): CollectorMetrics {
+  const registry = new Registry();
+  const pathLabels = ['site', 'peer', 'direction'] as const;
+
+  new Gauge({
+    name: 'voipready_path_latency_seconds',
+    help: 'Latest one-way delay per site, peer and direction (RTT/2 when the clocks are not synchronised).',
+    labelNames: pathLabels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachDirection(sources, (labels, probe, dir) => {
+        const ms = probe.oneWayMs[dir];
+        if (ms !== null) this.set(labels, ms / 1000);
+      });
+    },
+  });
+  new Gauge({
+    name: 'voipready_path_jitter_seconds',
+    help: 'Latest RFC 3550 interarrival jitter per site, peer and direction.',
+    labelNames: pathLabels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachDirection(sources, (labels, probe, dir) => {
+        if (probe[dir].received > 0) this.set(labels, probe[dir].jitterMs / 1000);
+      });
+    },
+  });
+  new Gauge({
+    name: 'voipready_path_loss_ratio',
+    help: 'Latest RTP packet loss (lost / sent) per site, peer and direction.',
+    labelNames: pathLabels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachDirection(sources, (labels, probe, dir) => {
+        const d = probe[dir];
+        if (d.sent > 0) this.set(labels, Math.max(0, d.lost) / d.sent);
+      });
+    },
+  });
+  new Gauge({
+    name: 'voipready_path_dscp_honoured',
+    help: '1 when every packet arrived with the DSCP it was sent with, 0 when the mark was rewritten, -1 when unknown (not measured).',
+    labelNames: [...pathLabels, 'traffic'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachDirection(sources, (labels, probe, dir) => {
+        this.set({ ...labels, traffic: 'rtp' }, dscpHonoured(probe[dir]) ?? -1);
+        this.set({ ...labels, traffic: 'signalling' }, dscpHonoured(probe.signalling[dir]) ?? -1);
+      });
+    },
+  });
+  new Gauge({
+    name: 'voipready_path_mos',
+    help: 'Latest E-model (ITU-T G.107) MOS estimate per site and peer.',
+    labelNames: ['site', 'peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { report } of sources.latest()) {
+        for (const probe of report.probes) {
+          if (probe.mos !== null) this.set({ site: report.site, peer: probe.peer }, probe.mos);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'voipready_site_ready',
+    help: '1 when the site is VoIP-ready now (latest assessment passes and is not stale), else 0.',
+    labelNames: ['site'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = sources.now();
+      for (const { assessment } of sources.latest()) {
+        this.set({ site: assessment.site }, readinessAt(assessment.site, assessment, now).ready ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'voipready_site_evidence_age_seconds',
+    help: 'Age of the evidence behind each site’s latest assessment.',
+    labelNames: ['site'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = sources.now();
+      for (const { assessment } of sources.latest()) {
+        this.set({ site: assessment.site }, Math.max(0, now - Date.parse(assessment.measuredAt)) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'voipready_influx_outbox_points',
+    help: 'Points committed locally and not yet written to InfluxDB.',
+    registers: [registry],
+    collect() {
+      this.set(sources.outboxSize());
+    },
+  });
+
+  return {
+    registry,
+    reportsIngested: new Counter({
+      name: 'voipready_reports_ingested_total',
+      help: 'Report posts by result: stored, duplicate, conflict, invalid, unauthorized, forbidden, too_large, unsupported_media_type, rate_limited, unavailable, error.',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'voipready_http_request_duration_seconds',
+      help: 'HTTP request duration by method, route and status code.',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    influxPointsWritten: new Counter({
+      name: 'voipready_influx_points_written_total',
+      help: 'Points written to InfluxDB.',
+      registers: [registry],
+    }),
+    influxWriteFailures: new Counter({
+      name: 'voipready_influx_write_failures_total',
+      help: 'Failed InfluxDB writes (retried with backoff).',
+      registers: [registry],
+    }),
+  };
+}
+
+/** The `result` label for a report post's HTTP status. */
+export function ingestResult(status: number): string {
+  const byStatus: Record<number, string> = {
+    200: 'duplicate',
+    202: 'stored',
+    400: 'invalid',
+    401: 'unauthorized',
+    403: 'forbidden',
+    409: 'conflict',
+    413: 'too_large',
+    415: 'unsupported_media_type',
+    429: 'rate_limited',
+    503: 'unavailable',
+  };
+  return byStatus[status] ?? (status >= 500 ? 'error' : 'invalid');
+}

@@ -1,0 +1,61 @@
+// POST /api/v1/reports: an agent's report, judged and durably stored before 202.
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AgentReport, Identifier } from '../../src/schemas.js';
+
+export const REPORTS_ROUTE = '/api/v1/reports';
+
+export async function reportRoutes(app: FastifyInstance): Promise<void> {
+  app.post(REPORTS_ROUTE, { config: { access: 'agent' } }, async (request, reply) => {
+    const parsed = AgentReport.safeParse(request.body);
+    if (!parsed.success) {
+      return reply.code(400).send({
+        error: 'invalid report',
+        message: 'the body is not a valid voipready.report/1 document',
+        issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      });
+    }
+    const report = parsed.data;
+    const principal = request.principal;
+    if (principal?.kind !== 'agent' || principal.site !== report.site) {
+      return reply.code(403).send({
+        error: 'forbidden',
+        message: `this token reports for site "${principal?.kind === 'agent' ? principal.site : '?'}", not "${report.site}"`,
+      });
+    }
+    const { result, assessment } = await app.collector.ingest.ingest(report);
+    if (result === 'duplicate') return reply.code(200).send({ reportId: report.reportId, duplicate: true });
+    if (result === 'conflict') {
+      return reply.code(409).send({
+        error: 'conflict',
+        message: `report id ${report.reportId} was already stored with different content`,
+      });
+    }
+    return reply.code(202).send({
+      reportId: report.reportId,
+      assessmentId: assessment.assessmentId,
+      ready: assessment.ready,
+    });
+  });
+
+  const ListQuery = z.strictObject({
+    site: Identifier.optional(),
+    offset: z.coerce.number().int().min(0).default(0),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  });
+  // The stored reports in arrival order: what an operator (or a delivery test) counts.
+  app.get(REPORTS_ROUTE, { config: { access: 'read' } }, async (request, reply) => {
+    const query = ListQuery.safeParse(request.query);
+    if (!query.success) {
+      return reply.code(400).send({
+        error: 'bad request',
+        message: 'invalid query',
+        issues: query.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      });
+    }
+    const { site, offset, limit } = query.data;
+    return {
+      reports: app.collector.store.listReports({ ...(site ? { site } : {}), offset, limit }),
+    };
+  });
+}

@@ -1,0 +1,78 @@
+// Starting and stopping a collector: open the store, start the InfluxDB writer when configured,
+// listen. Used by `voipready collector` and by tests that need a real listening collector.
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { CollectorConfig } from '../src/config/collector.js';
+import { UserError } from '../src/errors.js';
+import { buildApp } from './app.js';
+import { InfluxOutboxWriter } from './store/influx.js';
+import { SqliteStore } from './store/sqlite.js';
+
+export interface StartOptions {
+  config: CollectorConfig;
+  dataDir: string;
+  host: string;
+  port: number;
+  now?: () => number;
+  logger?: FastifyServerOptions['logger'];
+}
+
+export interface RunningCollector {
+  app: FastifyInstance;
+  /** http://host:port the collector listens on. */
+  url: string;
+  port: number;
+  /** Stops accepting, finishes in-flight requests, drains nothing more to InfluxDB, closes the store. */
+  close(): Promise<void>;
+}
+
+export async function startCollector(opts: StartOptions): Promise<RunningCollector> {
+  let store: SqliteStore;
+  try {
+    store = new SqliteStore(opts.dataDir);
+  } catch (err) {
+    throw new UserError(`cannot open the store in ${opts.dataDir}: ${(err as Error).message}`);
+  }
+  const influxConfig = opts.config.influxdb;
+  let app: FastifyInstance | undefined;
+  const influx = influxConfig
+    ? new InfluxOutboxWriter({
+        store,
+        config: influxConfig,
+        events: {
+          onWrite: (n) => app?.collector.metrics.influxPointsWritten.inc(n),
+          onFailure: (message) => {
+            app?.collector.metrics.influxWriteFailures.inc();
+            app?.log.warn(`InfluxDB write failed, points kept in the outbox: ${message}`);
+          },
+        },
+      })
+    : undefined;
+  app = buildApp({
+    config: opts.config,
+    store,
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(influx ? { influx } : {}),
+    logger: opts.logger ?? false,
+  });
+  app.addHook('onClose', async () => {
+    await influx?.stop();
+    await store.close();
+  });
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    await app.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new UserError(`port ${opts.port} on ${opts.host} is already in use`);
+    if (code === 'EADDRNOTAVAIL') throw new UserError(`address ${opts.host} is not on this machine`);
+    if (code === 'EACCES')
+      throw new UserError(`not allowed to listen on port ${opts.port} (ports below 1024 need privilege)`);
+    throw err;
+  }
+  influx?.start();
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const running = app;
+  return { app: running, url: `http://${host}:${port}`, port, close: () => running.close() };
+}

@@ -1,0 +1,189 @@
+// InfluxDB 1.x as the time-series sink. Points are first committed to the SQLite outbox together
+// with their report (so a report is never lost while InfluxDB is down), then this writer drains the
+// outbox in order, retrying with exponential backoff and full jitter.
+//
+// Schema (docs/collector.md): measurement `voipready_rtp`, one point per direction per probed
+// stream set, at the probe's start time; tags site, agent, peer, codec, direction; fields the
+// direction's measurements plus the stream's round trip and E-model figures.
+import { InfluxDB, type IPoint } from 'influx';
+import type { InfluxConfig } from '../../src/config/collector.js';
+import { errorMessage } from '../../src/errors.js';
+import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas.js';
+import type { Assessment } from '../assessment.js';
+import type { ReportStore, SeriesPoint } from './store.js';
+
+export const RTP_MEASUREMENT = 'voipready_rtp';
+
+/** 1 when every packet that arrived carried the mark sent, 0 when some did not, undefined when unknown. */
+export function dscpHonoured(d: Pick<DirectionStats, 'dscpSent' | 'dscpReceived'>): number | undefined {
+  const marks = Object.entries(d.dscpReceived).filter(([, n]) => n > 0);
+  if (d.dscpSent === null || marks.length === 0) return undefined;
+  return marks.every(([dscp]) => Number(dscp) === d.dscpSent) ? 1 : 0;
+}
+
+function directionFields(probe: ProbeResult, direction: 'forward' | 'reverse'): SeriesPoint['fields'] {
+  const d = probe[direction];
+  const fields: SeriesPoint['fields'] = {
+    sent: d.sent,
+    received: d.received,
+    lost: d.lost,
+    lossPct: d.lossPct,
+    duplicates: d.duplicates,
+    reordered: d.reordered,
+    maxBurstLoss: d.maxBurstLoss,
+    jitterMs: d.jitterMs,
+    jitterMaxMs: d.jitterMaxMs,
+    calls: probe.calls,
+    durationS: probe.durationS,
+  };
+  const oneWay = probe.oneWayMs[direction];
+  if (oneWay !== null) {
+    fields.oneWayMs = oneWay;
+    fields.oneWayEstimated = probe.oneWayMs.estimated;
+  }
+  if (d.dscpSent !== null) fields.dscpSent = d.dscpSent;
+  const honoured = dscpHonoured(d);
+  if (honoured !== undefined) fields.dscpHonoured = honoured;
+  if (probe.rttMs) {
+    fields.rttP50Ms = probe.rttMs.p50;
+    fields.rttP99Ms = probe.rttMs.p99;
+  }
+  if (probe.mos !== null) fields.mos = probe.mos;
+  if (probe.rFactor !== null) fields.rFactor = probe.rFactor;
+  return fields;
+}
+
+/** The points one report becomes: per probe, one per direction. */
+export function pointsFromReport(report: AgentReport, assessment: Assessment): SeriesPoint[] {
+  return report.probes.flatMap((probe, i) => {
+    const startedMs = probe.startedAt ? Date.parse(probe.startedAt) : Number.NaN;
+    const timeMs = Number.isFinite(startedMs) ? startedMs : Date.parse(assessment.measuredAt);
+    const peerReady = assessment.peers[i]?.ready ?? false;
+    return (['forward', 'reverse'] as const).map((direction) => ({
+      measurement: RTP_MEASUREMENT,
+      tags: { site: report.site, agent: report.agent, peer: probe.peer, codec: probe.codec, direction },
+      fields: { ...directionFields(probe, direction), peerReady, reportId: report.reportId },
+      timeMs,
+    }));
+  });
+}
+
+export interface InfluxWriterEvents {
+  onWrite(points: number): void;
+  onFailure(message: string): void;
+}
+
+export interface InfluxWriterOptions {
+  store: ReportStore;
+  config: InfluxConfig;
+  events: InfluxWriterEvents;
+  /** Idle poll period when the outbox is empty and nobody pokes. */
+  idleMs?: number;
+  backoff?: { initialMs: number; maxMs: number };
+}
+
+export class InfluxOutboxWriter {
+  private readonly influx: InfluxDB;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private ready = false;
+  /** The last write failed (InfluxDB unreachable or refusing): exported for /readyz and metrics. */
+  failing = false;
+
+  constructor(private readonly opts: InfluxWriterOptions) {
+    const url = new URL(opts.config.url);
+    this.influx = new InfluxDB({
+      host: url.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+      protocol: url.protocol === 'https:' ? 'https' : 'http',
+      database: opts.config.database,
+      ...(opts.config.username !== undefined ? { username: opts.config.username } : {}),
+      ...(opts.config.password !== undefined ? { password: opts.config.password } : {}),
+    });
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** New points are in the outbox: write them now rather than at the next poll. */
+  poke(): void {
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async ensureDatabase(): Promise<void> {
+    const { database, retentionPolicy, retentionDuration } = this.opts.config;
+    const names = await this.influx.getDatabaseNames();
+    if (!names.includes(database)) await this.influx.createDatabase(database);
+    if (retentionPolicy !== 'autogen') {
+      const policies = await this.influx.showRetentionPolicies(database);
+      if (!policies.some((p) => p.name === retentionPolicy)) {
+        await this.influx.createRetentionPolicy(retentionPolicy, {
+          database,
+          duration: retentionDuration,
+          replication: 1,
+        });
+      }
+    }
+    this.ready = true;
+  }
+
+  private async writeBatch(): Promise<boolean> {
+    const { store, config } = this.opts;
+    const batch = store.outboxPeek(config.batchPoints);
+    if (!batch) return false;
+    const points: IPoint[] = batch.points.map((p) => ({
+      measurement: p.measurement,
+      tags: p.tags,
+      fields: p.fields,
+      timestamp: p.timeMs,
+    }));
+    await this.influx.writePoints(points, {
+      database: config.database,
+      retentionPolicy: config.retentionPolicy,
+      precision: 'ms',
+    });
+    store.outboxAck(batch.lastSeq);
+    this.opts.events.onWrite(points.length);
+    return true;
+  }
+
+  private async run(): Promise<void> {
+    const { initialMs, maxMs } = this.opts.backoff ?? { initialMs: 500, maxMs: 60_000 };
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        if (!this.ready) await this.ensureDatabase();
+        const wrote = await this.writeBatch();
+        this.failing = false;
+        failures = 0;
+        if (!wrote) await this.sleep(this.opts.idleMs ?? 1000);
+      } catch (err) {
+        this.failing = true;
+        failures++;
+        this.opts.events.onFailure(errorMessage(err));
+        // Exponential backoff with full jitter.
+        const cap = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 20));
+        await this.sleep(Math.random() * cap);
+      }
+    }
+  }
+}

@@ -1,0 +1,64 @@
+// The collector's storage, behind one interface. The embedded default is SQLite (./sqlite.ts): it
+// holds reports and assessments, and an outbox of time-series points that ./influx.ts drains into
+// InfluxDB when one is configured.
+import type { AgentReport } from '../../src/schemas.js';
+import type { Assessment } from '../assessment.js';
+
+/** One InfluxDB point, as queued in the outbox (time in ms since the epoch). */
+export interface SeriesPoint {
+  measurement: string;
+  tags: Record<string, string>;
+  fields: Record<string, number | boolean | string>;
+  timeMs: number;
+}
+
+export interface NewReport {
+  report: AgentReport;
+  /** SHA-256 of the stored body: a repeat of a report id with other content is a conflict. */
+  bodySha256: string;
+  body: string;
+  receivedAtMs: number;
+  assessment: Assessment;
+  /** Points for the time-series sink; empty when none is configured. */
+  points: SeriesPoint[];
+}
+
+/** stored: newly and durably stored; duplicate: this id was stored before with the same content;
+ * conflict: this id was stored before with other content (nothing stored). */
+export type SaveResult = 'stored' | 'duplicate' | 'conflict';
+
+export interface SiteLatest {
+  assessment: Assessment;
+  report: AgentReport;
+}
+
+export interface ReportSummary {
+  reportId: string;
+  site: string;
+  agent: string;
+  createdAt: string;
+  receivedAt: string;
+}
+
+export interface OutboxBatch {
+  /** Highest outbox sequence number in the batch; acknowledge up to it. */
+  lastSeq: number;
+  points: SeriesPoint[];
+}
+
+export interface ReportStore {
+  /** Resolves only once the report is durably committed (or known as a duplicate). */
+  save(entry: NewReport): Promise<SaveResult>;
+  /** The latest assessment of every site, by measurement time, with its report. */
+  latestPerSite(): SiteLatest[];
+  assessment(id: string): SiteLatest | undefined;
+  countReports(): number;
+  /** Stored reports in arrival order, optionally of one site. */
+  listReports(query: { site?: string; offset: number; limit: number }): ReportSummary[];
+  /** Oldest queued time-series points, up to about maxPoints (whole reports). */
+  outboxPeek(maxPoints: number): OutboxBatch | undefined;
+  outboxAck(lastSeq: number): void;
+  outboxSize(): number;
+  /** Commits what is pending and closes. */
+  close(): Promise<void>;
+}

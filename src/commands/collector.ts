@@ -1,0 +1,129 @@
+// `voipready collector`: the Fastify service that receives agents' reports, judges them, stores them
+// and exports metrics. With no config it runs on the embedded store in the default data directory.
+import { readFile } from 'node:fs/promises';
+import { parseIntFlag } from '../args.js';
+import type { Command, Io } from '../cli.js';
+import { formatConfigError } from '../config/agent.js';
+import {
+  type CollectorConfig,
+  DEFAULT_COLLECTOR_HOST,
+  DEFAULT_COLLECTOR_PORT,
+  defaultCollectorConfig,
+  defaultDataDir,
+  parseCollectorConfig,
+} from '../config/collector.js';
+import { UserError } from '../errors.js';
+
+const USAGE = `Usage: voipready collector [--config FILE] [--host ADDR] [--port N] [--data-dir DIR]
+       voipready collector --hash-token < token-file
+       voipready collector --new-token
+
+Receives agents' reports (POST /api/v1/reports), judges each with its site's policy, stores reports
+and assessments in SQLite (and measurements in InfluxDB when configured), serves readiness
+(GET /api/v1/sites, /api/v1/sites/SITE/readiness, /api/v1/assessments/ID) and Prometheus /metrics.
+
+Options:
+  --config FILE    collector.yaml (top-level "collector:" key; see docs/collector.md).
+                   Without it: no agents, reads need a token, embedded store only.
+  --host ADDR      listen address (default: config, else ${DEFAULT_COLLECTOR_HOST})
+  --port N         listen port (default: config, else ${DEFAULT_COLLECTOR_PORT}; 0 picks a free one)
+  --data-dir DIR   where the SQLite store lives (default: config, else /var/lib/voipready as root,
+                   else $XDG_DATA_HOME/voipready or ~/.local/share/voipready)
+  --hash-token     read a token on stdin, print the "sha256:..." hash to put in the config
+  --new-token      print a new random token and its hash
+
+Stops gracefully on SIGTERM/SIGINT: stops accepting, finishes in-flight requests, closes the store.
+Exit codes: 0 stopped cleanly, 2 error (bad config, port in use, unusable data directory).`;
+
+async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function loadConfig(file: string | undefined): Promise<CollectorConfig> {
+  if (file === undefined) return defaultCollectorConfig();
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  const result = parseCollectorConfig(text, file);
+  if (!result.ok) {
+    const more =
+      result.errors.length > 1 ? ` (and ${result.errors.length - 1} more; see voipready config check)` : '';
+    throw new UserError(`${formatConfigError(result.errors[0]!)}${more}`);
+  }
+  return result.config;
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: string) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
+
+export const command: Command = {
+  usage: USAGE,
+  options: {
+    config: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'data-dir': { type: 'string' },
+    'hash-token': { type: 'boolean' },
+    'new-token': { type: 'boolean' },
+  },
+  async run(values, _positionals, io: Io) {
+    const { hashToken, newToken } = await import('../../collector/auth.js');
+    if (values['new-token']) {
+      const token = newToken();
+      io.stdout.write(`token: ${token}\ntokenHash: ${hashToken(token)}\n`);
+      return 0;
+    }
+    if (values['hash-token']) {
+      const token = (await readStdin(process.stdin)).trim();
+      if (token.length < 16)
+        throw new UserError('the token on stdin is shorter than 16 characters; use --new-token');
+      io.stdout.write(`${hashToken(token)}\n`);
+      return 0;
+    }
+    const config = await loadConfig(values.config as string | undefined);
+    const host = (values.host as string | undefined) ?? config.listen.host;
+    const port =
+      values.port !== undefined
+        ? parseIntFlag(values.port as string, '--port', 0, 65535)
+        : config.listen.port;
+    const dataDir =
+      (values['data-dir'] as string | undefined) ??
+      config.dataDir ??
+      defaultDataDir(io.env, process.getuid?.() === 0);
+    const { startCollector } = await import('../../collector/server.js');
+    const running = await startCollector({
+      config,
+      dataDir,
+      host,
+      port,
+      logger: { level: io.env.VOIPREADY_LOG_LEVEL ?? 'warn' },
+    });
+    const sinks = config.influxdb
+      ? `SQLite + InfluxDB ${config.influxdb.url}/${config.influxdb.database}`
+      : 'SQLite';
+    io.stdout.write(
+      `voipready collector listening on ${running.url} (data ${dataDir}, ${sinks}, ${config.agents.length} agent(s), reads ${config.reads === 'open' ? 'open' : 'need a viewer token'})\n`,
+    );
+    if (config.agents.length === 0) {
+      io.stdout.write('no agents configured: every report will get 401 (see docs/collector.md to add one)\n');
+    }
+    const signal = await waitForSignal();
+    io.stdout.write(`${signal}: finishing in-flight requests and closing\n`);
+    await running.close();
+    return 0;
+  },
+};

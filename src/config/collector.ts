@@ -1,0 +1,131 @@
+// The collector's configuration file (YAML under a top-level `collector:` key, validated with zod;
+// unknown keys are errors). Agent configs have a top-level `agent:` key instead, which is how
+// `voipready config check` tells the two apart.
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { Policy } from '../policy.js';
+import { Identifier } from '../schemas.js';
+import { type ConfigError, type ConfigResult, Duration, parseYamlConfig } from './agent.js';
+
+export const DEFAULT_COLLECTOR_PORT = 8470;
+export const DEFAULT_COLLECTOR_HOST = '127.0.0.1';
+
+/** `sha256:<64 hex>`: the SHA-256 of a high-entropy token, as printed by `voipready collector --hash-token`. */
+export const TokenHash = z
+  .string()
+  .regex(
+    /^sha256:[0-9a-f]{64}$/,
+    'must be "sha256:" and 64 lowercase hex digits (voipready collector --hash-token)',
+  );
+
+const AgentEntry = z.strictObject({
+  name: Identifier,
+  /** The one site this agent's token may report for; a report for another site gets 403. */
+  site: Identifier,
+  tokenHash: TokenHash,
+});
+
+const ViewerEntry = z.strictObject({
+  name: Identifier,
+  tokenHash: TokenHash,
+});
+
+const InfluxConfig = z.strictObject({
+  /** Base URL of InfluxDB 1.x, e.g. http://127.0.0.1:8086. */
+  url: z.url({ protocol: /^https?$/ }),
+  database: z.string().min(1).max(64).default('voipready'),
+  /** Retention policy written to; created (as the database default) when missing. */
+  retentionPolicy: z.string().min(1).max(64).default('autogen'),
+  /** Duration of a retention policy the collector creates, in InfluxQL form (e.g. 90d, INF). */
+  retentionDuration: z
+    .string()
+    .regex(/^(INF|\d+[hdw])$/, 'must be INF or a number with h, d or w (e.g. 90d)')
+    .default('INF'),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  /** Points per write request when draining the outbox. */
+  batchPoints: z.number().int().min(1).max(100_000).default(5000),
+});
+export type InfluxConfig = z.infer<typeof InfluxConfig>;
+
+export const CollectorConfig = z.strictObject({
+  collector: z.strictObject({
+    listen: z
+      .strictObject({
+        host: z.string().min(1).default(DEFAULT_COLLECTOR_HOST),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_COLLECTOR_PORT),
+      })
+      .prefault({}),
+    /** Where the embedded SQLite store lives (relative to the config file). */
+    dataDir: z.string().min(1).optional(),
+    /** `token` (default): reading sites/assessments needs a viewer token; `open`: anyone may read. */
+    reads: z.enum(['token', 'open']).default('token'),
+    /** Readiness expires this long after the evidence was measured: stale is not ready. */
+    readinessValidFor: Duration.default(24 * 3_600_000),
+    /** Largest accepted request body; larger gets 413. */
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+    /** Per-token limit on report posts: a token bucket (429 with Retry-After when empty). */
+    rateLimit: z
+      .strictObject({
+        perSecond: z.number().positive().default(10),
+        burst: z.number().int().min(1).default(100),
+      })
+      .prefault({}),
+    agents: z.array(AgentEntry).default([]),
+    viewers: z.array(ViewerEntry).default([]),
+    /** Per-site policy (same keys as a `--policy` file); sites not listed use the handbook defaults. */
+    sites: z.record(Identifier, z.strictObject({ policy: Policy.prefault({}) })).default({}),
+    influxdb: InfluxConfig.optional(),
+  }),
+});
+export type CollectorConfig = z.infer<typeof CollectorConfig>['collector'];
+
+/** Validates a collector config; every problem comes back with file, key path and message. */
+export function parseCollectorConfig(text: string, fileName: string): ConfigResult<CollectorConfig> {
+  const result = parseYamlConfig(text, fileName, CollectorConfig);
+  if (!result.ok) return result;
+  const c = result.config.collector;
+  const errors: ConfigError[] = [];
+  const seen = new Map<string, string>();
+  for (const [kind, list] of [
+    ['agents', c.agents],
+    ['viewers', c.viewers],
+  ] as const) {
+    list.forEach((entry, i) => {
+      const other = seen.get(entry.tokenHash);
+      if (other) {
+        errors.push({
+          file: fileName,
+          path: `collector.${kind}.${i}.tokenHash`,
+          message: `same token as ${other}: every agent and viewer needs its own token`,
+        });
+      }
+      seen.set(entry.tokenHash, `collector.${kind}.${i}`);
+    });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  if (c.dataDir) c.dataDir = resolve(dirname(resolve(fileName)), c.dataDir);
+  return { ok: true, config: c };
+}
+
+/** The configuration used when `voipready collector` runs without --config. */
+export function defaultCollectorConfig(): CollectorConfig {
+  return CollectorConfig.parse({ collector: {} }).collector;
+}
+
+/**
+ * Default data directory: /var/lib/voipready when run as root (a service), else
+ * $XDG_DATA_HOME/voipready, else ~/.local/share/voipready.
+ */
+export function defaultDataDir(env: NodeJS.ProcessEnv, isRoot: boolean): string {
+  if (isRoot) return '/var/lib/voipready';
+  const xdg = env.XDG_DATA_HOME;
+  if (xdg?.startsWith('/')) return join(xdg, 'voipready');
+  return join(env.HOME || homedir(), '.local', 'share', 'voipready');
+}
