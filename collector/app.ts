@@ -85,6 +85,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     now,
   } satisfies CollectorServices);
   app.decorateRequest('principal', undefined);
+  // JSON only: any other content type is 415 (Fastify would otherwise accept text/plain).
+  app.removeContentTypeParser('text/plain');
 
   // Authentication runs before the body is read: an unauthenticated client cannot make us parse it.
   app.addHook('onRequest', async (request, reply) => {

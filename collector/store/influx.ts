@@ -79,7 +79,6 @@ export interface InfluxWriterOptions {
   events: InfluxWriterEvents;
   /** Idle poll period when the outbox is empty and nobody pokes. */
   idleMs?: number;
-  backoff?: { initialMs: number; maxMs: number };
 }
 
 export class InfluxOutboxWriter {
@@ -167,7 +166,8 @@ export class InfluxOutboxWriter {
   }
 
   private async run(): Promise<void> {
-    const { initialMs, maxMs } = this.opts.backoff ?? { initialMs: 500, maxMs: 60_000 };
+    const initialMs = 250;
+    const maxMs = this.opts.config.retryMax;
     let failures = 0;
     while (!this.stopped) {
       try {

@@ -44,6 +44,8 @@ const InfluxConfig = z.strictObject({
     .default('INF'),
   username: z.string().optional(),
   password: z.string().optional(),
+  /** Longest wait between retries while InfluxDB is unreachable (exponential backoff, full jitter). */
+  retryMax: Duration.default(60_000),
   /** Points per write request when draining the outbox. */
   batchPoints: z.number().int().min(1).max(100_000).default(5000),
 });
