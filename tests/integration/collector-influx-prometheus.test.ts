@@ -1,0 +1,214 @@
+// The collector with its real neighbours: a real influxd receives the measurements (queried back
+// with InfluxQL) and a real prometheus scrapes /metrics (queried through its HTTP API). Also: with
+// InfluxDB down, reports are still acknowledged and their points arrive once it is up.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sampleReport } from '../../bench/collector-report.js';
+import { hashToken } from '../../collector/auth.js';
+import { type RunningCollector, startCollector } from '../../collector/server.js';
+import { CollectorConfig } from '../../src/config/collector.js';
+import { influxQuery, startInfluxd } from '../helpers/influxd.js';
+import { type PromSample, promQuery, startPrometheus } from '../helpers/prometheus.js';
+import { binaryMissing, freeLoopbackPort, type Service, waitUntil } from '../helpers/service.js';
+
+const AGENT = 'agent-token-hq-0123456789abcdef';
+const VIEWER = 'viewer-token-prometheus-01234567';
+const missing = binaryMissing('influxd') ?? binaryMissing('prometheus');
+
+function collectorConfig(influxUrl: string, retentionPolicy = 'autogen') {
+  return CollectorConfig.parse({
+    collector: {
+      agents: [{ name: 'hq-agent-1', site: 'hq', tokenHash: hashToken(AGENT) }],
+      viewers: [{ name: 'prometheus', tokenHash: hashToken(VIEWER) }],
+      influxdb: {
+        url: influxUrl,
+        database: 'voipready_test',
+        retentionPolicy,
+        retentionDuration: '30d',
+        retryMax: '1s',
+      },
+    },
+  }).collector;
+}
+
+async function post(url: string, body: unknown): Promise<number> {
+  const res = await fetch(`${url}/api/v1/reports`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${AGENT}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) {
+    try {
+      await c();
+    } catch {
+      // keep cleaning up the rest
+    }
+  }
+});
+
+async function collector(influxUrl: string, retentionPolicy?: string): Promise<RunningCollector> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'voipready-collector-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const running = await startCollector({
+    config: collectorConfig(influxUrl, retentionPolicy),
+    dataDir,
+    host: '127.0.0.1',
+    port: 0,
+  });
+  cleanups.push(() => running.close());
+  return running;
+}
+
+describe.skipIf(missing)(
+  `collector with real influxd and prometheus${missing ? ` (skipped: ${missing})` : ''}`,
+  () => {
+    let influx: Service;
+    let prometheus: Service;
+    let running: RunningCollector;
+    const t0 = Date.now() - 5 * 60_000;
+    const at = (min: number) => new Date(t0 + min * 60_000).toISOString();
+
+    beforeAll(async () => {
+      influx = await startInfluxd();
+      cleanups.push(() => influx.stop());
+      running = await collector(influx.url, 'voipready_30d');
+      prometheus = await startPrometheus([
+        { job: 'voipready', target: `127.0.0.1:${running.port}`, bearerToken: VIEWER },
+      ]);
+      cleanups.push(() => prometheus.stop());
+    });
+
+    it('writes one point per direction per probe to InfluxDB, in the configured retention policy', async () => {
+      const reports = [
+        sampleReport({ reportId: 'rep-influx-0001', createdAt: at(0), forward: { jitterMs: 1.25 } }),
+        sampleReport({
+          reportId: 'rep-influx-0002',
+          createdAt: at(1),
+          forward: {
+            jitterMs: 2.5,
+            received: 490,
+            lost: 10,
+            lossPct: 2,
+            dscpReceived: { '46': 480, '0': 10 },
+          },
+          reverse: { jitterMs: 0.5 },
+        }),
+      ];
+      for (const r of reports) expect(await post(running.url, r)).toBe(202);
+      // a repeat is acknowledged and must not become a second point
+      expect(await post(running.url, reports[0])).toBe(200);
+
+      const q = `SELECT "jitterMs", "lost", "lossPct", "dscpHonoured", "reportId", "site", "agent", "peer", "codec", "direction" FROM "voipready_30d"."voipready_rtp" WHERE "site" = 'hq' ORDER BY time`;
+      let rows: unknown[][] = [];
+      await waitUntil(
+        'four points in InfluxDB',
+        async () => {
+          rows = (await influxQuery(influx.url, 'voipready_test', q))[0]?.values ?? [];
+          return rows.length >= 4;
+        },
+        15_000,
+      );
+      const series = (await influxQuery(influx.url, 'voipready_test', q))[0]!;
+      const col = (name: string) => series.columns.indexOf(name);
+      const byKey = new Map(series.values.map((v) => [`${v[col('reportId')]}/${v[col('direction')]}`, v]));
+      expect(series.values).toHaveLength(4);
+      const fwd2 = byKey.get('rep-influx-0002/forward')!;
+      expect(fwd2[col('time')]).toBe(at(1));
+      expect(fwd2[col('jitterMs')]).toBe(2.5);
+      expect(fwd2[col('lost')]).toBe(10);
+      expect(fwd2[col('lossPct')]).toBe(2);
+      expect(fwd2[col('dscpHonoured')]).toBe(0);
+      expect([fwd2[col('agent')], fwd2[col('peer')], fwd2[col('codec')]]).toEqual([
+        'hq-agent-1',
+        'dc1.example.net:4000',
+        'g711u',
+      ]);
+      expect(byKey.get('rep-influx-0001/forward')![col('jitterMs')]).toBe(1.25);
+      expect(byKey.get('rep-influx-0002/reverse')![col('jitterMs')]).toBe(0.5);
+      // site, agent, peer, codec and direction are tags (indexed), not fields
+      const tagKeys = await influxQuery(
+        influx.url,
+        'voipready_test',
+        'SHOW TAG KEYS FROM "voipready_30d"."voipready_rtp"',
+      );
+      expect(tagKeys[0]?.values.flat().sort()).toEqual(['agent', 'codec', 'direction', 'peer', 'site']);
+    });
+
+    it('is scraped by prometheus: latest path figures, readiness and ingest counters', async () => {
+      let jitter: PromSample[] = [];
+      await waitUntil(
+        'the forward jitter series in prometheus',
+        async () => {
+          jitter = await promQuery(
+            prometheus.url,
+            'voipready_path_jitter_seconds{site="hq",direction="forward"}',
+          );
+          return jitter.length === 1 && jitter[0]!.value[1] === '0.0025';
+        },
+        20_000,
+      );
+      expect(jitter[0]!.metric).toMatchObject({ job: 'voipready', peer: 'dc1.example.net:4000' });
+      const loss = await promQuery(
+        prometheus.url,
+        'voipready_path_loss_ratio{site="hq",direction="forward"}',
+      );
+      expect(Number(loss[0]?.value[1])).toBeCloseTo(0.02, 6);
+      const ready = await promQuery(prometheus.url, 'voipready_site_ready{site="hq"}');
+      // forward EF arrived partly as CS0: not ready
+      expect(ready[0]?.value[1]).toBe('0');
+      const dscp = await promQuery(
+        prometheus.url,
+        'voipready_path_dscp_honoured{site="hq",direction="forward",traffic="rtp"}',
+      );
+      expect(dscp[0]?.value[1]).toBe('0');
+      const stored = await promQuery(prometheus.url, 'voipready_reports_ingested_total{result="stored"}');
+      expect(stored[0]?.value[1]).toBe('2');
+      const dup = await promQuery(prometheus.url, 'voipready_reports_ingested_total{result="duplicate"}');
+      expect(dup[0]?.value[1]).toBe('1');
+      const hist = await promQuery(
+        prometheus.url,
+        'voipready_http_request_duration_seconds_count{route="/api/v1/reports",status_code="202"}',
+      );
+      expect(hist[0]?.value[1]).toBe('2');
+      const up = await promQuery(prometheus.url, 'up{job="voipready"}');
+      expect(up[0]?.value[1]).toBe('1');
+    });
+
+    it('acknowledges reports while InfluxDB is down and delivers their points once it is up', async () => {
+      const port = await freeLoopbackPort();
+      const down = await collector(`http://127.0.0.1:${port}`);
+      expect(await post(down.url, sampleReport({ reportId: 'rep-outage-0001', createdAt: at(2) }))).toBe(202);
+      expect(await post(down.url, sampleReport({ reportId: 'rep-outage-0002', createdAt: at(3) }))).toBe(202);
+      expect(down.app.collector.store.outboxSize()).toBe(4);
+      const readyz = await (await fetch(`${down.url}/readyz`)).json();
+      expect(readyz).toMatchObject({ ready: true });
+      const late = await startInfluxd({ port });
+      cleanups.push(() => late.stop());
+      await waitUntil('the outbox to drain', async () => down.app.collector.store.outboxSize() === 0, 20_000);
+      const rows = await influxQuery(
+        late.url,
+        'voipready_test',
+        `SELECT "reportId", "direction", "jitterMs" FROM "voipready_rtp" ORDER BY time`,
+      );
+      expect(rows[0]?.values.map((v) => `${v[1]}/${v[2]}`)).toEqual([
+        'rep-outage-0001/forward',
+        'rep-outage-0001/reverse',
+        'rep-outage-0002/forward',
+        'rep-outage-0002/reverse',
+      ]);
+      const metrics = await (
+        await fetch(`${down.url}/metrics`, { headers: { authorization: `Bearer ${VIEWER}` } })
+      ).text();
+      expect(metrics).toMatch(/^voipready_influx_write_failures_total [1-9]\d*$/m);
+      expect(metrics).toMatch(/^voipready_influx_points_written_total 4$/m);
+    });
+  },
+);
