@@ -103,12 +103,20 @@ export class JitterEstimator {
       const wrapMs = (4294967296 * 1000) / this.clockRate;
       if (d > wrapMs / 2) d -= wrapMs;
       else if (d < -wrapMs / 2) d += wrapMs;
-      this.jitterMs += (Math.abs(d) - this.jitterMs) / 16;
-      if (this.jitterMs > this.maxJitterMs) this.maxJitterMs = this.jitterMs;
-      this.sumJitterMs += this.jitterMs;
-      this.updates++;
+      this.observe(d);
     }
     this.lastTransitMs = transitMs;
+  }
+
+  /**
+   * Feeds one transit-time difference D(i-1,i) in ms, for callers that compute D themselves
+   * (e.g. the capture analyzer, which follows Wireshark's choice of reference packet).
+   */
+  observe(transitDiffMs: number): void {
+    this.jitterMs += (Math.abs(transitDiffMs) - this.jitterMs) / 16;
+    if (this.jitterMs > this.maxJitterMs) this.maxJitterMs = this.jitterMs;
+    this.sumJitterMs += this.jitterMs;
+    this.updates++;
   }
 }
 
@@ -131,6 +139,12 @@ export class SequenceTracker {
   private origin = 0;
   private seen = new Uint8Array(1024);
 
+  /**
+   * maxSpan bounds the sequence span tracked (the bitmap grows to maxSpan/8 bytes at most);
+   * packets beyond it are counted in outOfWindow. Hostile input cannot make it allocate more.
+   */
+  constructor(private readonly maxSpan = Number.POSITIVE_INFINITY) {}
+
   /** Accepts a 16-bit sequence number. Returns 'new' | 'duplicate' | 'reordered' | 'ignored'. */
   add(seq: number): 'new' | 'duplicate' | 'reordered' | 'ignored' {
     let ext: number;
@@ -144,7 +158,7 @@ export class SequenceTracker {
       if (delta > 32767) delta -= 65536;
       else if (delta < -32768) delta += 65536;
       ext = this.maxExt + delta;
-      if (ext < this.origin) {
+      if (ext < this.origin || ext - this.origin >= this.maxSpan) {
         this.outOfWindow++;
         return 'ignored';
       }

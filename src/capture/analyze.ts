@@ -1,0 +1,739 @@
+// `voipready analyze`: finds calls (SIP, by Call-ID) and RTP/RTCP streams in a pcap/pcapng capture,
+// measures each stream the way tshark's `-z rtp,streams` does, and judges the evidence against the
+// handbook policy with the same judges as the live probe.
+import {
+  DEFAULT_POLICY,
+  type DscpEvidence,
+  judgeNetwork,
+  type NetworkEvidence,
+  type Policy,
+} from '../policy.js';
+import type { Check } from '../schemas.js';
+import { Decoded, PacketDecoder, TCP_FIN, TCP_RST, TCP_SYN, type TransportHandler } from './decode.js';
+import { FlowTable } from './flow-table.js';
+import { type ByteSource, type CaptureFormat, readCapture } from './reader.js';
+import { isRtcp, parseRtcp, type XrVoipMetrics } from './rtcp.js';
+import { type PayloadMapping, RtpStreamStats, staticPayload } from './rtp-stream.js';
+import { headerEnd, looksLikeSip, nameAddrUri, parseSdp, parseSipMessage, type SipMessage } from './sip.js';
+
+export const CAPTURE_SCHEMA = 'voipready.capture/1';
+
+/** Bounds on per-capture state, so hostile input cannot allocate without limit. */
+export const LIMITS = {
+  flows: 200_000,
+  streams: 20_000,
+  calls: 50_000,
+  endpoints: 100_000,
+  tcpFlows: 1024,
+  tcpBufferBytes: 64 * 1024,
+  tcpOutOfOrderSegments: 32,
+  rttSamples: 10_000,
+  senderReports: 10_000,
+} as const;
+
+export interface CaptureStream {
+  id: string;
+  src: string;
+  dst: string;
+  ssrc: string;
+  payloadType: number;
+  payloadTypes: number[];
+  codec: string | null;
+  media: 'audio' | 'video' | 'unknown';
+  clockRate: number | null;
+  /** How the stream was found: announced by SDP, or by the RTP heuristic. */
+  foundBy: 'sdp' | 'heuristic';
+  callId: string | null;
+  startS: number;
+  endS: number;
+  packets: number;
+  expected: number;
+  lost: number;
+  lossPct: number;
+  duplicates: number;
+  reordered: number;
+  maxBurstLoss: number;
+  jitterMs: number | null;
+  jitterMaxMs: number | null;
+  jitterMeanMs: number | null;
+  maxDeltaMs: number;
+  dscp: Record<string, number>;
+  /** What the endpoints themselves reported in RTCP about this stream, when they did. */
+  rtcp?: {
+    reports: number;
+    fractionLost: number;
+    cumulativeLost: number;
+    jitterMs: number | null;
+    xr?: {
+      lossRate: number;
+      discardRate: number;
+      roundTripDelayMs: number;
+      rFactor: number | null;
+      mosLq: number | null;
+      mosCq: number | null;
+    };
+  };
+}
+
+export interface CaptureCall {
+  callId: string;
+  from: string | null;
+  to: string | null;
+  codec: string | null;
+  start: string;
+  end: string;
+  messages: number;
+  /** Final response to the INVITE, when seen. */
+  status: number | null;
+  streams: string[];
+}
+
+export interface CaptureResult {
+  schema: typeof CAPTURE_SCHEMA;
+  file: string;
+  format: CaptureFormat;
+  packets: number;
+  durationS: number;
+  calls: CaptureCall[];
+  streams: CaptureStream[];
+  sip: { messages: number; dscp: Record<string, number> };
+  rtcp: { packets: number; rttMs: number[] | null };
+  checks: Check[];
+  ready: boolean;
+  warnings: string[];
+}
+
+interface Endpoint {
+  media: string;
+  rtcp: boolean;
+  rtpmap: Map<number, PayloadMapping>;
+  callId: string;
+}
+
+interface Stream {
+  id: string;
+  flow: Flow;
+  ssrc: number;
+  stats: RtpStreamStats;
+  dscp: Uint32Array;
+  rtcp?: {
+    reports: number;
+    fractionLost: number;
+    cumulativeLost: number;
+    jitterUnits: number;
+    xr?: XrVoipMetrics;
+  };
+}
+
+const KIND_UNDECIDED = 0;
+const KIND_SDP = 1; // an SDP-announced media endpoint (RTP, or RTCP when endpoint.rtcp)
+const KIND_OTHER = 2; // anything else: tried per packet as SIP, RTCP or heuristic RTP
+
+interface Flow {
+  kind: number;
+  generation: number;
+  endpoint: Endpoint | null;
+  src: string;
+  dst: string;
+  srcIp: string;
+  dstIp: string;
+  lastSsrc: number;
+  lastStream: Stream | null;
+  streams: Map<number, Stream> | null;
+}
+
+interface Call {
+  callId: string;
+  from: string | null;
+  to: string | null;
+  codec: string | null;
+  firstEpochS: number;
+  lastEpochS: number;
+  messages: number;
+  status: number | null;
+}
+
+interface TcpFlow {
+  nextSeq: number;
+  text: string;
+  pending: Map<number, Uint8Array>;
+}
+
+/** Ports whose UDP traffic tshark gives to another dissector before trying RTP heuristics. */
+const NOT_RTP_PORTS = new Set([
+  53, 67, 68, 69, 123, 137, 138, 161, 162, 500, 514, 1900, 3478, 3479, 4500, 5060, 5061, 5353,
+]);
+
+function ipv4Text(a: number): string {
+  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+}
+
+/** RFC 5952 text form of an IPv6 address (what `URL` canonicalises to). */
+function ipv6Text(w: ArrayLike<number>): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 4; i++) groups.push((w[i]! >>> 16).toString(16), (w[i]! & 0xffff).toString(16));
+  return canonicalIpv6(groups.join(':'));
+}
+
+function canonicalIpv6(text: string): string {
+  try {
+    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+  } catch {
+    return text.toLowerCase();
+  }
+}
+
+function canonicalAddress(address: string): string {
+  return address.includes(':') ? canonicalIpv6(address) : address;
+}
+
+const endpointText = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function dscpRecord(counts: Uint32Array): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let d = 0; d < 64; d++) if (counts[d]! > 0) out[String(d)] = counts[d]!;
+  return out;
+}
+
+function rtcpOf(stream: Stream): NonNullable<Stream['rtcp']> {
+  if (!stream.rtcp) stream.rtcp = { reports: 0, fractionLost: 0, cumulativeLost: 0, jitterUnits: 0 };
+  return stream.rtcp;
+}
+
+/** Collects everything from the decoded packets; build() turns it into the result. */
+export class CaptureAnalyzer implements TransportHandler {
+  readonly warnings: string[] = [];
+  private readonly warned = new Set<string>();
+  private readonly flows = new FlowTable<Flow>(LIMITS.flows);
+  private readonly streams: Stream[] = [];
+  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly calls = new Map<string, Call>();
+  private readonly tcpFlows = new Map<string, TcpFlow>();
+  private readonly sipDscp = new Map<string, Uint32Array>();
+  private readonly sipTotalDscp = new Uint32Array(64);
+  private readonly senderReports = new Map<string, number>();
+  private readonly rttMs: number[] = [];
+  private readonly rtpConversations = new Set<string>();
+  private generation = 0;
+  private sipMessages = 0;
+  private rtcpPackets = 0;
+  private current: Decoded = new Decoded();
+
+  warn(message: string): void {
+    if (this.warned.has(message)) return;
+    this.warned.add(message);
+    if (this.warnings.length < 100) this.warnings.push(message);
+  }
+
+  private flowFor(p: Decoded): Flow | null {
+    let flow = this.flows.get(p);
+    if (flow) return flow;
+    const srcIp = p.ipVersion === 4 ? ipv4Text(p.src[0]!) : ipv6Text(p.src);
+    const dstIp = p.ipVersion === 4 ? ipv4Text(p.dst[0]!) : ipv6Text(p.dst);
+    flow = {
+      kind: KIND_UNDECIDED,
+      generation: -1,
+      endpoint: null,
+      src: endpointText(srcIp, p.srcPort),
+      dst: endpointText(dstIp, p.dstPort),
+      srcIp,
+      dstIp,
+      lastSsrc: -1,
+      lastStream: null,
+      streams: null,
+    };
+    if (!this.flows.set(p, flow)) {
+      this.warn(`more than ${LIMITS.flows} UDP flows; packets of further flows were not analysed`);
+      return null;
+    }
+    return flow;
+  }
+
+  udp(p: Decoded): void {
+    this.current = p;
+    const flow = this.flowFor(p);
+    if (!flow) return;
+    if (flow.generation !== this.generation) {
+      // Classify (again, after new SDP): an SDP-announced endpoint on either side makes it media.
+      flow.generation = this.generation;
+      const endpoint = this.endpoints.get(flow.dst) ?? this.endpoints.get(flow.src) ?? null;
+      flow.endpoint = endpoint;
+      flow.kind = endpoint ? KIND_SDP : KIND_OTHER;
+    }
+    const b = p.data;
+    const off = p.payloadOffset;
+    const len = p.payloadLength;
+    if (len <= 0) return;
+    if (flow.kind === KIND_SDP) {
+      const endpoint = flow.endpoint!;
+      // RTCP on the announced RTCP port, or multiplexed on the RTP port (RFC 5761 §4).
+      if (isRtcp(b, off, len)) this.rtcp(b, off, len);
+      else if (!endpoint.rtcp) this.rtp(flow, p, b, off, len);
+      return;
+    }
+    if (p.srcPort === 5060 || p.dstPort === 5060 || looksLikeSip(b, off, len)) {
+      if (this.sipDatagram(p, flow, b, off, len)) return;
+    }
+    if (isRtcp(b, off, len)) {
+      this.rtcp(b, off, len);
+      return;
+    }
+    // tshark's rtp.heuristic_rtp: version 2, an even destination port, and no other dissector
+    // claiming the port; RTCP-conflicting payload types (72–76) are not RTP (RFC 5761 §4).
+    // Like tshark, a flow whose reverse direction was found to be RTP is RTP too (a conversation).
+    if (
+      len >= 12 &&
+      b[off]! >> 6 === 2 &&
+      ((p.dstPort & 1) === 0 || this.rtpConversations.has(`${flow.dst}|${flow.src}`)) &&
+      !NOT_RTP_PORTS.has(p.srcPort) &&
+      !NOT_RTP_PORTS.has(p.dstPort)
+    ) {
+      const pt = b[off + 1]! & 0x7f;
+      if (pt < 72 || pt > 76) this.rtp(flow, p, b, off, len);
+    }
+  }
+
+  private rtp(flow: Flow, p: Decoded, b: Uint8Array, off: number, len: number): void {
+    if (len < 12 || b[off]! >> 6 !== 2) return;
+    // RFC 3550 §5.1 fixed header fields, read in place.
+    const ssrc = ((b[off + 8]! << 24) | (b[off + 9]! << 16) | (b[off + 10]! << 8) | b[off + 11]!) >>> 0;
+    let stream = flow.lastSsrc === ssrc ? flow.lastStream : (flow.streams?.get(ssrc) ?? null);
+    if (!stream) {
+      if (this.streams.length >= LIMITS.streams) {
+        this.warn(`more than ${LIMITS.streams} RTP streams; further streams were not analysed`);
+        return;
+      }
+      stream = {
+        id: `s${this.streams.length + 1}`,
+        flow,
+        ssrc,
+        stats: new RtpStreamStats(),
+        dscp: new Uint32Array(64),
+      };
+      this.streams.push(stream);
+      if (this.rtpConversations.size < LIMITS.streams) this.rtpConversations.add(`${flow.src}|${flow.dst}`);
+      if (!flow.streams) flow.streams = new Map();
+      flow.streams.set(ssrc, stream);
+    }
+    flow.lastSsrc = ssrc;
+    flow.lastStream = stream;
+    const b1 = b[off + 1]!;
+    const pt = b1 & 0x7f;
+    const seq = (b[off + 2]! << 8) | b[off + 3]!;
+    const ts = ((b[off + 4]! << 24) | (b[off + 5]! << 16) | (b[off + 6]! << 8) | b[off + 7]!) >>> 0;
+    stream.stats.add(
+      p.relMs,
+      seq,
+      ts,
+      (b1 & 0x80) !== 0,
+      pt,
+      pt >= 96 ? flow.endpoint?.rtpmap.get(pt) : undefined,
+    );
+    stream.dscp[p.dscp]!++;
+  }
+
+  private rtcp(b: Uint8Array, off: number, len: number): void {
+    this.rtcpPackets++;
+    const now = this.current.relMs;
+    const contents = parseRtcp(b, off, len);
+    for (const sr of contents.senderReports) {
+      if (this.senderReports.size >= LIMITS.senderReports) this.senderReports.clear();
+      this.senderReports.set(`${sr.ssrc}:${sr.ntpMiddle}`, now);
+    }
+    for (const block of contents.reportBlocks) {
+      const stream = this.streamBySsrc(block.sourceSsrc);
+      if (stream) {
+        const r = rtcpOf(stream);
+        r.reports++;
+        r.fractionLost = block.fractionLost;
+        r.cumulativeLost = block.cumulativeLost;
+        r.jitterUnits = block.jitter;
+      }
+      // RFC 3550 §6.4.1: RTT = A − LSR − DLSR. A and the SR's send time are both read on the
+      // capture clock, so the two hosts' clocks need not agree.
+      if (block.lsr !== 0) {
+        const srSeenMs = this.senderReports.get(`${block.sourceSsrc}:${block.lsr}`);
+        if (srSeenMs !== undefined && this.rttMs.length < LIMITS.rttSamples) {
+          const rtt = now - srSeenMs - (block.dlsr / 65536) * 1000;
+          if (rtt >= 0) this.rttMs.push(rtt);
+        }
+      }
+    }
+    for (const xr of contents.xr) {
+      const stream = this.streamBySsrc(xr.sourceSsrc);
+      if (stream) {
+        rtcpOf(stream).xr = xr;
+      }
+      if (xr.roundTripDelayMs > 0 && this.rttMs.length < LIMITS.rttSamples)
+        this.rttMs.push(xr.roundTripDelayMs);
+    }
+  }
+
+  private streamBySsrc(ssrc: number): Stream | undefined {
+    for (let i = this.streams.length - 1; i >= 0; i--)
+      if (this.streams[i]!.ssrc === ssrc) return this.streams[i];
+    return undefined;
+  }
+
+  private sipDatagram(p: Decoded, flow: Flow, b: Uint8Array, off: number, len: number): boolean {
+    const text = Buffer.from(b.buffer, b.byteOffset + off, len).toString('latin1');
+    const message = parseSipMessage(text);
+    if (!message) return false;
+    this.sipMessage(message, flow.srcIp, flow.dstIp, p);
+    return true;
+  }
+
+  private sipMessage(m: SipMessage, srcIp: string, dstIp: string, p: Decoded): void {
+    this.sipMessages++;
+    this.sipTotalDscp[p.dscp]!++;
+    const direction = `${srcIp} → ${dstIp}`;
+    let counts = this.sipDscp.get(direction);
+    if (!counts && this.sipDscp.size < 1000) {
+      counts = new Uint32Array(64);
+      this.sipDscp.set(direction, counts);
+    }
+    if (counts) counts[p.dscp]!++;
+    if (!m.callId) return;
+    let call = this.calls.get(m.callId);
+    if (!call) {
+      if (this.calls.size >= LIMITS.calls) {
+        this.warn(`more than ${LIMITS.calls} SIP calls; further Call-IDs were not followed`);
+        return;
+      }
+      call = {
+        callId: m.callId,
+        from: nameAddrUri(m.from),
+        to: nameAddrUri(m.to),
+        codec: null,
+        firstEpochS: p.epochS,
+        lastEpochS: p.epochS,
+        messages: 0,
+        status: null,
+      };
+      this.calls.set(m.callId, call);
+    }
+    call.messages++;
+    call.lastEpochS = p.epochS;
+    if (m.status !== null && m.status >= 200 && m.cseqMethod === 'INVITE') call.status = m.status;
+    const sdpAt = m.body.indexOf('v=0');
+    if (sdpAt >= 0) this.sdp(call, m.body.slice(sdpAt));
+  }
+
+  private sdp(call: Call, body: string): void {
+    for (const media of parseSdp(body)) {
+      const rtpmap = new Map<number, PayloadMapping>();
+      for (const [pt, mapping] of media.rtpmap) rtpmap.set(pt, mapping);
+      if (media.media === 'audio' && media.payloadTypes.length > 0) {
+        const first = media.payloadTypes[0]!;
+        call.codec = rtpmap.get(first)?.encoding ?? staticPayload(first)?.encoding ?? String(first);
+      }
+      const rtp: Endpoint = { media: media.media, rtcp: false, rtpmap, callId: call.callId };
+      this.addEndpoint(endpointText(canonicalAddress(media.address), media.port), rtp);
+      if (media.rtcpPort > 0)
+        this.addEndpoint(endpointText(canonicalAddress(media.rtcpAddress), media.rtcpPort), {
+          ...rtp,
+          rtcp: true,
+        });
+    }
+  }
+
+  private addEndpoint(key: string, endpoint: Endpoint): void {
+    if (!this.endpoints.has(key) && this.endpoints.size >= LIMITS.endpoints) {
+      this.warn(`more than ${LIMITS.endpoints} SDP media endpoints; further ones were ignored`);
+      return;
+    }
+    this.endpoints.set(key, endpoint);
+    this.generation++;
+  }
+
+  tcp(p: Decoded): void {
+    this.current = p;
+    const key = `${p.ipVersion}:${p.src.join(',')}:${p.srcPort}>${p.dst.join(',')}:${p.dstPort}`;
+    let flow = this.tcpFlows.get(key);
+    const b = p.data;
+    const off = p.payloadOffset;
+    const len = p.payloadLength;
+    if (!flow) {
+      const sipPort = p.srcPort === 5060 || p.dstPort === 5060;
+      if (len === 0 || !(sipPort || looksLikeSip(b, off, len))) return;
+      if (this.tcpFlows.size >= LIMITS.tcpFlows) {
+        this.warn(`more than ${LIMITS.tcpFlows} SIP-over-TCP connections; further ones were not followed`);
+        return;
+      }
+      flow = { nextSeq: p.tcpSeq, text: '', pending: new Map() };
+      this.tcpFlows.set(key, flow);
+    }
+    if (p.tcpFlags & (TCP_RST | TCP_SYN)) {
+      flow.text = '';
+      flow.pending.clear();
+      flow.nextSeq = (p.tcpSeq + (p.tcpFlags & TCP_SYN ? 1 : 0)) >>> 0;
+    }
+    if (len > 0) this.tcpSegment(flow, p, b.slice(off, off + len), p.tcpSeq);
+    if (p.tcpFlags & TCP_FIN) this.tcpFlows.delete(key);
+  }
+
+  /** Appends in-order bytes (holding back early segments, bounded) and parses whole SIP messages. */
+  private tcpSegment(flow: TcpFlow, p: Decoded, bytes: Uint8Array, seq: number): void {
+    const ahead = (seq - flow.nextSeq) | 0;
+    if (ahead > 0) {
+      if (flow.pending.size < LIMITS.tcpOutOfOrderSegments) flow.pending.set(seq, bytes);
+      else this.warn('a SIP-over-TCP connection lost segments; its messages after the gap were skipped');
+      return;
+    }
+    // Retransmission or overlap: keep only the new bytes.
+    if (ahead < 0) {
+      if (-ahead >= bytes.length) return;
+      bytes = bytes.subarray(-ahead);
+    }
+    flow.text += Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+    flow.nextSeq = (flow.nextSeq + bytes.length) >>> 0;
+    const next = flow.pending.get(flow.nextSeq);
+    if (next) {
+      flow.pending.delete(flow.nextSeq);
+      this.tcpSegment(flow, p, next, flow.nextSeq);
+      return;
+    }
+    this.tcpMessages(flow, p);
+  }
+
+  private tcpMessages(flow: TcpFlow, p: Decoded): void {
+    const [srcIp, dstIp] = [
+      p.ipVersion === 4 ? ipv4Text(p.src[0]!) : ipv6Text(p.src),
+      p.ipVersion === 4 ? ipv4Text(p.dst[0]!) : ipv6Text(p.dst),
+    ];
+    for (;;) {
+      // RFC 3261 §7.5: keep-alive CRLFs between messages are skipped.
+      const lead = flow.text.length - flow.text.replace(/^(\r\n|\n)+/, '').length;
+      if (lead > 0) flow.text = flow.text.slice(lead);
+      const he = headerEnd(flow.text);
+      if (!he) break;
+      // §18.3: on a stream, Content-Length frames the body (absent: no body).
+      const message = parseSipMessage(flow.text.slice(0, he.end));
+      if (!message) {
+        flow.text = '';
+        break;
+      }
+      const total = he.end + (message.contentLength ?? 0);
+      if (flow.text.length < total) break;
+      const full = parseSipMessage(flow.text.slice(0, total));
+      flow.text = flow.text.slice(total);
+      if (full) this.sipMessage(full, srcIp, dstIp, p);
+    }
+    if (flow.text.length > LIMITS.tcpBufferBytes) {
+      this.warn(
+        `a SIP-over-TCP message exceeded ${LIMITS.tcpBufferBytes} bytes; the connection's buffer was reset`,
+      );
+      flow.text = '';
+    }
+  }
+
+  /** Turns what was collected into the result document, with checks judged against the policy. */
+  build(
+    file: string,
+    format: CaptureFormat,
+    packets: number,
+    durationS: number,
+    policy: Policy,
+  ): CaptureResult {
+    const callStreams = new Map<string, string[]>();
+    const streams: CaptureStream[] = this.streams
+      // A single packet the heuristic took for RTP is more likely noise than a stream.
+      .filter((s) => s.stats.packets > 1 || s.flow.endpoint !== null)
+      .sort((a, b) => a.stats.firstMs - b.stats.firstMs)
+      .map((s) => this.describeStream(s, callStreams));
+    const calls: CaptureCall[] = [...this.calls.values()]
+      .sort((a, b) => a.firstEpochS - b.firstEpochS)
+      .map((c) => ({
+        callId: c.callId,
+        from: c.from,
+        to: c.to,
+        codec: c.codec,
+        start: new Date(c.firstEpochS * 1000).toISOString(),
+        end: new Date(c.lastEpochS * 1000).toISOString(),
+        messages: c.messages,
+        status: c.status,
+        streams: callStreams.get(c.callId) ?? [],
+      }));
+    const checks = this.judge(streams, policy);
+    return {
+      schema: CAPTURE_SCHEMA,
+      file,
+      format,
+      packets,
+      durationS: round(durationS, 6),
+      calls,
+      streams,
+      sip: { messages: this.sipMessages, dscp: dscpRecord(this.sipTotalDscp) },
+      rtcp: {
+        packets: this.rtcpPackets,
+        rttMs: this.rttMs.length > 0 ? this.rttMs.map((v) => round(v)) : null,
+      },
+      checks,
+      ready: captureReady(checks, streams),
+      warnings: [...this.warnings],
+    };
+  }
+
+  private describeStream(s: Stream, callStreams: Map<string, string[]>): CaptureStream {
+    const st = s.stats;
+    const endpoint = s.flow.endpoint;
+    const pt = st.payloadTypes.find((t) => t !== 13 && t !== 19) ?? st.payloadTypes[0] ?? 0;
+    const mapped = pt >= 96 ? endpoint?.rtpmap.get(pt) : undefined;
+    const known = staticPayload(pt);
+    const media: CaptureStream['media'] =
+      endpoint && (endpoint.media === 'audio' || endpoint.media === 'video')
+        ? endpoint.media
+        : (known?.media ?? 'unknown');
+    if (endpoint) {
+      const list = callStreams.get(endpoint.callId) ?? [];
+      list.push(s.id);
+      callStreams.set(endpoint.callId, list);
+    }
+    const clock = st.clockRate;
+    const rtcp = s.rtcp;
+    const xr = rtcp?.xr;
+    return {
+      id: s.id,
+      src: s.flow.src,
+      dst: s.flow.dst,
+      ssrc: `0x${s.ssrc.toString(16).toUpperCase().padStart(8, '0')}`,
+      payloadType: pt,
+      payloadTypes: [...st.payloadTypes],
+      codec: mapped?.encoding ?? known?.encoding ?? null,
+      media,
+      clockRate: clock === 0 ? null : clock,
+      foundBy: endpoint ? 'sdp' : 'heuristic',
+      callId: endpoint?.callId ?? null,
+      startS: round(st.firstMs / 1000, 6),
+      endS: round(st.lastMs / 1000, 6),
+      packets: st.packets,
+      expected: st.expected,
+      lost: st.lost,
+      lossPct: st.expected > 0 ? round((100 * st.lost) / st.expected) : 0,
+      duplicates: st.sequence.duplicates,
+      reordered: st.sequence.reordered,
+      maxBurstLoss: st.sequence.maxBurstLoss(),
+      jitterMs: st.jitterMs === null ? null : round(st.jitterMs),
+      jitterMaxMs: clock === 0 ? null : round(st.jitterMaxMs),
+      jitterMeanMs: clock === 0 ? null : round(st.jitterMeanMs),
+      maxDeltaMs: round(st.maxDeltaMs),
+      dscp: dscpRecord(s.dscp),
+      ...(rtcp
+        ? {
+            rtcp: {
+              reports: rtcp.reports,
+              fractionLost: round(rtcp.fractionLost, 4),
+              cumulativeLost: rtcp.cumulativeLost,
+              // RFC 3550 §6.4.1: jitter in timestamp units; ms needs the stream's clock.
+              jitterMs: clock > 0 ? round((rtcp.jitterUnits * 1000) / clock) : null,
+              ...(xr
+                ? {
+                    xr: {
+                      lossRate: round(xr.lossRate, 4),
+                      discardRate: round(xr.discardRate, 4),
+                      roundTripDelayMs: xr.roundTripDelayMs,
+                      rFactor: xr.rFactor === 127 ? null : xr.rFactor,
+                      mosLq: xr.mosLq === 127 ? null : xr.mosLq / 10,
+                      mosCq: xr.mosCq === 127 ? null : xr.mosCq / 10,
+                    },
+                  }
+                : {}),
+            },
+          }
+        : {}),
+    };
+  }
+
+  private judge(streams: CaptureStream[], policy: Policy): Check[] {
+    const label = (s: CaptureStream) => `${s.id} ${s.src} → ${s.dst} (${s.codec ?? `PT ${s.payloadType}`})`;
+    const withClock = streams.filter((s) => s.jitterMaxMs !== null);
+    const dscpRtp: DscpEvidence[] = streams.map((s) => ({
+      label: label(s) + (s.media === 'unknown' ? ', media type unknown: judged as audio' : ''),
+      expected: s.media === 'video' ? policy['dscp-rtp'].video : policy['dscp-rtp'].audio,
+      sent: null,
+      received: s.dscp,
+    }));
+    const dscpSip: DscpEvidence[] = [...this.sipDscp].map(([direction, counts]) => ({
+      label: `SIP ${direction}`,
+      expected: policy['dscp-sip'].class,
+      sent: null,
+      received: dscpRecord(counts),
+    }));
+    const rtt = this.rttMs.length > 0 ? Math.max(...this.rttMs) : null;
+    const evidence: NetworkEvidence = {
+      // Handbook: one-way latency. A capture shows it only through RTCP's round trip (§6.4.1).
+      ...(rtt !== null
+        ? {
+            latency: {
+              forwardMs: rtt / 2,
+              reverseMs: rtt / 2,
+              estimated: true,
+              basis: `worst of ${this.rttMs.length} RTCP round-trip times (RFC 3550 §6.4.1 LSR/DLSR or RFC 3611 XR) seen at the capture point`,
+            },
+          }
+        : {}),
+      jitter: withClock.map((s) => ({
+        label: `${label(s)} (highest running estimate)`,
+        jitterMs: s.jitterMaxMs!,
+      })),
+      loss: streams.map((s) => ({ label: label(s), lost: s.lost, expected: s.expected })),
+      dscpRtp,
+      dscpSip,
+      unknownReasons: {
+        latency: 'a capture shows no one-way delay, and no RTCP report gave a round-trip time',
+        jitter:
+          streams.length > 0
+            ? 'no stream has a known clock rate (dynamic payload types without SDP)'
+            : 'no RTP stream in the capture',
+        loss: 'no RTP stream in the capture',
+        'dscp-rtp': 'no RTP stream in the capture',
+        'dscp-sip': 'no SIP message in the capture',
+      },
+    };
+    return judgeNetwork(evidence, policy).map((c) =>
+      c.id === 'bandwidth'
+        ? { ...c, value: null, evidence: "not measured: a capture cannot show the path's capacity" }
+        : c,
+    );
+  }
+}
+
+/**
+ * Issue 4: "`ready` is true when no judged check fails and audio was present" — unknown checks
+ * (what a capture cannot show) do not block, unlike isReady for probes.
+ */
+export function captureReady(checks: Check[], streams: CaptureStream[]): boolean {
+  const audio = streams.some((s) => s.media !== 'video');
+  return audio && checks.every((c) => c.status !== 'fail');
+}
+
+export interface AnalyzeOptions {
+  policy?: Policy;
+}
+
+/** Reads and analyses a whole capture. Throws UserError only when the input is no capture at all. */
+export function analyzeCapture(
+  source: ByteSource,
+  name: string,
+  options: AnalyzeOptions = {},
+): CaptureResult {
+  const analyzer = new CaptureAnalyzer();
+  const decoder = new PacketDecoder(analyzer, (m) => analyzer.warn(m));
+  let lastMs = 0;
+  const summary = readCapture(source, name, (linkType, data, offset, capLen, _origLen, relMs, epochS) => {
+    lastMs = relMs;
+    decoder.packet(linkType, data, offset, capLen, relMs, epochS);
+  });
+  const warnings = [...summary.warnings];
+  const result = analyzer.build(
+    name,
+    summary.format,
+    summary.packets,
+    lastMs / 1000,
+    options.policy ?? DEFAULT_POLICY,
+  );
+  result.warnings = [...warnings, ...result.warnings];
+  return result;
+}

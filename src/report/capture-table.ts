@@ -1,0 +1,98 @@
+// The human-readable `voipready analyze` output: calls, streams and verdicts as plain-text tables.
+import type { CaptureResult, CaptureStream } from '../capture/analyze.js';
+import { dscpName } from '../dscp.js';
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+const ms = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
+
+function marks(counts: Record<string, number>): string {
+  const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? '-' : entries.map(([d, n]) => `${dscpName(Number(d))}×${n}`).join(' ');
+}
+
+function streamRow(s: CaptureStream): string[] {
+  return [
+    s.id,
+    `${s.src} → ${s.dst}`,
+    s.ssrc,
+    `${s.codec ?? `PT${s.payloadType}`}${s.media === 'video' ? ' (video)' : ''}`,
+    String(s.packets),
+    `${s.lost} (${s.lossPct.toFixed(1)}%)`,
+    ms(s.jitterMaxMs),
+    ms(s.jitterMeanMs),
+    ms(s.maxDeltaMs),
+    marks(s.dscp),
+    s.foundBy,
+  ];
+}
+
+export function renderCaptureTable(r: CaptureResult): string {
+  const out: string[] = [];
+  out.push(
+    `${r.file}: ${r.format}, ${r.packets} packets over ${r.durationS.toFixed(3)} s; ${r.calls.length} call(s), ${r.streams.length} RTP stream(s), ${r.sip.messages} SIP message(s)`,
+  );
+  if (r.calls.length > 0) {
+    out.push('', 'Calls');
+    out.push(
+      table(
+        ['Call-ID', 'From', 'To', 'Codec', 'Start', 'Status', 'Streams'],
+        r.calls.map((c) => [
+          c.callId,
+          c.from ?? '-',
+          c.to ?? '-',
+          c.codec ?? '-',
+          c.start,
+          c.status === null ? '-' : String(c.status),
+          c.streams.join(' ') || '-',
+        ]),
+      ),
+    );
+  }
+  if (r.streams.length > 0) {
+    out.push('', 'RTP streams (lost, jitter and max delta as tshark -z rtp,streams computes them; ms)');
+    out.push(
+      table(
+        [
+          'Id',
+          'Source → Destination',
+          'SSRC',
+          'Codec',
+          'Pkts',
+          'Lost',
+          'MaxJit',
+          'MeanJit',
+          'MaxDelta',
+          'DSCP',
+          'Found by',
+        ],
+        r.streams.map(streamRow),
+      ),
+    );
+  }
+  if (r.sip.messages > 0) out.push('', `SIP marks: ${marks(r.sip.dscp)}`);
+  out.push('', 'Checks');
+  out.push(
+    table(
+      ['Check', 'Status', 'Value', 'Limit', 'Evidence'],
+      r.checks.map((c) => [
+        c.id,
+        c.status.toUpperCase(),
+        c.value === null ? '-' : `${c.value}${c.unit && c.unit !== 'dscp' ? ` ${c.unit}` : ''}`,
+        c.limit === null ? '-' : `${c.limit}${c.unit && c.unit !== 'dscp' ? ` ${c.unit}` : ''}`,
+        c.evidence,
+      ]),
+    ),
+  );
+  for (const w of r.warnings) out.push(`warning: ${w}`);
+  out.push('', r.ready ? 'READY: no judged check fails and audio was present' : 'NOT READY');
+  return out.join('\n');
+}
