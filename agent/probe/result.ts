@@ -1,0 +1,337 @@
+// Turns what a probe run measured into the `voipready.probe/1` document: per-direction statistics,
+// DSCP evidence naming the path that rewrote a mark, latency (one-way only with synchronised
+// clocks), E-model R/MOS and the policy's checks. Pure: no sockets, no clocks.
+import { bandwidthPerCall, type Codec } from '../../src/codecs.js';
+import { mosFromR, mouthToEarMs, rFactor } from '../../src/emodel.js';
+import {
+  type DscpEvidence,
+  isReady,
+  judgeNetwork,
+  type NetworkEvidence,
+  type Policy,
+  type StreamJitter,
+  type StreamLoss,
+} from '../../src/policy.js';
+import { type ClockSync, type DscpCounts, PROBE_SCHEMA, type ProbeResult } from '../../src/schemas.js';
+import { decideOneWay } from '../net/clock-sync.js';
+import { type Summary, summarize } from './timing.js';
+
+/** One direction of one stream. */
+export interface DirectionCounts {
+  /** null when the sender's count is not known (no summary from the reflector). */
+  sent: number | null;
+  received: number;
+  duplicates: number;
+  reordered: number;
+  maxBurstLoss: number;
+  jitterMs: number;
+  jitterMaxMs: number;
+  dscp: DscpCounts;
+}
+
+export interface StreamMeasurement {
+  ssrc: number;
+  /** The agent's port (source of forward packets). */
+  localPort: number;
+  /** The reflector's port. */
+  remotePort: number;
+  /** Forward as counted at the reflector (or, without its summary, as proven by replies). */
+  forward: DirectionCounts;
+  /** Where the forward figures come from: the reflector's summary, echoed sequences, or nothing. */
+  forwardSource: 'reflector' | 'replies' | 'none';
+  reverse: DirectionCounts;
+}
+
+export interface ReflectorReport {
+  dscpReadable: boolean;
+  marksReplies: boolean;
+  clock: ClockSync;
+  holdUs: { p50: number; p99: number; max: number; samples: number };
+}
+
+export interface ProbeMeasurement {
+  peer: string;
+  codec: Codec;
+  calls: number;
+  durationMs: number;
+  startedAt: string;
+  /** The agent could open a raw socket: it marked its packets and read marks on arrival. */
+  privileged: boolean;
+  /** Why the agent could not mark/read DSCP (when not privileged). */
+  localDscpReason?: string;
+  /** The DSCP the agent marked media and signalling with, and asked the replies to carry. */
+  mediaDscp: number;
+  signallingDscp: number;
+  media: StreamMeasurement[];
+  signalling: StreamMeasurement;
+  /** From the reflector's summaries; null when none arrived. */
+  reflector: ReflectorReport | null;
+  localClock: ClockSync;
+  rttMs: number[];
+  oneWayForwardMs: number[];
+  oneWayReverseMs: number[];
+  /** How late each packet left relative to its ideal time on the grid, ms. */
+  sendLatenessMs: ArrayLike<number>;
+}
+
+const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
+const hex32 = (v: number) => `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
+
+function addCounts(into: DscpCounts, from: DscpCounts): DscpCounts {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  return into;
+}
+
+const lostOf = (d: DirectionCounts) => (d.sent === null ? 0 : Math.max(0, d.sent - d.received));
+
+interface DirectionView {
+  label: 'forward path' | 'reverse path';
+  /** The sender of this direction set the requested DSCP. */
+  marked: boolean;
+  dscpReadable: boolean;
+  dscpUnknownReason: string | undefined;
+}
+
+function direction(
+  streams: StreamMeasurement[],
+  which: 'forward' | 'reverse',
+  view: DirectionView,
+  sentClass: number,
+) {
+  const ds = streams.map((s) => s[which]);
+  const sent = ds.reduce((a, d) => a + (d.sent ?? 0), 0);
+  const received = ds.reduce((a, d) => a + d.received, 0);
+  const lost = ds.reduce((a, d) => a + lostOf(d), 0);
+  const jitterMs = Math.max(0, ...ds.map((d) => d.jitterMs));
+  const stats = {
+    sent,
+    received,
+    lost,
+    lossPct: sent > 0 ? round((100 * lost) / sent, 4) : 0,
+    duplicates: ds.reduce((a, d) => a + d.duplicates, 0),
+    reordered: ds.reduce((a, d) => a + d.reordered, 0),
+    maxBurstLoss: Math.max(0, ...ds.map((d) => d.maxBurstLoss)),
+    jitterMs: round(jitterMs),
+    jitterMaxMs: round(Math.max(0, ...ds.map((d) => d.jitterMaxMs))),
+    dscpSent: view.marked ? sentClass : null,
+    dscpReceived: view.dscpReadable ? ds.reduce((a, d) => addCounts(a, d.dscp), {} as DscpCounts) : {},
+    ...(view.dscpUnknownReason ? { dscpUnknownReason: view.dscpUnknownReason } : {}),
+    streams: streams.map((s) => {
+      const d = s[which];
+      return {
+        ssrc: hex32(s.ssrc),
+        srcPort: which === 'forward' ? s.localPort : s.remotePort,
+        dstPort: which === 'forward' ? s.remotePort : s.localPort,
+        sent: d.sent ?? 0,
+        received: d.received,
+        lost: lostOf(d),
+        duplicates: d.duplicates,
+        reordered: d.reordered,
+        jitterMs: round(d.jitterMs),
+        jitterMaxMs: round(d.jitterMaxMs),
+        ...(which === 'forward' ? { source: s.forwardSource } : {}),
+      };
+    }),
+  };
+  return stats;
+}
+
+/** Who could mark and read in each direction, and why not when they could not. */
+function dscpViews(m: ProbeMeasurement): { forward: DirectionView; reverse: DirectionView } {
+  const local = m.privileged ? undefined : m.localDscpReason;
+  const r = m.reflector;
+  const forwardReason = local
+    ? `the agent could not mark its packets: ${local}`
+    : !r
+      ? 'no summary from the reflector'
+      : !r.dscpReadable
+        ? 'the reflector cannot read marks on arrival (it lacks CAP_NET_RAW, or listens on IPv6)'
+        : undefined;
+  const reverseReason = !r
+    ? 'no summary from the reflector'
+    : !r.marksReplies
+      ? 'the reflector cannot mark its replies (it lacks CAP_NET_RAW, or listens on IPv6)'
+      : local
+        ? `the agent cannot read marks on arrival: ${local}`
+        : undefined;
+  return {
+    forward: {
+      label: 'forward path',
+      marked: m.privileged,
+      dscpReadable: r?.dscpReadable ?? false,
+      dscpUnknownReason: forwardReason,
+    },
+    reverse: {
+      label: 'reverse path',
+      marked: r?.marksReplies ?? false,
+      dscpReadable: m.privileged,
+      dscpUnknownReason: reverseReason,
+    },
+  };
+}
+
+function dscpEvidence(
+  view: DirectionView,
+  expected: number,
+  sentClass: number,
+  stats: { dscpReceived: DscpCounts },
+): DscpEvidence {
+  // Marks are judged only when this direction's sender marked and its receiver could read them.
+  if (view.dscpUnknownReason) {
+    return { label: view.label, expected, sent: null, received: null, unknownReason: view.dscpUnknownReason };
+  }
+  return { label: view.label, expected, sent: sentClass, received: stats.dscpReceived };
+}
+
+const timing = (s: Summary | undefined) =>
+  s
+    ? { p50Ms: round(s.p50), p99Ms: round(s.p99), maxMs: round(s.max), samples: s.samples }
+    : { p50Ms: null, p99Ms: null, maxMs: null, samples: 0 };
+
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+
+export function buildProbeResult(m: ProbeMeasurement, policy: Policy): ProbeResult {
+  const { forward: fwdView, reverse: revView } = dscpViews(m);
+  const forward = direction(m.media, 'forward', fwdView, m.mediaDscp);
+  const reverse = direction(m.media, 'reverse', revView, m.mediaDscp);
+  const sigForward = direction([m.signalling], 'forward', fwdView, m.signallingDscp);
+  const sigReverse = direction([m.signalling], 'reverse', revView, m.signallingDscp);
+  const signalling = {
+    forward: {
+      sent: sigForward.sent,
+      received: sigForward.received,
+      lost: sigForward.lost,
+      lossPct: sigForward.lossPct,
+      dscpSent: sigForward.dscpSent,
+      dscpReceived: sigForward.dscpReceived,
+      ...(fwdView.dscpUnknownReason ? { dscpUnknownReason: fwdView.dscpUnknownReason } : {}),
+    },
+    reverse: {
+      sent: sigReverse.sent,
+      received: sigReverse.received,
+      lost: sigReverse.lost,
+      lossPct: sigReverse.lossPct,
+      dscpSent: sigReverse.dscpSent,
+      dscpReceived: sigReverse.dscpReceived,
+      ...(revView.dscpUnknownReason ? { dscpUnknownReason: revView.dscpUnknownReason } : {}),
+    },
+  };
+
+  const rtt = summarize(m.rttMs);
+  const peerClock = m.reflector?.clock ?? null;
+  const decision = decideOneWay(m.localClock, peerClock);
+  const oneWay =
+    decision.oneWay && m.oneWayForwardMs.length > 0 && m.oneWayReverseMs.length > 0
+      ? { forward: round(mean(m.oneWayForwardMs)), reverse: round(mean(m.oneWayReverseMs)), estimated: false }
+      : rtt
+        ? { forward: round(rtt.mean / 2), reverse: round(rtt.mean / 2), estimated: true }
+        : { forward: null, reverse: null, estimated: true };
+
+  const jitter: StreamJitter[] = [];
+  if (forward.received > 1) jitter.push({ label: 'forward path', jitterMs: forward.jitterMs });
+  if (reverse.received > 1) jitter.push({ label: 'reverse path', jitterMs: reverse.jitterMs });
+  const loss: StreamLoss[] = [];
+  for (const which of ['forward', 'reverse'] as const) {
+    const d = which === 'forward' ? forward : reverse;
+    for (const s of d.streams) {
+      loss.push({
+        label: `${which} path, stream ${s.ssrc} (port ${s.srcPort} → ${s.dstPort})`,
+        lost: s.lost,
+        expected: s.sent,
+      });
+    }
+  }
+  const evidence: NetworkEvidence = {
+    ...(oneWay.forward !== null && oneWay.reverse !== null
+      ? {
+          latency: {
+            forwardMs: oneWay.forward,
+            reverseMs: oneWay.reverse,
+            estimated: oneWay.estimated,
+            basis: decision.basis,
+          },
+        }
+      : {}),
+    jitter,
+    loss,
+    dscpRtp: [
+      dscpEvidence(fwdView, policy['dscp-rtp'].audio, m.mediaDscp, forward),
+      dscpEvidence(revView, policy['dscp-rtp'].audio, m.mediaDscp, reverse),
+    ],
+    dscpSip: [
+      dscpEvidence(fwdView, policy['dscp-sip'].class, m.signallingDscp, sigForward),
+      dscpEvidence(revView, policy['dscp-sip'].class, m.signallingDscp, sigReverse),
+    ],
+    bandwidth: { codec: m.codec, calls: m.calls },
+    unknownReasons: {
+      latency: 'no reply came back from the reflector, so no round trip was timed',
+      jitter: 'no RTP packet arrived in either direction',
+      loss: 'no RTP packet was sent',
+    },
+  };
+  const checks = judgeNetwork(evidence, policy);
+
+  let r: number | null = null;
+  if (oneWay.forward !== null && oneWay.reverse !== null) {
+    const worstLossPct = Math.max(forward.lossPct, reverse.sent > 0 ? reverse.lossPct : 0);
+    const worstJitter = Math.max(forward.jitterMs, reverse.jitterMs);
+    r = rFactor({
+      codec: m.codec,
+      mouthToEarMs: mouthToEarMs(m.codec, Math.max(oneWay.forward, oneWay.reverse), worstJitter),
+      lossPct: worstLossPct,
+    });
+  }
+  const bw = bandwidthPerCall(m.codec);
+  const kbps = (v: number) => round(v, 1);
+  return {
+    schema: PROBE_SCHEMA,
+    peer: m.peer,
+    codec: m.codec.name,
+    calls: m.calls,
+    durationS: m.durationMs / 1000,
+    privileged: m.privileged,
+    startedAt: m.startedAt,
+    forward,
+    reverse,
+    signalling,
+    rttMs: rtt
+      ? {
+          min: round(rtt.min),
+          mean: round(rtt.mean),
+          p50: round(rtt.p50),
+          p95: round(rtt.p95),
+          p99: round(rtt.p99),
+          max: round(rtt.max),
+        }
+      : null,
+    oneWayMs: oneWay,
+    rFactor: r === null ? null : round(r, 1),
+    mos: r === null ? null : round(mosFromR(r), 2),
+    checks,
+    ready: isReady(checks),
+    sendTiming: timing(summarize(m.sendLatenessMs)),
+    reflectorSendTiming: m.reflector
+      ? {
+          p50Ms: round(m.reflector.holdUs.p50 / 1000),
+          p99Ms: round(m.reflector.holdUs.p99 / 1000),
+          maxMs: round(m.reflector.holdUs.max / 1000),
+          samples: m.reflector.holdUs.samples,
+        }
+      : null,
+    clockSync: { local: m.localClock, peer: peerClock },
+    latencyBasis: decision.basis,
+    bandwidth: {
+      codec: m.codec.name,
+      packetsPerSecond: bw.packetsPerSecond,
+      ipBytesPerPacket: bw.ipBytesPerPacket,
+      perCall: { ipKbps: kbps(bw.ipKbps), ethernetKbps: kbps(bw.ethernetKbps) },
+      total: { ipKbps: kbps(bw.ipKbps * m.calls), ethernetKbps: kbps(bw.ethernetKbps * m.calls) },
+    },
+    emodel: {
+      ie: m.codec.ie,
+      bpl: m.codec.bpl,
+      approximate: m.codec.emodelApproximate,
+      source: 'ITU-T G.107 (06/2015) with Ie/Bpl from ITU-T G.113 Appendix I (src/codecs.ts)',
+    },
+  };
+}

@@ -1,0 +1,102 @@
+// The human-readable probe result: the readiness table (one row per check) and a per-direction
+// summary of what was measured, as plain text for a terminal.
+import { dscpName } from '../dscp.js';
+import type { DirectionStats, ProbeResult } from '../schemas.js';
+
+/** Left-aligned columns separated by two spaces; the last column is never padded. */
+function columns(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) =>
+    r
+      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+const STATUS_LABEL = { pass: 'PASS', warn: 'WARN', fail: 'FAIL', unknown: 'UNKNOWN' } as const;
+
+function marksOf(d: {
+  dscpSent: number | null;
+  dscpReceived: Record<string, number>;
+  dscpUnknownReason?: string;
+}) {
+  const sent = d.dscpSent === null ? 'unmarked' : dscpName(d.dscpSent);
+  const got = Object.entries(d.dscpReceived)
+    .sort((a, b) => b[1] - a[1])
+    .map(([v, n]) => `${dscpName(Number(v))}×${n}`)
+    .join(' ');
+  return `${sent} → ${got || 'unknown'}`;
+}
+
+function directionRow(name: string, d: DirectionStats): string[] {
+  return [
+    name,
+    String(d.sent),
+    String(d.received),
+    `${d.lost} (${d.lossPct.toFixed(2)}%)`,
+    String(d.duplicates),
+    String(d.reordered),
+    String(d.maxBurstLoss),
+    d.jitterMs.toFixed(3),
+    d.jitterMaxMs.toFixed(3),
+    marksOf(d),
+  ];
+}
+
+export function renderProbeTable(r: ProbeResult): string {
+  const out: string[] = [];
+  const verdict = r.ready ? 'READY' : 'NOT READY';
+  out.push(
+    `voipready probe to ${r.peer}: ${r.calls} × ${r.codec} for ${r.durationS} s — ${verdict}` +
+      (r.privileged ? '' : ' (unprivileged: DSCP not measured by this agent)'),
+    '',
+  );
+  out.push(
+    ...columns([
+      ['CHECK', 'STATUS', 'VALUE', 'LIMIT', 'EVIDENCE'],
+      ...r.checks.map((c) => [
+        c.id,
+        STATUS_LABEL[c.status],
+        c.value === null ? '-' : `${c.value}${c.unit && typeof c.value === 'number' ? ` ${c.unit}` : ''}`,
+        c.limit === null ? '-' : `${c.limit}${c.unit && typeof c.limit === 'number' ? ` ${c.unit}` : ''}`,
+        c.evidence,
+      ]),
+    ]),
+  );
+  out.push('');
+  out.push(
+    ...columns([
+      [
+        'DIRECTION',
+        'SENT',
+        'RECEIVED',
+        'LOST',
+        'DUP',
+        'REORD',
+        'BURST',
+        'JITTER ms',
+        'JITTER MAX ms',
+        'DSCP',
+      ],
+      directionRow('forward (agent → reflector)', r.forward),
+      directionRow('reverse (reflector → agent)', r.reverse),
+    ]),
+  );
+  const sig = r.signalling;
+  out.push(
+    `signalling: forward ${sig.forward.received}/${sig.forward.sent} ${marksOf(sig.forward)}; ` +
+      `reverse ${sig.reverse.received}/${sig.reverse.sent} ${marksOf(sig.reverse)}`,
+  );
+  const rtt = r.rttMs;
+  out.push(
+    rtt
+      ? `RTT ms: min ${rtt.min} mean ${rtt.mean} p50 ${rtt.p50} p95 ${rtt.p95} p99 ${rtt.p99} max ${rtt.max}; ` +
+          `one-way ms: forward ${r.oneWayMs.forward} reverse ${r.oneWayMs.reverse}${r.oneWayMs.estimated ? ' (estimated as RTT/2)' : ''}`
+      : 'RTT: no reply received',
+  );
+  out.push(
+    r.mos === null ? 'MOS: not computed (no delay measured)' : `E-model: R ${r.rFactor}, MOS ${r.mos}`,
+  );
+  return `${out.join('\n')}\n`;
+}
