@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentConfig } from '../../src/config/agent.js';
 import { AgentReport, type ProbeResult, REPORT_SCHEMA } from '../../src/schemas.js';
+import type { ProbeOptions } from '../probe.js';
 import { DurableQueue, type QueueFs } from '../queue/durable-queue.js';
 import type { SendOutcome } from '../uplink/post-report.js';
 import { Sender } from '../uplink/sender.js';
@@ -11,15 +12,11 @@ import type { Clock } from './clock.js';
 import type { Log } from './log.js';
 import { runSchedule, type ScheduledJob } from './scheduler.js';
 
-/** What the agent asks of one probe run (the options of runProbe in agent/probe.ts). */
-export interface ProbeRequest {
-  peer: string;
-  signallingPort?: number;
-  codec: string;
-  calls: number;
-  durationMs: number;
-  secret?: Buffer;
-}
+/** What the agent asks of one probe run: a subset of runProbe's options (agent/probe.ts). */
+export type ProbeRequest = Pick<
+  ProbeOptions,
+  'peer' | 'signallingPort' | 'codec' | 'calls' | 'durationMs' | 'secret'
+>;
 
 export type ProbeFn = (request: ProbeRequest) => Promise<ProbeResult>;
 

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { parseDurationMs } from '../args.js';
-import { CODEC_NAMES } from '../codecs.js';
+import { CODEC_NAMES, type CodecName } from '../codecs.js';
 import { Identifier } from '../schemas.js';
 
 /** One problem in a configuration file: `${file}: ${path}: ${message}` when printed. */
@@ -35,8 +35,9 @@ export const AgentProbeConfig = z.strictObject({
   /** The reflector, HOST:PORT. */
   peer: HostPort,
   signallingPort: z.number().int().min(1).max(65535).optional(),
-  codec: z.enum(CODEC_NAMES as [string, ...string[]]).default('g711u'),
-  calls: z.number().int().min(1).max(1000).default(1),
+  codec: z.enum(CODEC_NAMES as [CodecName, ...CodecName[]]).default('g711u'),
+  /** Concurrent calls (the probe's own limit is 500). */
+  calls: z.number().int().min(1).max(500).default(1),
   /** How long each probe run sends. */
   duration: Duration.default(10_000),
   /** Time between the starts of two runs of this probe. */

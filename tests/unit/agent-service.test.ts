@@ -20,16 +20,19 @@ class FakeClock implements Clock {
   sleep = (ms: number, signal?: AbortSignal) =>
     new Promise<void>((resolve) => {
       if (signal?.aborted) return resolve();
-      const timer = { at: this.t + ms, resolve };
-      this.timers.push(timer);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.timers = this.timers.filter((x) => x !== timer);
+      const onAbort = () => {
+        this.timers = this.timers.filter((x) => x !== timer);
+        resolve();
+      };
+      const timer = {
+        at: this.t + ms,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
           resolve();
         },
-        { once: true },
-      );
+      };
+      this.timers.push(timer);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   /** Lets real I/O settle, then fires the earliest timer; repeats until cond() holds. */
   async runUntil(cond: () => boolean, maxSteps = 500): Promise<void> {
