@@ -7,6 +7,11 @@ export type SendOutcome =
   | { kind: 'acked'; status: number }
   /** Transient (network error, timeout, 408, 429, 5xx): keep the report and retry later. */
   | { kind: 'retry'; status: number | null; retryAfterMs?: number; reason: string }
+  /**
+   * 401/403: the collector does not accept this agent's token (or not for this site). That is the
+   * agent's configuration, not the report: keep every report queued and try again slowly.
+   */
+  | { kind: 'unauthorized'; status: number; reason: string }
   /** Any other 4xx: retrying the same bytes cannot succeed. Move to dead-letter. */
   | { kind: 'rejected'; status: number; reason: string };
 
@@ -64,5 +69,6 @@ export async function postReport(
       ? { kind: 'retry', status, reason }
       : { kind: 'retry', status, retryAfterMs, reason };
   }
+  if (status === 401 || status === 403) return { kind: 'unauthorized', status, reason };
   return { kind: 'rejected', status, reason };
 }

@@ -1,7 +1,8 @@
 // The delivery loop: strictly FIFO, one report in flight. The oldest queued report is sent; only when
 // the collector acknowledged it (2xx) is it removed and the next one sent, so the collector receives
 // reports in the order they were stored. Transient failures back off (full jitter, Retry-After
-// honoured) and retry the same report; a permanent rejection moves it to dead/ with a log line.
+// honoured) and retry the same report; a refused token holds the whole queue (retried at the slowest
+// pace); a permanent rejection of the report moves it to dead/ with a log line.
 import type { DurableQueue } from '../queue/durable-queue.js';
 import type { Clock } from '../service/clock.js';
 import type { Log } from '../service/log.js';
@@ -85,6 +86,23 @@ export class Sender {
           },
         );
         this.failures = 0;
+      } else if (outcome.kind === 'unauthorized') {
+        // Every report would get the same answer: hold them all and retry at the slowest pace.
+        const delayMs = this.deps.backoff.maxMs;
+        this.failures++;
+        log(
+          'error',
+          'collector.unauthorized',
+          `collector refused this agent's token (${outcome.reason}); check agent.collector.token/tokenFile and the collector's agents list; ${queue.length} report(s) kept, retrying in ${(delayMs / 1000).toFixed(0)} s`,
+          {
+            reportId: item.reportId,
+            status: outcome.status,
+            attempt: this.failures,
+            delayMs,
+            queued: queue.length,
+          },
+        );
+        await clock.sleep(delayMs, signal);
       } else {
         const delayMs = backoffDelayMs(
           this.failures,

@@ -89,19 +89,21 @@ describe('postReport against a real HTTP server', () => {
     expect(await postReport(target, '{}')).toMatchObject({ kind: 'retry', status: 503, retryAfterMs: 1000 });
     expect(await postReport(target, '{}')).toMatchObject({ kind: 'retry', status: 408 });
   });
-  it('rejects other 4xx for good, with the server explanation in the reason', async () => {
+  it('rejects other 4xx for good, with the server explanation in the reason; 401/403 is the token', async () => {
     script = [
       { status: 400, body: '{"error":"probes.0.forward: required"}' },
       { status: 403 },
       { status: 413 },
+      { status: 401 },
     ];
     expect(await postReport(target, '{}')).toEqual({
       kind: 'rejected',
       status: 400,
       reason: 'HTTP 400: {"error":"probes.0.forward: required"}',
     });
-    expect(await postReport(target, '{}')).toMatchObject({ kind: 'rejected', status: 403 });
+    expect(await postReport(target, '{}')).toMatchObject({ kind: 'unauthorized', status: 403 });
     expect(await postReport(target, '{}')).toMatchObject({ kind: 'rejected', status: 413 });
+    expect(await postReport(target, '{}')).toMatchObject({ kind: 'unauthorized', status: 401 });
   });
   it('turns a refused connection and a timeout into retry outcomes, not exceptions', async () => {
     const closed = createServer();
@@ -133,7 +135,7 @@ describe('sender: queue → collector', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('delivers in order through 500/429/400, backs off, dead-letters the 400 and stops when empty', async () => {
+  it('delivers in order through 500/429/401/400, backs off, dead-letters the 400 and stops when empty', async () => {
     const logs: { level: string; event: string; fields?: Record<string, unknown> }[] = [];
     const log: Log = (level, event, _msg, fields) => logs.push({ level, event, fields });
     const queue = await DurableQueue.open(dir, {
@@ -145,6 +147,7 @@ describe('sender: queue → collector', () => {
     script = [
       { status: 500 },
       { status: 429, headers: { 'retry-after': '2' } },
+      { status: 401 }, // a token problem holds the report at the slowest pace
       { status: 202 }, // r-1
       { status: 400, body: 'bad' }, // r-2
       { status: 202 }, // r-3
@@ -169,16 +172,24 @@ describe('sender: queue → collector', () => {
     while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
     controller.abort();
     await running;
-    expect(received.map((r) => JSON.parse(r.body).reportId)).toEqual(['r-1', 'r-1', 'r-1', 'r-2', 'r-3']);
-    expect(sleeps).toEqual([500, 2500]);
+    expect(received.map((r) => JSON.parse(r.body).reportId)).toEqual([
+      'r-1',
+      'r-1',
+      'r-1',
+      'r-1',
+      'r-2',
+      'r-3',
+    ]);
+    expect(sleeps).toEqual([500, 2500, 30_000]);
     expect(logs.map((l) => l.event)).toEqual([
       'report.retry',
       'report.retry',
+      'collector.unauthorized',
       'report.delivered',
       'report.rejected',
       'report.delivered',
     ]);
-    expect(logs[2]!.fields).toMatchObject({ reportId: 'r-1', afterFailures: 2 });
+    expect(logs[3]!.fields).toMatchObject({ reportId: 'r-1', afterFailures: 3 });
     expect(await readdir(join(dir, 'dead'))).toEqual([
       '0000000000000002.json',
       '0000000000000002.reason.txt',
