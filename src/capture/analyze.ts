@@ -268,6 +268,8 @@ export class CaptureAnalyzer implements TransportHandler {
     if (len <= 0) return;
     if (flow.kind === KIND_SDP) {
       const endpoint = flow.endpoint!;
+      // m=image is T.38 fax over UDPTL (ITU-T T.38 Annex D): not RTP, whatever its first bits say.
+      if (endpoint.media === 'image') return;
       // RTCP on the announced RTCP port, or multiplexed on the RTP port (RFC 5761 §4).
       if (isRtcp(b, off, len)) this.rtcp(b, off, len);
       else if (!endpoint.rtcp) this.rtp(flow, p, b, off, len);

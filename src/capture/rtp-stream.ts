@@ -85,6 +85,7 @@ export class RtpStreamStats {
   /** Arrival time and extended RTP timestamp of the last in-time-sequence packet (the reference). */
   private refMs = 0;
   private refTs = 0;
+  private firstTs = 0;
   private lastPt = -1;
   private extTs = 0;
   private lastRawTs = 0;
@@ -103,7 +104,7 @@ export class RtpStreamStats {
       this.firstMs = this.lastMs = relMs;
       this.startSeq = this.stopSeq = seq;
       this.refMs = relMs;
-      this.extTs = this.refTs = ts;
+      this.extTs = this.refTs = this.firstTs = ts;
       this.lastRawTs = ts;
       this.lastPt = pt;
       return;
@@ -111,7 +112,8 @@ export class RtpStreamStats {
     // Extended timestamp: unwrap the 32-bit field by the signed difference to the previous one.
     this.extTs += (ts - this.lastRawTs) | 0;
     this.lastRawTs = ts;
-    const inTimeSequence = this.refTs <= this.extTs;
+    // tshark 4.0 judges a timestamp "in sequence" against the stream's first packet, not the last.
+    const inTimeSequence = this.extTs >= this.firstTs;
     // Sequence cycles, as tshark counts them: a number below the first one starts a new cycle.
     if (seq < this.startSeq && inTimeSequence && !this.under) {
       this.seqCycles++;
