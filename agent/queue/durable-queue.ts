@@ -137,6 +137,7 @@ export class DurableQueue {
     const name = String(seq).padStart(SEQ_DIGITS, '0') + '.json';
     const file = join(this.dir, name);
     const tmp = file + TMP_SUFFIX;
+    let renamed = false;
     try {
       const handle = await this.fs.open(tmp, 'wx');
       try {
@@ -146,9 +147,11 @@ export class DurableQueue {
         await handle.close();
       }
       await this.fs.rename(tmp, file);
+      renamed = true;
       await this.syncDir();
     } catch (err) {
-      await this.fs.unlink(tmp).catch(() => undefined);
+      // Not queued as far as the caller knows, so leave nothing behind that a restart would send.
+      await this.fs.unlink(renamed ? file : tmp).catch(() => undefined);
       throw err;
     }
     const item = { seq, reportId, bytes: Buffer.byteLength(body), file };
@@ -163,8 +166,10 @@ export class DurableQueue {
 
   /** The collector acknowledged the item (2xx, a duplicate ack included): remove it. */
   async ack(item: QueueItem): Promise<void> {
-    if (!this.remove(item)) return;
+    if (!this.items.includes(item)) return;
+    // Unlink first: if that fails the item stays at the head and is sent (and acknowledged) again.
     await this.unlinkIfPresent(item.file);
+    this.remove(item);
     await this.syncDir();
   }
 

@@ -1,10 +1,11 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
+import { mkdtemp, readdir, rm, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DurableQueue } from '../../agent/queue/durable-queue.js';
+import { DurableQueue, type QueueFs } from '../../agent/queue/durable-queue.js';
 import type { Clock } from '../../agent/service/clock.js';
 import type { Log } from '../../agent/service/log.js';
 import { backoffDelayMs, parseRetryAfterMs } from '../../agent/uplink/backoff.js';
@@ -194,5 +195,55 @@ describe('sender: queue → collector', () => {
       '0000000000000002.json',
       '0000000000000002.reason.txt',
     ]);
+  });
+
+  it('survives queue file-system errors: an ack that cannot unlink (EIO) is retried, a vanished file skipped', async () => {
+    const logs: { event: string; fields?: Record<string, unknown> }[] = [];
+    const log: Log = (_level, event, _msg, fields) => logs.push({ event, fields });
+    let failUnlink = 1;
+    const fs: QueueFs = {
+      ...fsp,
+      unlink: (async (path: string) => {
+        if (failUnlink > 0 && path.endsWith('.json')) {
+          failUnlink--;
+          throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
+        }
+        return fsp.unlink(path);
+      }) as QueueFs['unlink'],
+    };
+    const events = { dropped: () => undefined, corrupt: () => undefined };
+    const queue = await DurableQueue.open(dir, { maxReports: 100, maxBytes: 1e6, events, fs });
+    for (const id of ['r-1', 'r-2', 'r-3']) await queue.enqueue(id, JSON.stringify({ reportId: id }));
+    await unlink(join(dir, '0000000000000002.json')); // r-2's file deleted by hand
+    const sleeps: number[] = [];
+    const controller = new AbortController();
+    const sender = new Sender({
+      queue,
+      send: (body) => postReport(target, body),
+      backoff: { initialMs: 1000, maxMs: 30_000 },
+      clock: {
+        now: () => 0,
+        sleep: async (ms) => {
+          sleeps.push(ms);
+        },
+      },
+      log,
+    });
+    const running = sender.run(controller.signal);
+    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    await running;
+    // r-1 was acknowledged but its file could not be removed: it is sent again (the collector
+    // acknowledges the repeat without storing it twice), then removed.
+    expect(received.map((r) => JSON.parse(r.body).reportId)).toEqual(['r-1', 'r-1', 'r-3']);
+    expect(logs.map((l) => l.event)).toEqual([
+      'queue.error',
+      'report.delivered',
+      'queue.vanished',
+      'report.delivered',
+    ]);
+    expect(logs[0]!.fields).toMatchObject({ reportId: 'r-1', code: 'EIO' });
+    expect(sleeps).toEqual([30_000]);
+    expect((await readdir(dir)).filter((n) => n.endsWith('.json'))).toEqual([]);
   });
 });
