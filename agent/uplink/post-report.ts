@@ -30,8 +30,9 @@ async function bodyExcerpt(res: Response): Promise<string> {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
+/** The reports endpoint under the collector's base URL, keeping a path prefix (a reverse proxy's). */
 export function reportsUrl(base: string): string {
-  return new URL(REPORTS_PATH, base.endsWith('/') ? base : `${base}/`).toString();
+  return new URL(REPORTS_PATH.slice(1), base.endsWith('/') ? base : `${base}/`).toString();
 }
 
 export async function postReport(

@@ -9,7 +9,7 @@ import { DurableQueue, type QueueFs } from '../../agent/queue/durable-queue.js';
 import type { Clock } from '../../agent/service/clock.js';
 import type { Log } from '../../agent/service/log.js';
 import { backoffDelayMs, parseRetryAfterMs } from '../../agent/uplink/backoff.js';
-import { postReport, type UplinkTarget } from '../../agent/uplink/post-report.js';
+import { postReport, reportsUrl, type UplinkTarget } from '../../agent/uplink/post-report.js';
 import { Sender } from '../../agent/uplink/sender.js';
 
 // A tiny collector stand-in on loopback: answers each request with the next scripted response.
@@ -68,6 +68,15 @@ describe('backoff', () => {
 });
 
 describe('postReport against a real HTTP server', () => {
+  it('posts to /api/v1/reports under the base URL, keeping a proxy path prefix', () => {
+    expect(reportsUrl('http://c:8470')).toBe('http://c:8470/api/v1/reports');
+    expect(reportsUrl('https://proxy.example/voipready/')).toBe(
+      'https://proxy.example/voipready/api/v1/reports',
+    );
+    expect(reportsUrl('https://proxy.example/voipready')).toBe(
+      'https://proxy.example/voipready/api/v1/reports',
+    );
+  });
   beforeEach(() => {
     script = [];
     received.length = 0;
