@@ -22,7 +22,7 @@ import {
 import { detectClockSync } from './net/clock-sync.js';
 import { IPV6_DSCP_REASON, openRawUdp, type RawUdp } from './net/raw-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
-import { runPacer, type Ticker, workerTicker } from './probe/pacer.js';
+import { runPacer, startWorkerTicker, type Ticker } from './probe/pacer.js';
 import { buildProbeResult, type DirectionCounts, type StreamMeasurement } from './probe/result.js';
 
 export interface ProbeOptions {
@@ -42,7 +42,8 @@ export interface ProbeOptions {
 
 export interface ProbeDeps {
   now: () => number;
-  ticker: Ticker;
+  /** Starts the timer that paces the sends (a worker thread; tests inject a fake). */
+  startTicker: () => Promise<{ ticker: Ticker; close(): void }>;
   clockSync: () => Promise<ClockSync>;
   /** Set false to measure without raw sockets even when privileged. */
   useRawSocket: boolean;
@@ -63,7 +64,7 @@ const SEND_RING = 1024;
 
 const defaultDeps: ProbeDeps = {
   now: wallNowMs,
-  ticker: workerTicker,
+  startTicker: startWorkerTicker,
   clockSync: () => detectClockSync(),
   useRawSocket: true,
   portRange: [16384, 32766],
@@ -227,7 +228,9 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
   };
 
   const sockets: dgram.Socket[] = [];
+  let closeTicker = () => {};
   const cleanup = () => {
+    closeTicker();
     raw?.close();
     for (const s of sockets) s.close();
   };
@@ -330,26 +333,33 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
       return t;
     };
 
+    // Calls spread over the frame in S slots, at least 1 ms apart: call i sends packet k at
+    // start + k·ptime + (i mod S)·ptime/S.
     const n = options.calls;
-    const stepMs = codec.ptimeMs / n;
+    const slots = Math.min(n, Math.floor(codec.ptimeMs));
+    const stepMs = codec.ptimeMs / slots;
     const perCall = Math.floor(options.durationMs / codec.ptimeMs);
-    const total = perCall * n;
-    const startMs = d.now() + 50;
-    for (const s of streams) s.originMs = startMs + s.index * stepMs;
+    const total = perCall * slots;
+    const timer = await d.startTicker();
+    closeTicker = timer.close;
+    const startMs = d.now() + 20;
+    for (const s of streams) s.originMs = startMs + (s.index % slots) * stepMs;
     sig.originMs = startMs;
     const sigTotal = Math.max(1, Math.floor(options.durationMs / SIGNALLING_INTERVAL_MS));
     let sigNext = 0;
-    const lateness = new Float64Array(total);
+    const lateness = new Float64Array(perCall * n);
     let lastProgress = -1;
     const pacer = runPacer({
       startMs,
       stepMs,
       total,
       now: d.now,
-      ticker: d.ticker,
+      ticker: timer.ticker,
       onSend: (e, idealMs) => {
-        const s = streams[e % n]!;
-        lateness[e] = send(s, Math.floor(e / n), mediaDscp) - idealMs;
+        const k = Math.floor(e / slots);
+        for (let i = e % slots; i < n; i += slots) {
+          lateness[k * n + i] = send(streams[i]!, k, mediaDscp) - idealMs;
+        }
         while (sigNext < sigTotal && startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
           send(sig, sigNext, signallingDscp);
           sigNext++;

@@ -24,13 +24,19 @@ export interface HostPort {
   port: number;
 }
 
-/** "host:port", "[v6addr]:port" → { host, port }. */
-export function parseHostPort(text: string, flag: string, defaultPort?: number): HostPort {
+/** "host:port", "[v6addr]:port" → { host, port }. allowPortZero: port 0 (listen on a free port). */
+export function parseHostPort(
+  text: string,
+  flag: string,
+  defaultPort?: number,
+  allowPortZero = false,
+): HostPort {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
   if (!m || !m[1]) throw new UserError(`${flag} "${text}" is not HOST:PORT`);
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (port === undefined) throw new UserError(`${flag} "${text}" needs a port (HOST:PORT)`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new UserError(`${flag} port must be 1..65535`);
+  const min = allowPortZero ? 0 : 1;
+  if (!Number.isInteger(port) || port < min || port > 65535)
+    throw new UserError(`${flag} port must be ${min}..65535`);
   return { host: m[1], port };
 }

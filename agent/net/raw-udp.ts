@@ -72,6 +72,10 @@ export function parseIpv4Udp(
   };
 }
 
+/** Linux SO_RCVBUFFORCE (asm-generic/socket.h); raw-socket does not export it. */
+const SO_RCVBUFFORCE = 33;
+const RAW_RECEIVE_BUFFER = 8 * 1024 * 1024;
+
 export interface RawUdp {
   /** Sends payload as a UDP datagram from src:srcPort to dst:dstPort with the given DSCP, now (synchronous). */
   send(src: string, srcPort: number, dst: string, dstPort: number, dscp: number, payload: Buffer): void;
@@ -116,7 +120,13 @@ export function openRawUdp(receiver?: RawReceiver, now = wallNowMs): RawUdp | st
     // A receive error on a copy-only socket loses only marks; the dgram path keeps measuring.
   });
   if (receiver) {
-    sock.setOption(raw.SocketLevel.SOL_SOCKET, raw.SocketOption.SO_RCVBUF, 4 * 1024 * 1024);
+    // A deep queue rides out bursts (floods of junk included): SO_RCVBUFFORCE passes rmem_max
+    // with CAP_NET_ADMIN; otherwise SO_RCVBUF gets what the system allows.
+    try {
+      sock.setOption(raw.SocketLevel.SOL_SOCKET, SO_RCVBUFFORCE, RAW_RECEIVE_BUFFER);
+    } catch {
+      sock.setOption(raw.SocketLevel.SOL_SOCKET, raw.SocketOption.SO_RCVBUF, RAW_RECEIVE_BUFFER);
+    }
     sock.on('message', (buf) => {
       const arrivalMs = now();
       const d = parseIpv4Udp(buf, receiver.acceptPort);

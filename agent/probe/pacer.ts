@@ -1,6 +1,6 @@
-// One scheduler for all calls. Call i of n sends packet k at start + (k·n + i)·ptime/n: the calls
-// are spread evenly across the packetization interval, so the whole run is a single grid of
-// events `step = ptime / n` apart.
+// One scheduler for all calls: a single grid of ticks `step` apart. The probe spreads its calls
+// across the packetization interval in S = min(calls, 20) slots (at most one tick per millisecond at
+// 20 ms ptime) and sends, at each tick, the packets of the calls in that slot.
 //
 // Node's timers fire late by a millisecond or more. Blocking the main thread until each deadline
 // (Atomics.wait) would be precise but would also delay the receive callbacks that timestamp
@@ -23,37 +23,53 @@ export interface PacerPlan {
 /** Calls onTick at (or just after) each event time of the plan; returns a stop function. */
 export type Ticker = (plan: PacerPlan, onTick: () => void) => () => void;
 
+// The worker starts, reports ready, then runs the plan it is sent (so its start-up time, tens of
+// milliseconds, never delays the first packets).
 const TICKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
 const cell = new Int32Array(new SharedArrayBuffer(4));
-const { startMs, stepMs, total } = workerData;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-for (let e = 0; e < total; e++) {
-  const ahead = startMs + e * stepMs - now();
-  if (ahead > 0) Atomics.wait(cell, 0, 0, ahead);
-  parentPort.postMessage(0);
-}
+parentPort.once('message', ({ startMs, stepMs, total }) => {
+  for (let e = 0; e < total; e++) {
+    const ahead = startMs + e * stepMs - now();
+    if (ahead > 0) Atomics.wait(cell, 0, 0, ahead);
+    parentPort.postMessage(0);
+  }
+});
+parentPort.postMessage('ready');
 `;
 
-/** The worker-thread ticker described above, given a plan in wallNowMs() time. */
-export const workerTicker: Ticker = (plan, onTick) => {
-  // The worker keeps time on the monotonic clock (process.hrtime), which both threads share.
-  const shift = Number(process.hrtime.bigint()) / 1e6 - wallNowMs();
-  const worker = new Worker(TICKER_SOURCE, {
-    eval: true,
-    workerData: { ...plan, startMs: plan.startMs + shift },
-  });
-  worker.on('message', onTick);
-  worker.on('error', () => {});
-  return () => {
+/**
+ * Starts the timing worker; resolves once it runs, with a ticker for one plan (given in
+ * wallNowMs() time; the worker keeps time on process.hrtime, the monotonic clock both threads share).
+ */
+export function startWorkerTicker(): Promise<{ ticker: Ticker; close(): void }> {
+  const worker = new Worker(TICKER_SOURCE, { eval: true });
+  const close = () => {
     worker.terminate().catch(() => {});
   };
-};
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('message', () => {
+      worker.off('error', reject);
+      worker.on('error', () => {});
+      resolve({
+        ticker: (plan, onTick) => {
+          const shift = Number(process.hrtime.bigint()) / 1e6 - wallNowMs();
+          worker.on('message', onTick);
+          worker.postMessage({ ...plan, startMs: plan.startMs + shift });
+          return close;
+        },
+        close,
+      });
+    });
+  });
+}
 
 export interface PacerOptions extends PacerPlan {
   now: () => number;
   ticker: Ticker;
-  /** Sends event e (call e % n, packet ⌊e / n⌋) whose ideal time was idealMs. */
+  /** Handles tick e, whose ideal time was idealMs. */
   onSend: (event: number, idealMs: number) => void;
 }
 

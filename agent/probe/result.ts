@@ -147,13 +147,15 @@ function dscpViews(m: ProbeMeasurement): { forward: DirectionView; reverse: Dire
       : !r.dscpReadable
         ? 'the reflector cannot read marks on arrival (it lacks CAP_NET_RAW, or listens on IPv6)'
         : undefined;
-  const reverseReason = !r
-    ? 'no summary from the reflector'
-    : !r.marksReplies
-      ? 'the reflector cannot mark its replies (it lacks CAP_NET_RAW, or listens on IPv6)'
-      : local
-        ? `the agent cannot read marks on arrival: ${local}`
-        : undefined;
+  const reverseReasons = [
+    !r
+      ? 'no summary from the reflector'
+      : !r.marksReplies
+        ? 'the reflector cannot mark its replies (it lacks CAP_NET_RAW, or listens on IPv6)'
+        : undefined,
+    local ? `the agent cannot read marks on arrival: ${local}` : undefined,
+  ].filter((v): v is string => v !== undefined);
+  const reverseReason = reverseReasons.length > 0 ? reverseReasons.join('; ') : undefined;
   return {
     forward: {
       label: 'forward path',

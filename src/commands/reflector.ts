@@ -31,7 +31,7 @@ export const command: Command = {
   },
   async run(values, _positionals, io) {
     if (typeof values.listen !== 'string') throw new UserError('--listen ADDR:PORT is required');
-    const { host, port } = parseHostPort(values.listen, '--listen');
+    const { host, port } = parseHostPort(values.listen, '--listen', undefined, true);
     const signallingPort =
       typeof values['signalling-port'] === 'string'
         ? parseIntFlag(values['signalling-port'], '--signalling-port', 1, 65535)

@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { NEEDS_CAP_NET_RAW } from '../../agent/net/raw-udp.js';
+import {
+  buildProbeResult,
+  type DirectionCounts,
+  type ProbeMeasurement,
+  type StreamMeasurement,
+} from '../../agent/probe/result.js';
+import { CODECS } from '../../src/codecs.js';
+import { DEFAULT_POLICY } from '../../src/policy.js';
+import { ProbeResult } from '../../src/schemas.js';
+
+const counts = (over: Partial<DirectionCounts> = {}): DirectionCounts => ({
+  sent: 1500,
+  received: 1500,
+  duplicates: 0,
+  reordered: 0,
+  maxBurstLoss: 0,
+  jitterMs: 0.5,
+  jitterMaxMs: 0.8,
+  dscp: { '46': 1500 },
+  ...over,
+});
+
+const stream = (ssrc: number, over: Partial<StreamMeasurement> = {}): StreamMeasurement => ({
+  ssrc,
+  localPort: 16384 + 2 * ssrc,
+  remotePort: 5004,
+  forward: counts(),
+  forwardSource: 'reflector',
+  reverse: counts(),
+  ...over,
+});
+
+const synced = { synchronised: true, errorBoundMs: 0.3, source: 'chrony' };
+const unsynced = { synchronised: false, errorBoundMs: null, source: 'none' };
+
+function measurement(over: Partial<ProbeMeasurement> = {}): ProbeMeasurement {
+  return {
+    peer: '192.0.2.10:5004',
+    codec: CODECS.g711u,
+    calls: 2,
+    durationMs: 30_000,
+    startedAt: '2026-11-26T01:00:00.000Z',
+    privileged: true,
+    mediaDscp: 46,
+    signallingDscp: 24,
+    media: [stream(1), stream(2)],
+    signalling: stream(3, {
+      forward: counts({ sent: 300, received: 300, dscp: { '24': 300 } }),
+      reverse: counts({ sent: 300, received: 300, dscp: { '24': 300 } }),
+    }),
+    reflector: {
+      dscpReadable: true,
+      marksReplies: true,
+      clock: unsynced,
+      holdUs: { p50: 40, p99: 100, max: 500, samples: 3300 },
+    },
+    localClock: unsynced,
+    rttMs: [20, 22, 24, 26, 28],
+    oneWayForwardMs: [9, 11],
+    oneWayReverseMs: [14, 16],
+    sendLatenessMs: [0.1, 0.2, 0.3],
+    ...over,
+  };
+}
+
+const byId = (r: ProbeResult, id: string) => r.checks.find((c) => c.id === id)!;
+
+describe('probe result assembly', () => {
+  it('a clean run is ready, matches the contract schema, and estimates latency as RTT/2', () => {
+    const r = buildProbeResult(measurement(), DEFAULT_POLICY);
+    expect(ProbeResult.safeParse(r).success).toBe(true);
+    expect(r.ready).toBe(true);
+    expect(r.checks.map((c) => c.status)).toEqual(['pass', 'pass', 'pass', 'pass', 'pass', 'pass']);
+    expect(r.oneWayMs).toEqual({ forward: 12, reverse: 12, estimated: true });
+    expect(byId(r, 'latency').evidence).toMatch(/RTT\/2.*clocks not known to be synchronised/);
+    expect(r.forward).toMatchObject({
+      sent: 3000,
+      received: 3000,
+      lost: 0,
+      dscpSent: 46,
+      dscpReceived: { '46': 3000 },
+    });
+    expect(r.forward.streams).toHaveLength(2);
+    expect(r.forward.streams[0]).toMatchObject({ ssrc: '0x00000001', srcPort: 16386, dstPort: 5004 });
+    expect(r.reverse.streams[0]).toMatchObject({ ssrc: '0x00000001', srcPort: 5004, dstPort: 16386 });
+    expect(byId(r, 'bandwidth').evidence).toContain(
+      '2 × g711u at 80 kbit/s IP (87.2 kbit/s Ethernet) per call',
+    );
+    expect(r.mos).toBeGreaterThan(4);
+  });
+
+  it('uses one-way delay when both clocks are synchronised', () => {
+    const r = buildProbeResult(
+      measurement({ localClock: synced, reflector: { ...measurement().reflector!, clock: synced } }),
+      DEFAULT_POLICY,
+    );
+    expect(r.oneWayMs).toEqual({ forward: 10, reverse: 15, estimated: false });
+    expect(byId(r, 'latency').evidence).toMatch(/^one-way: forward 10 ms, reverse 15 ms/);
+  });
+
+  it('names the reverse path when only the replies lost their EF mark, and fails dscp-rtp', () => {
+    const rewritten = (s: StreamMeasurement) => ({ ...s, reverse: counts({ dscp: { '0': 1500 } }) });
+    const m = measurement();
+    const r = buildProbeResult({ ...m, media: m.media.map(rewritten) }, DEFAULT_POLICY);
+    const dscp = byId(r, 'dscp-rtp');
+    expect(dscp.status).toBe('fail');
+    expect(dscp.evidence).toContain('EF sent, arrived as CS0 (3000 of 3000) on reverse path');
+    expect(dscp.evidence).toContain('forward path: EF on arrival');
+    expect(byId(r, 'dscp-sip').status).toBe('pass');
+    expect(r.ready).toBe(false);
+  });
+
+  it('counts forward loss from the sender and the reflector, not from lost replies', () => {
+    const m = measurement();
+    const lossy = { ...m.media[0]!, forward: counts({ received: 1470, maxBurstLoss: 3 }) };
+    const r = buildProbeResult({ ...m, media: [lossy, m.media[1]!] }, DEFAULT_POLICY);
+    expect(r.forward).toMatchObject({ sent: 3000, received: 2970, lost: 30, lossPct: 1, maxBurstLoss: 3 });
+    expect(r.reverse.lost).toBe(0);
+    // 30 of 1500 is 2 % on that stream: the rule is per stream.
+    expect(byId(r, 'loss')).toMatchObject({ status: 'fail', value: 2 });
+    expect(byId(r, 'loss').evidence).toContain('30 of 1500 packets lost on forward path, stream 0x00000001');
+    expect(byId(r, 'bandwidth').status).toBe('fail');
+  });
+
+  it('without privilege: dscpSent null, DSCP checks unknown with the reason, never pass', () => {
+    const r = buildProbeResult(
+      measurement({ privileged: false, localDscpReason: NEEDS_CAP_NET_RAW }),
+      DEFAULT_POLICY,
+    );
+    expect(ProbeResult.safeParse(r).success).toBe(true);
+    expect(r.forward.dscpSent).toBeNull();
+    expect(r.reverse.dscpReceived).toEqual({});
+    for (const id of ['dscp-rtp', 'dscp-sip']) {
+      expect(byId(r, id).status).toBe('unknown');
+      expect(byId(r, id).evidence).toContain('setcap cap_net_raw+ep');
+    }
+    expect(r.ready).toBe(false);
+  });
+
+  it('an unreachable peer: 100 % forward loss, unknown latency, not ready', () => {
+    const silent = (ssrc: number) =>
+      stream(ssrc, {
+        forwardSource: 'none',
+        forward: counts({ received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
+        reverse: counts({ sent: 0, received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
+      });
+    const r = buildProbeResult(
+      measurement({
+        media: [silent(1), silent(2)],
+        signalling: silent(3),
+        reflector: null,
+        rttMs: [],
+        oneWayForwardMs: [],
+        oneWayReverseMs: [],
+      }),
+      DEFAULT_POLICY,
+    );
+    expect(ProbeResult.safeParse(r).success).toBe(true);
+    expect(r.forward).toMatchObject({ sent: 3000, received: 0, lost: 3000, lossPct: 100 });
+    expect(byId(r, 'loss').status).toBe('fail');
+    expect(byId(r, 'latency').status).toBe('unknown');
+    expect(byId(r, 'dscp-rtp').status).toBe('unknown');
+    expect(r.rttMs).toBeNull();
+    expect(r.mos).toBeNull();
+    expect(r.ready).toBe(false);
+  });
+});
