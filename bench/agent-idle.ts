@@ -4,13 +4,11 @@
 // are sampled from /proc for BENCH_SECONDS (default 60) and printed beside a bare `node` process
 // idling the same way (the runtime's own floor). Figures are printed, never asserted.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startReflector } from '../agent/reflector.js';
-import { startCollector } from '../collector/server.js';
-import { parseCollectorConfig } from '../src/config/collector.js';
+import { agentCredentials, agentYaml, startCollectorFor } from '../tests/helpers/agent-setup.js';
 import { cliUnavailableReason, startCli } from '../tests/helpers/cli.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
@@ -61,28 +59,18 @@ async function main(): Promise<void> {
   if (unavailable) throw new Error(unavailable);
   const dir = mkdtempSync(join(tmpdir(), 'voipready-bench-agent-'));
   const reflector = await startReflector({ host: '127.0.0.1', port: 0 });
-  const token = randomBytes(24).toString('hex');
-  const parsed = parseCollectorConfig(
-    `collector:\n  agents:\n    - { name: bench-agent, site: bench-site, tokenHash: "sha256:${createHash('sha256').update(token).digest('hex')}" }\n`,
-    'bench-collector.yaml',
-  );
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  const collector = await startCollector({
-    config: parsed.config,
-    dataDir: join(dir, 'collector'),
-    host: '127.0.0.1',
-    port: 0,
-  });
+  const { token, tokenHash } = agentCredentials();
+  const collector = await startCollectorFor(tokenHash, join(dir, 'collector'));
   writeFileSync(
     join(dir, 'agent.yaml'),
-    `agent:
-  name: bench-agent
-  site: bench-site
-  collector: { url: "${collector.url}", token: "${token}" }
-  queue: { dir: queue }
-  probes:
-    - { peer: "127.0.0.1:${reflector.port}", signallingPort: ${reflector.signallingPort}, duration: 2s, interval: 1h }
-`,
+    agentYaml({
+      collectorUrl: collector.url,
+      collectorAuth: `token: "${token}"`,
+      queueDir: join(dir, 'queue'),
+      reflector,
+      duration: '2s',
+      interval: '1h',
+    }),
   );
   const agent = startCli(['agent', '--config', join(dir, 'agent.yaml')]);
   let reference: ChildProcess | undefined;

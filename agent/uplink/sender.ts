@@ -116,35 +116,21 @@ export class Sender {
         },
       );
       this.failures = 0;
-    } else if (outcome.kind === 'unauthorized') {
-      // Every report would get the same answer: hold them all and retry at the slowest pace.
-      const delayMs = this.deps.backoff.maxMs;
-      this.failures++;
-      log(
-        'error',
-        'collector.unauthorized',
-        `collector refused this agent's token (${outcome.reason}); check agent.collector.token/tokenFile and the collector's agents list; ${queue.length} report(s) kept, retrying in ${(delayMs / 1000).toFixed(0)} s`,
-        {
-          reportId: item.reportId,
-          status: outcome.status,
-          attempt: this.failures,
-          delayMs,
-          queued: queue.length,
-        },
-      );
-      await clock.sleep(delayMs, signal);
     } else {
-      const delayMs = backoffDelayMs(
-        this.failures,
-        this.deps.backoff,
-        outcome.retryAfterMs,
-        this.deps.random,
-      );
+      // A refused token (401/403) is the agent's configuration, not this report: every report would
+      // get the same answer, so hold them all and retry at the slowest pace.
+      const unauthorized = outcome.kind === 'unauthorized';
+      const delayMs = unauthorized
+        ? this.deps.backoff.maxMs
+        : backoffDelayMs(this.failures, this.deps.backoff, outcome.retryAfterMs, this.deps.random);
       this.failures++;
+      const retrying = `retrying report ${item.reportId} in ${(delayMs / 1000).toFixed(1)} s`;
       log(
-        'warn',
-        'report.retry',
-        `collector unavailable (${outcome.reason}); retrying report ${item.reportId} in ${(delayMs / 1000).toFixed(1)} s`,
+        unauthorized ? 'error' : 'warn',
+        unauthorized ? 'collector.unauthorized' : 'report.retry',
+        unauthorized
+          ? `collector refused this agent's token (${outcome.reason}); check agent.collector.token/tokenFile and the collector's agents list; ${queue.length} report(s) kept, ${retrying}`
+          : `collector unavailable (${outcome.reason}); ${retrying}`,
         {
           reportId: item.reportId,
           status: outcome.status,

@@ -3,7 +3,6 @@
 // reflector, sending to a real collector) must log it, keep running, and once space is freed write
 // the held reports in order and deliver every one of them — nothing lost, nothing twice.
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +10,9 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Reflector, startReflector } from '../../agent/reflector.js';
-import { type RunningCollector, startCollector } from '../../collector/server.js';
+import type { RunningCollector } from '../../collector/server.js';
 import { SQLITE_FILE } from '../../collector/store/sqlite.js';
-import { parseCollectorConfig } from '../../src/config/collector.js';
+import { agentCredentials, agentLog, agentYaml, startCollectorFor } from '../helpers/agent-setup.js';
 import { cliUnavailableReason, killAllCli, startCli } from '../helpers/cli.js';
 
 const execFileP = promisify(execFile);
@@ -29,7 +28,7 @@ describe.skipIf(skipReason)('agent on a full disk (real ENOSPC from a tmpfs)', (
   let mounted = false;
   let reflector: Reflector;
   let collector: RunningCollector;
-  const token = randomBytes(24).toString('hex');
+  const { token, tokenHash } = agentCredentials();
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'voipready-diskfull-'));
@@ -38,17 +37,7 @@ describe.skipIf(skipReason)('agent on a full disk (real ENOSPC from a tmpfs)', (
     await execFileP('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', mnt]);
     mounted = true;
     reflector = await startReflector({ host: '127.0.0.1', port: 0 });
-    const parsed = parseCollectorConfig(
-      `collector:\n  agents:\n    - { name: agent-1, site: branch-01, tokenHash: "sha256:${createHash('sha256').update(token).digest('hex')}" }\n`,
-      'collector.yaml',
-    );
-    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-    collector = await startCollector({
-      config: parsed.config,
-      dataDir: join(dir, 'collector'),
-      host: '127.0.0.1',
-      port: 0,
-    });
+    collector = await startCollectorFor(tokenHash, join(dir, 'collector'));
   });
   afterAll(async () => {
     await killAllCli();
@@ -71,22 +60,17 @@ describe.skipIf(skipReason)('agent on a full disk (real ENOSPC from a tmpfs)', (
 
     await writeFile(
       join(dir, 'agent.yaml'),
-      `agent:
-  name: agent-1
-  site: branch-01
-  collector: { url: "${collector.url}", token: "${token}" }
-  queue: { dir: "${queueDir}" }
-  probes:
-    - { peer: "127.0.0.1:${reflector.port}", signallingPort: ${reflector.signallingPort}, duration: 1s, interval: 1500ms }
-`,
+      agentYaml({
+        collectorUrl: collector.url,
+        collectorAuth: `token: "${token}"`,
+        queueDir,
+        reflector,
+        duration: '1s',
+        interval: '1500ms',
+      }),
     );
     const agent = startCli(['agent', '--config', join(dir, 'agent.yaml')], { timeoutMs: 90_000 });
-    const lines = () =>
-      agent
-        .stderr()
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { event: string; reportId?: string; code?: string; inMemory?: number });
+    const lines = () => agentLog(agent.stderr());
     await agent.waitForStderr(/"event":"queue.write-failed".*"code":"ENOSPC"/, 20_000);
     // Three probe runs while the disk is full: the agent keeps probing, nothing is sent.
     while (lines().filter((l) => l.event === 'probe.done').length < 3) await sleep(100);

@@ -2,7 +2,6 @@
 // on loopback. The collector is SIGKILLed mid-stream and restarted twice, the agent is SIGKILLed and
 // restarted once; afterwards every report the agent produced is stored in the collector's SQLite
 // file exactly once, in the order produced (or, at most the last one, still in the agent's queue).
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,13 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Reflector, startReflector } from '../../agent/reflector.js';
 import { SQLITE_FILE } from '../../collector/store/sqlite.js';
+import {
+  type AgentLogLine,
+  agentCredentials,
+  agentLog,
+  agentYaml,
+  collectorAgentsYaml,
+} from '../helpers/agent-setup.js';
 import { type CliProcess, cliUnavailableReason, killAllCli, startCli } from '../helpers/cli.js';
 
 const skipReason = cliUnavailableReason();
@@ -33,16 +39,7 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
   }
 }
 
-interface LogLine {
-  event: string;
-  reportId?: string;
-}
-const events = (p: CliProcess): LogLine[] =>
-  p
-    .stderr()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
+const events = (p: CliProcess): AgentLogLine[] => agentLog(p.stderr());
 
 describe.skipIf(skipReason)('agent ⇄ collector across crashes (separate processes)', () => {
   let dir: string;
@@ -61,8 +58,7 @@ describe.skipIf(skipReason)('agent ⇄ collector across crashes (separate proces
 
   it('stores every produced report exactly once, in order', async () => {
     const port = await freePort();
-    const token = randomBytes(24).toString('hex');
-    const tokenHash = `sha256:${createHash('sha256').update(token).digest('hex')}`;
+    const { token, tokenHash } = agentCredentials();
     const dataDir = join(dir, 'collector-data');
     const queueDir = join(dir, 'queue');
     await writeFile(
@@ -71,26 +67,20 @@ describe.skipIf(skipReason)('agent ⇄ collector across crashes (separate proces
   listen: { host: 127.0.0.1, port: ${port} }
   reads: open
   rateLimit: { perSecond: 1000, burst: 1000 }
-  agents:
-    - { name: agent-1, site: branch-01, tokenHash: "${tokenHash}" }
-`,
+${collectorAgentsYaml(tokenHash)}`,
     );
     await writeFile(join(dir, 'token'), `${token}\n`);
     await writeFile(
       join(dir, 'agent.yaml'),
-      `agent:
-  name: agent-1
-  site: branch-01
-  collector: { url: "http://127.0.0.1:${port}", tokenFile: token, timeout: 2s }
-  queue: { dir: queue }
-  retry: { initial: 200ms, max: 1s }
-  probes:
-    - peer: 127.0.0.1:${reflector.port}
-      signallingPort: ${reflector.signallingPort}
-      codec: g711u
-      duration: 1s
-      interval: 1500ms
-`,
+      agentYaml({
+        collectorUrl: `http://127.0.0.1:${port}`,
+        collectorAuth: 'tokenFile: token, timeout: 2s',
+        queueDir,
+        reflector,
+        duration: '1s',
+        interval: '1500ms',
+        extra: '  retry: { initial: 200ms, max: 1s }\n',
+      }),
     );
 
     const startCollector = async () => {
