@@ -192,7 +192,7 @@ const timing = (s: Summary | undefined) =>
 
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
-export function buildProbeResult(m: ProbeMeasurement, policy: Policy): ProbeResult {
+export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
   const { forward: fwdView, reverse: revView } = dscpViews(m);
   const forward = direction(m.media, 'forward', fwdView, m.mediaDscp);
   const reverse = direction(m.media, 'reverse', revView, m.mediaDscp);
@@ -335,5 +335,5 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy): ProbeResu
       approximate: m.codec.emodelApproximate,
       source: 'ITU-T G.107 (06/2015) with Ie/Bpl from ITU-T G.113 Appendix I (src/codecs.ts)',
     },
-  };
+  } satisfies ProbeResult;
 }
