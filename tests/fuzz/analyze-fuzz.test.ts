@@ -1,0 +1,119 @@
+// Fuzzing the capture analyzer with mutations of the sample captures: bit flips, truncations,
+// corrupted length fields, inserted garbage. Whatever the bytes, analyzeCapture either returns a
+// result (with warnings for damage) or throws the documented UserError — never anything else, never
+// hangs (each case runs under a time bound) and never allocates absurdly (heap growth is bounded).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { analyzeCapture, CAPTURE_SCHEMA } from '../../src/capture/analyze.js';
+import { memorySource } from '../../src/capture/reader.js';
+import { UserError } from '../../src/errors.js';
+
+const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'captures');
+
+function samples(dir: string): Buffer[] {
+  const out: Buffer[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...samples(path));
+    // Small samples keep each case fast; together they cover every format and link type here.
+    else if (!/\.(tsv|txt)$/.test(name) && statSync(path).size <= 130_000) out.push(readFileSync(path));
+  }
+  return out;
+}
+
+const SAMPLES = samples(FIXTURES);
+const BUDGET_MS = 15_000;
+const PER_CASE_MS = 2_000;
+
+type Mutation =
+  | { kind: 'flip'; at: number; bit: number }
+  | { kind: 'truncate'; at: number }
+  | { kind: 'length'; at: number; value: number }
+  | { kind: 'insert'; at: number; bytes: Uint8Array };
+
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+  fc.record({
+    kind: fc.constant('length' as const),
+    at: fc.nat(),
+    value: fc.oneof(fc.constantFrom(0, 1, 11, 12, 0x7fffffff, 0xffffffff, 0x1000000, 65535), fc.nat()),
+  }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+  }),
+);
+
+function mutate(base: Buffer, mutations: Mutation[]): Buffer {
+  let b = Buffer.from(base);
+  for (const m of mutations) {
+    if (b.length === 0) break;
+    const at = m.at % b.length;
+    if (m.kind === 'flip') b[at] = b[at]! ^ (1 << m.bit);
+    else if (m.kind === 'truncate') b = b.subarray(0, at);
+    else if (m.kind === 'length') {
+      // Aim at 4-byte fields: pcap record lengths and pcapng block lengths sit on such offsets.
+      const aligned = at - (at % 4);
+      if (aligned + 4 <= b.length) b.writeUInt32LE(m.value >>> 0, aligned);
+    } else b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
+  }
+  return b;
+}
+
+describe('analyze fuzz (mutated sample captures)', () => {
+  it('has samples of both formats to mutate', () => {
+    expect(SAMPLES.length).toBeGreaterThanOrEqual(15);
+    expect(SAMPLES.some((s) => s.readUInt32BE(0) === 0x0a0d0d0a)).toBe(true);
+  });
+
+  it('returns a result or a UserError, in bounded time and memory', () => {
+    const deadline = Date.now() + BUDGET_MS;
+    let runs = 0;
+    let userErrors = 0;
+    let damaged = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: SAMPLES.length - 1 }),
+        fc.array(mutation, { minLength: 1, maxLength: 6 }),
+        (index, mutations) => {
+          if (Date.now() > deadline) return; // time budget spent: remaining cases pass trivially
+          runs++;
+          const bytes = mutate(SAMPLES[index]!, mutations);
+          const heapBefore = process.memoryUsage().heapUsed;
+          const started = Date.now();
+          try {
+            const r = analyzeCapture(memorySource(bytes), 'fuzz.pcap');
+            expect(r.schema).toBe(CAPTURE_SCHEMA);
+            expect(r.packets).toBeGreaterThanOrEqual(0);
+            if (r.warnings.length > 0) damaged++;
+          } catch (err) {
+            if (!(err instanceof UserError)) throw err;
+            expect(err.message).not.toContain('\n');
+            userErrors++;
+          }
+          expect(Date.now() - started).toBeLessThan(PER_CASE_MS);
+          // A mutated 130 kB sample must not make the analyzer hold hundreds of MB.
+          expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(256 * 2 ** 20);
+        },
+      ),
+      { numRuns: 100_000, seed: 20261126, endOnFailure: true },
+    );
+    expect(runs).toBeGreaterThan(50);
+    // The mutations reach both outcomes: damage analysed with warnings, and unreadable input.
+    expect(damaged).toBeGreaterThan(0);
+    expect(userErrors).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('handles the hostile samples as documented', () => {
+    const cool = readFileSync(join(FIXTURES, 'aboutsip__pkts/cool.pcap'));
+    const r = analyzeCapture(memorySource(cool), 'cool.pcap');
+    expect(r.packets).toBe(0);
+    expect(r.warnings[0]).toMatch(/claims 587333632 bytes/);
+    const seg = readFileSync(join(FIXTURES, 'the-tcpdump-group__tcpdump/rtp-seg-fault-1.pcapng'));
+    expect(analyzeCapture(memorySource(seg), 'seg.pcapng').packets).toBe(1);
+  });
+});
