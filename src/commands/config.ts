@@ -1,5 +1,6 @@
 // `voipready config check FILE...`: validates agent and collector configuration files (told apart by
 // their top-level `agent:` / `collector:` key) and prints every problem as `FILE: key.path: problem`.
+import { accessSync, constants } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { Command } from '../cli.js';
@@ -36,7 +37,23 @@ export function checkConfigText(text: string, file: string): { summary: string }
   if (keys.includes('agent')) {
     const r = parseAgentConfig(text, file);
     if (!r.ok) return { errors: r.errors };
-    return { summary: `${file}: ok (agent config, ${r.config.agent.probes.length} probe(s))` };
+    const { collector, probes } = r.config.agent;
+    // The agent reads these at start: say now, with the key, if it could not.
+    const referenced: [string, string | undefined][] = [
+      ['agent.collector.tokenFile', collector.tokenFile],
+      ...probes.map((p, i): [string, string | undefined] => [`agent.probes.${i}.secretFile`, p.secretFile]),
+    ];
+    const errors = referenced.flatMap(([path, target]) => {
+      if (target === undefined) return [];
+      try {
+        accessSync(target, constants.R_OK);
+        return [];
+      } catch (err) {
+        return [{ file, path, message: `cannot read ${target}: ${(err as NodeJS.ErrnoException).code}` }];
+      }
+    });
+    if (errors.length > 0) return { errors };
+    return { summary: `${file}: ok (agent config, ${probes.length} probe(s))` };
   }
   return {
     errors: [{ file, path: '(root)', message: 'expected a top-level "agent:" or "collector:" key' }],

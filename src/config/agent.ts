@@ -31,20 +31,25 @@ const HostPort = z
   .string()
   .regex(/^(\[[^\]]+\]|[^:\s[\]]+):\d{1,5}$/, 'must be HOST:PORT (e.g. dc.example.net:4000)');
 
-export const AgentProbeConfig = z.strictObject({
-  /** The reflector, HOST:PORT. */
-  peer: HostPort,
-  signallingPort: z.number().int().min(1).max(65535).optional(),
-  codec: z.enum(CODEC_NAMES as [CodecName, ...CodecName[]]).default('g711u'),
-  /** Concurrent calls (the probe's own limit is 500). */
-  calls: z.number().int().min(1).max(500).default(1),
-  /** How long each probe run sends. */
-  duration: Duration.default(10_000),
-  /** Time between the starts of two runs of this probe. */
-  interval: Duration.default(300_000),
-  /** File holding the reflector's shared secret (relative to the config file). */
-  secretFile: z.string().min(1).optional(),
-});
+export const AgentProbeConfig = z
+  .strictObject({
+    /** The reflector, HOST:PORT. */
+    peer: HostPort,
+    signallingPort: z.number().int().min(1).max(65535).optional(),
+    codec: z.enum(CODEC_NAMES as [CodecName, ...CodecName[]]).default('g711u'),
+    /** Concurrent calls (the probe's own limit is 500). */
+    calls: z.number().int().min(1).max(500).default(1),
+    /** How long each probe run sends. */
+    duration: Duration.default(10_000),
+    /** Time between the starts of two runs of this probe. */
+    interval: Duration.default(300_000),
+    /** File holding the reflector's shared secret (relative to the config file). */
+    secretFile: z.string().min(1).optional(),
+  })
+  .refine((p) => p.interval >= p.duration, {
+    message: 'interval must be at least the duration (runs never overlap)',
+    path: ['interval'],
+  });
 export type AgentProbeConfig = z.infer<typeof AgentProbeConfig>;
 
 export const AgentConfig = z.strictObject({
@@ -75,7 +80,10 @@ export const AgentConfig = z.strictObject({
         .default(256 * 1024 * 1024),
     }),
     /** Retry backoff: exponential with full jitter, between initial and max. */
-    retry: z.strictObject({ initial: Duration.default(1000), max: Duration.default(300_000) }).prefault({}),
+    retry: z
+      .strictObject({ initial: Duration.default(1000), max: Duration.default(300_000) })
+      .prefault({})
+      .refine((r) => r.initial <= r.max, { message: 'initial must not be longer than max' }),
     probes: z.array(AgentProbeConfig).min(1).max(64),
   }),
 });

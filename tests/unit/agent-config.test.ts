@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -58,6 +58,22 @@ describe('agent config', () => {
     expect(lines).toHaveLength(5);
   });
 
+  it('rejects a probe interval shorter than its duration and a retry.initial above retry.max', () => {
+    const r = parseAgentConfig(
+      VALID.replace('duration: 5s', 'duration: 2m').replace(
+        '  probes:',
+        '  retry: { initial: 10m, max: 1m }\n  probes:',
+      ),
+      'e.yaml',
+    );
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors.map(formatConfigError)).toEqual([
+      'e.yaml: agent.retry: initial must not be longer than max',
+      'e.yaml: agent.probes.0.interval: interval must be at least the duration (runs never overlap)',
+    ]);
+  });
+
   it('reports YAML syntax errors with line and column', () => {
     const r = parseAgentConfig('agent:\n  name: a\n  site: [b\n', 'c.yaml');
     expect(r.ok).toBe(false);
@@ -108,6 +124,8 @@ describe('voipready config check', () => {
   }
 
   it('says ok with exit 0 for a valid agent file', async () => {
+    await mkdir(join(dir, 'secrets'), { recursive: true });
+    await writeFile(join(dir, 'secrets', 'token'), 't0ken\n');
     const r = await check({ 'agent.yaml': VALID });
     expect(r.code).toBe(0);
     expect(r.out).toBe(`${join(dir, 'agent.yaml')}: ok (agent config, 2 probe(s))\n`);
@@ -122,6 +140,17 @@ describe('voipready config check', () => {
       'bad.yaml: agent.name: Invalid input: expected string, received undefined',
       'bad.yaml: agent.probes.0.calls: Too small: expected number to be >=1',
       'bad.yaml: agent: Unrecognized key: "nme"',
+    ]);
+  });
+
+  it('names a token or secret file the agent could not read', async () => {
+    const r = await check({
+      'f.yaml': `${VALID}      secretFile: no-such-secret\n`.replace('secrets/token', 'no-token'),
+    });
+    expect(r.code).toBe(2);
+    expect(r.err.trim().split('\n')).toEqual([
+      'f.yaml: agent.collector.tokenFile: cannot read no-token: ENOENT',
+      'f.yaml: agent.probes.1.secretFile: cannot read no-such-secret: ENOENT',
     ]);
   });
 
