@@ -109,7 +109,14 @@ export function parseYamlConfig<S extends z.ZodType>(
       }),
     };
   }
-  const parsed = schema.safeParse(doc.toJS());
+  let value: unknown;
+  try {
+    // Throws for aliases to missing anchors and for alias expansion bombs (maxAliasCount).
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    return { ok: false, errors: [{ file, path: '(root)', message: (err as Error).message.split('\n')[0]! }] };
+  }
+  const parsed = schema.safeParse(value);
   if (parsed.success) return { ok: true, config: parsed.data };
   return {
     ok: false,

@@ -74,6 +74,23 @@ describe('agent config', () => {
     ]);
   });
 
+  it('reports an alias to a missing anchor and an alias expansion bomb as errors, not exceptions', () => {
+    const missing = parseAgentConfig('agent: *nowhere\n', 'g.yaml');
+    expect(missing.ok).toBe(false);
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++)
+      bomb.push(
+        `${'abcdefghij'[i]}: &${'abcdefghij'[i]} [${Array(10)
+          .fill(`*${'abcdefghij'[i - 1]}`)
+          .join(', ')}]`,
+      );
+    const r = parseAgentConfig(`${bomb.join('\n')}\nagent: *i\n`, 'h.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok || missing.ok) return;
+    expect(formatConfigError(missing.errors[0]!)).toMatch(/^g\.yaml: .*nowhere|^g\.yaml: .*alias/i);
+    expect(formatConfigError(r.errors[0]!)).toMatch(/^h\.yaml: \(root\): .*alias/i);
+  });
+
   it('reports YAML syntax errors with line and column', () => {
     const r = parseAgentConfig('agent:\n  name: a\n  site: [b\n', 'c.yaml');
     expect(r.ok).toBe(false);
