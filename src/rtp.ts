@@ -140,10 +140,14 @@ export class SequenceTracker {
   private seen = new Uint8Array(1024);
 
   /**
-   * maxSpan bounds the sequence span tracked (the bitmap grows to maxSpan/8 bytes at most);
-   * packets beyond it are counted in outOfWindow. Hostile input cannot make it allocate more.
+   * maxSpan bounds the sequence span tracked (the bitmap grows to maxSpan/8 bytes at most), and a
+   * budget shared by many trackers bounds their growth together; packets that would need more are
+   * counted in outOfWindow. Hostile input cannot make the trackers allocate more.
    */
-  constructor(private readonly maxSpan = Number.POSITIVE_INFINITY) {}
+  constructor(
+    private readonly maxSpan = Number.POSITIVE_INFINITY,
+    private readonly budget?: { bytes: number },
+  ) {}
 
   /** Accepts a 16-bit sequence number. Returns 'new' | 'duplicate' | 'reordered' | 'ignored'. */
   add(seq: number): 'new' | 'duplicate' | 'reordered' | 'ignored' {
@@ -164,7 +168,10 @@ export class SequenceTracker {
       }
     }
     const index = ext - this.origin;
-    this.ensure(index);
+    if (!this.ensure(index)) {
+      this.outOfWindow++;
+      return 'ignored';
+    }
     const byte = index >> 3;
     const bit = 1 << (index & 7);
     if ((this.seen[byte]! & bit) !== 0) {
@@ -183,14 +190,19 @@ export class SequenceTracker {
     return 'reordered';
   }
 
-  private ensure(index: number): void {
+  private ensure(index: number): boolean {
     const need = (index >> 3) + 1;
-    if (need <= this.seen.length) return;
+    if (need <= this.seen.length) return true;
     let size = this.seen.length;
     while (size < need) size *= 2;
+    if (this.budget) {
+      if (this.budget.bytes < size - this.seen.length) return false;
+      this.budget.bytes -= size - this.seen.length;
+    }
     const grown = new Uint8Array(size);
     grown.set(this.seen);
     this.seen = grown;
+    return true;
   }
 
   /** Expected count from the lowest to the highest extended sequence seen (A.3). */

@@ -20,15 +20,17 @@ export const CAPTURE_SCHEMA = 'voipready.capture/1';
 
 /** Bounds on per-capture state, so hostile input cannot allocate without limit. */
 export const LIMITS = {
-  flows: 200_000,
-  streams: 20_000,
+  flows: 50_000,
+  streams: 10_000,
   calls: 50_000,
   endpoints: 100_000,
-  tcpFlows: 1024,
+  tcpFlows: 256,
   tcpBufferBytes: 64 * 1024,
   tcpOutOfOrderSegments: 32,
   rttSamples: 10_000,
   senderReports: 10_000,
+  /** Growth of all streams' duplicate/reorder bitmaps together (each starts at 1 KiB). */
+  sequenceBitmapBytes: 16 * 1024 * 1024,
 } as const;
 
 export interface CaptureStream {
@@ -216,6 +218,7 @@ export class CaptureAnalyzer implements TransportHandler {
   private readonly senderReports = new Map<string, number>();
   private readonly rttMs: number[] = [];
   private readonly rtpConversations = new Set<string>();
+  private readonly sequenceBudget = { bytes: LIMITS.sequenceBitmapBytes };
   private generation = 0;
   private sipMessages = 0;
   private rtcpPackets = 0;
@@ -311,7 +314,7 @@ export class CaptureAnalyzer implements TransportHandler {
         id: `s${this.streams.length + 1}`,
         flow,
         ssrc,
-        stats: new RtpStreamStats(),
+        stats: new RtpStreamStats(this.sequenceBudget),
         dscp: new Uint32Array(64),
       };
       this.streams.push(stream);
@@ -558,6 +561,10 @@ export class CaptureAnalyzer implements TransportHandler {
         status: c.status,
         streams: callStreams.get(c.callId) ?? [],
       }));
+    if (this.sequenceBudget.bytes < 1024 * 1024)
+      this.warn(
+        `the streams' sequence bitmaps reached their ${LIMITS.sequenceBitmapBytes / 2 ** 20} MiB bound; duplicates and reorders of later packets were not counted`,
+      );
     const checks = this.judge(streams, policy);
     return {
       schema: CAPTURE_SCHEMA,

@@ -69,7 +69,7 @@ export class RtpStreamStats {
   packets = 0;
   firstMs = 0;
   lastMs = 0;
-  readonly sequence = new SequenceTracker(MAX_SEQUENCE_SPAN);
+  readonly sequence: SequenceTracker;
   readonly jitter = new JitterEstimator(1);
   /** Payload types seen, in order of first appearance. */
   readonly payloadTypes: number[] = [];
@@ -90,6 +90,11 @@ export class RtpStreamStats {
   private extTs = 0;
   private lastRawTs = 0;
   private deltaMs = 0;
+
+  /** sequenceBudget: bitmap bytes all streams of a capture may still grow by, shared. */
+  constructor(sequenceBudget?: { bytes: number }) {
+    this.sequence = new SequenceTracker(MAX_SEQUENCE_SPAN, sequenceBudget);
+  }
 
   /**
    * Feeds one packet in capture order. relMs: capture time; ts: 32-bit RTP timestamp.
