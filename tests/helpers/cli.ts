@@ -180,7 +180,7 @@ export const ProbeJson = ProbeResult.extend({
   forward: DirectionStats.extend({ streams: z.array(StreamStats) }),
   reverse: DirectionStats.extend({ streams: z.array(StreamStats) }),
   sendTiming: Timing,
-  reflectorSendTiming: Timing.optional(),
+  reflectorSendTiming: Timing.nullable().optional(),
   clockSync: z.object({ local: ClockSync, peer: ClockSync.nullable() }),
   bandwidth: z.looseObject({}),
 });

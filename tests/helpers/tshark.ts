@@ -117,13 +117,17 @@ export function parseRtpStreams(text: string): RtpStreamRow[] {
   return rows;
 }
 
+/**
+ * RTP is found heuristically (the capture has no SDP), and the heuristic runs before port-based
+ * dissectors: a probe's random source port may be one Wireshark assigns to another protocol.
+ */
+const RTP_HEURISTICS = ['-o', 'rtp.heuristic_rtp:TRUE', '-o', 'udp.try_heuristic_first:TRUE'];
+
 /** Runs `tshark -z rtp,streams` on a capture, with RTP found heuristically (no SDP in the capture). */
 export async function rtpStreams(file: string): Promise<RtpStreamRow[]> {
-  const { stdout } = await execFileP(
-    'tshark',
-    ['-r', file, '-q', '-o', 'rtp.heuristic_rtp:TRUE', '-z', 'rtp,streams'],
-    { maxBuffer: 16 * 1024 * 1024 },
-  );
+  const { stdout } = await execFileP('tshark', ['-r', file, '-q', ...RTP_HEURISTICS, '-z', 'rtp,streams'], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return parseRtpStreams(stdout);
 }
 
@@ -143,8 +147,7 @@ export async function rtpPackets(file: string, displayFilter: string): Promise<R
     [
       '-r',
       file,
-      '-o',
-      'rtp.heuristic_rtp:TRUE',
+      ...RTP_HEURISTICS,
       '-Y',
       `rtp && (${displayFilter})`,
       '-T',
