@@ -232,3 +232,54 @@ export class DurableQueue {
     }
   }
 }
+
+/** Whether a process with this id exists (signal 0 checks without sending anything). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims the queue directory for this process (`agent.lock` holding the pid), so two agents never
+ * interleave writes to one queue. A lock left by a process that no longer exists (kill -9, power
+ * loss) is taken over. Throws an Error with code EBUSY naming the holder otherwise.
+ */
+export async function lockQueueDir(
+  dir: string,
+  pid = process.pid,
+  fs: QueueFs = fsPromises,
+): Promise<() => Promise<void>> {
+  await fs.mkdir(dir, { recursive: true });
+  const lock = join(dir, 'agent.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await fs.open(lock, 'wx');
+      try {
+        await handle.writeFile(`${pid}\n`, 'utf8');
+        await handle.sync();
+      } catch (err) {
+        // On a full disk the lock is held by the empty file alone (a later agent takes it over as
+        // stale): the agent must still start and keep its reports in memory until space returns.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') {
+          await handle.close();
+          await fs.unlink(lock).catch(() => undefined);
+          throw err;
+        }
+      }
+      await handle.close();
+      return () => fs.unlink(lock).catch(() => undefined);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number.parseInt(await fs.readFile(lock, 'utf8').catch(() => ''), 10);
+      if (Number.isInteger(holder) && holder > 0 && holder !== pid && processAlive(holder)) {
+        throw Object.assign(new Error(`queue ${dir} is in use by process ${holder}`), { code: 'EBUSY' });
+      }
+      await fs.unlink(lock).catch(() => undefined);
+    }
+  }
+  throw Object.assign(new Error(`cannot take the lock ${lock}`), { code: 'EBUSY' });
+}

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { AgentConfig } from '../../src/config/agent.js';
 import { AgentReport, type ProbeResult, REPORT_SCHEMA } from '../../src/schemas.js';
 import type { ProbeOptions } from '../probe.js';
-import { DurableQueue, type QueueFs } from '../queue/durable-queue.js';
+import { DurableQueue, lockQueueDir, type QueueFs } from '../queue/durable-queue.js';
 import type { SendOutcome } from '../uplink/post-report.js';
 import { Sender } from '../uplink/sender.js';
 import type { Clock } from './clock.js';
@@ -48,24 +48,31 @@ export function newReportId(agent: string, nowMs: number): string {
 
 export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps): Promise<RunningAgent> {
   const { clock, log } = deps;
-  const queue = await DurableQueue.open(config.queue.dir, {
-    maxReports: config.queue.maxReports,
-    maxBytes: config.queue.maxBytes,
-    fs: deps.fs,
-    events: {
-      dropped: (items, bound) =>
-        log(
-          'warn',
-          'queue.dropped',
-          `queue over ${bound}: dropped the ${items.length} oldest undelivered report(s): ${items.map((i) => i.reportId).join(', ')}`,
-          { count: items.length, reportIds: items.map((i) => i.reportId), bound },
-        ),
-      corrupt: (file, reason) =>
-        log('error', 'queue.corrupt', `queue file ${file} is unreadable (${reason}); moved to corrupt/`, {
-          file,
-        }),
-    },
-  });
+  const unlock = await lockQueueDir(config.queue.dir, process.pid, deps.fs);
+  let queue: DurableQueue;
+  try {
+    queue = await DurableQueue.open(config.queue.dir, {
+      maxReports: config.queue.maxReports,
+      maxBytes: config.queue.maxBytes,
+      fs: deps.fs,
+      events: {
+        dropped: (items, bound) =>
+          log(
+            'warn',
+            'queue.dropped',
+            `queue over ${bound}: dropped the ${items.length} oldest undelivered report(s): ${items.map((i) => i.reportId).join(', ')}`,
+            { count: items.length, reportIds: items.map((i) => i.reportId), bound },
+          ),
+        corrupt: (file, reason) =>
+          log('error', 'queue.corrupt', `queue file ${file} is unreadable (${reason}); moved to corrupt/`, {
+            file,
+          }),
+      },
+    });
+  } catch (err) {
+    await unlock();
+    throw err;
+  }
   if (queue.length > 0) {
     log(
       'info',
@@ -203,6 +210,7 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
     rewriteLoop(),
   ]).then(async () => {
     await writing;
+    await unlock();
     log(
       'info',
       'agent.stopped',

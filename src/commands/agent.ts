@@ -81,7 +81,9 @@ export const command: Command = {
       });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new UserError(`cannot open queue ${config.queue.dir}: ${e.code ?? e.message}`);
+      throw new UserError(
+        e.code === 'EBUSY' ? e.message : `cannot open queue ${config.queue.dir}: ${e.code ?? e.message}`,
+      );
     }
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliUnavailableReason, runCli } from '../helpers/cli.js';
+import { cliUnavailableReason, runCli, startCli } from '../helpers/cli.js';
 
 // Bad input to the real `voipready agent` process: one clear line (or one line per config problem)
 // and exit 2, never a stack trace or a hang.
@@ -82,5 +82,27 @@ describe.skipIf(cliUnavailableReason())('voipready agent: bad input', () => {
       code: 2,
       err: `voipready agent: cannot open queue ${join(dir, 'a-file', 'queue')}: ENOTDIR\n`,
     });
+  });
+
+  it('refuses a second agent on a queue directory in use, naming the holder', async () => {
+    const file = join(dir, 'busy.yaml');
+    // A short probe: SIGTERM lets the probe in progress finish (duration + the 2 s wait) first.
+    await writeFile(
+      file,
+      config('{ url: "http://127.0.0.1:1", token: t }', 'busy-queue').replace(
+        '"127.0.0.1:5004" }',
+        '"127.0.0.1:5004", duration: 1s, interval: 1h }',
+      ),
+    );
+    const first = startCli(['agent', '--config', file], { timeoutMs: 30_000 });
+    try {
+      await first.waitForStderr(/"event":"agent.started"/, 10_000);
+      expect(await run(['agent', '--config', file])).toEqual({
+        code: 2,
+        err: `voipready agent: queue ${join(dir, 'busy-queue')} is in use by process ${first.child.pid}\n`,
+      });
+    } finally {
+      expect((await first.stop(10_000)).code).toBe(0);
+    }
   });
 });

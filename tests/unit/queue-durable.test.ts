@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   DurableQueue,
+  lockQueueDir,
   type QueueEvents,
   type QueueFs,
   type QueueItem,
@@ -134,5 +135,20 @@ describe('durable queue', () => {
     expect(q.ids()).toEqual(['r-3', 'r-4']);
     const reopened = await DurableQueue.open(dir, { maxReports: 2, maxBytes: 1e6, events });
     expect(reopened.ids()).toEqual(['r-3', 'r-4']);
+  });
+
+  it("lets one agent at a time use a queue directory, and takes over a dead holder's lock", async () => {
+    const release = await lockQueueDir(dir);
+    await expect(lockQueueDir(dir, process.pid + 1)).rejects.toMatchObject({
+      code: 'EBUSY',
+      message: `queue ${dir} is in use by process ${process.pid}`,
+    });
+    await release();
+    // A lock left by a process that no longer exists (kill -9): pid_max is at most 2^22.
+    await writeFile(join(dir, 'agent.lock'), `${2 ** 22 + 7}\n`);
+    const again = await lockQueueDir(dir);
+    expect(await readFile(join(dir, 'agent.lock'), 'utf8')).toBe(`${process.pid}\n`);
+    await again();
+    expect(await readdir(dir)).toEqual([]);
   });
 });
