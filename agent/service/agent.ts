@@ -93,9 +93,12 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
     random: deps.random,
   });
 
+  const rewriteEveryMs = deps.rewriteEveryMs ?? 10_000;
   // Reports produced while the disk was full, oldest first; written before any newer report.
   const unwritten: { reportId: string; body: string }[] = [];
   let writing: Promise<void> = Promise.resolve();
+  // Failed write attempts in a row; logged on the first and then every 30th (5 min at the 10 s pace).
+  let writeFailures = 0;
   const writePending = async (): Promise<void> => {
     while (unwritten.length > 0) {
       const next = unwritten[0]!;
@@ -103,17 +106,26 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
         await queue.enqueue(next.reportId, next.body);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        if (writeFailures++ % 30 === 0) {
+          log(
+            'error',
+            'queue.write-failed',
+            `cannot write report ${next.reportId} to ${queue.dir} (${code}); keeping ${unwritten.length} report(s) in memory and retrying every ${rewriteEveryMs / 1000} s`,
+            { reportId: next.reportId, code, inMemory: unwritten.length, attempts: writeFailures },
+          );
+        }
+        return;
+      }
+      if (writeFailures > 0) {
         log(
-          'error',
-          'queue.write-failed',
-          `cannot write report ${next.reportId} to ${queue.dir} (${code}); keeping ${unwritten.length} report(s) in memory and retrying`,
+          'info',
+          'queue.write-recovered',
+          `queue ${queue.dir} writable again after ${writeFailures} failed attempt(s)`,
           {
-            reportId: next.reportId,
-            code,
-            inMemory: unwritten.length,
+            attempts: writeFailures,
           },
         );
-        return;
+        writeFailures = 0;
       }
       unwritten.shift();
       log('info', 'report.queued', `report ${next.reportId} queued`, {
@@ -187,7 +199,6 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
   }));
 
   const controller = new AbortController();
-  const rewriteEveryMs = deps.rewriteEveryMs ?? 10_000;
   const rewriteLoop = async () => {
     while (!controller.signal.aborted) {
       await clock.sleep(rewriteEveryMs, controller.signal);
