@@ -20,10 +20,11 @@ import {
   type SummaryResponse,
 } from '../src/wire.js';
 import { detectClockSync } from './net/clock-sync.js';
-import { IPV6_DSCP_REASON, openRawUdp, type RawUdp } from './net/raw-udp.js';
+import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from './net/raw-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
 import { runPacer, startWorkerTicker, type Ticker } from './probe/pacer.js';
 import { buildProbeResult, type DirectionCounts, type StreamMeasurement } from './probe/result.js';
+import { Samples } from './probe/timing.js';
 
 export interface ProbeOptions {
   /** host:port of the reflector's media port. */
@@ -192,9 +193,9 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
   const bySsrc = new Map<number, StreamState>();
   let raw: RawUdp | undefined;
   let localDscpReason: string | undefined;
-  const rttMs: number[] = [];
-  const oneWayForwardMs: number[] = [];
-  const oneWayReverseMs: number[] = [];
+  const rttMs = new Samples();
+  const oneWayForwardMs = new Samples();
+  const oneWayReverseMs = new Samples();
 
   const onMessage = (msg: Buffer, srcIp: string, srcPort: number, arrivalMs: number, dscp: number | null) => {
     if (srcIp !== peerIp) return;
@@ -292,7 +293,10 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         d.now,
       );
       if (typeof opened === 'string') localDscpReason = opened;
-      else raw = opened;
+      else {
+        raw = opened;
+        for (const s of allStreams) stopReading(s.socket);
+      }
     }
     let localIp = '0.0.0.0';
     try {
@@ -462,9 +466,9 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
             }
           : null,
         localClock,
-        rttMs,
-        oneWayForwardMs,
-        oneWayReverseMs,
+        rttMs: rttMs.view(),
+        oneWayForwardMs: oneWayForwardMs.view(),
+        oneWayReverseMs: oneWayReverseMs.view(),
         sendLatenessMs: lateness,
       },
       policy,

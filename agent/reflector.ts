@@ -20,7 +20,7 @@ import {
   type SummaryResponse,
 } from '../src/wire.js';
 import { detectClockSync } from './net/clock-sync.js';
-import { IPV6_DSCP_REASON, openRawUdp, type RawUdp } from './net/raw-udp.js';
+import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from './net/raw-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
 import { SampleRing } from './probe/timing.js';
 
@@ -331,6 +331,10 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
   };
   media.on('message', fromDgram(mediaPort));
   signalling.on('message', fromDgram(signallingPort));
+  if (raw) {
+    stopReading(media);
+    stopReading(signalling);
+  }
   // ICMP errors for replies to vanished senders surface here on some systems; they are not ours.
   media.on('error', () => {});
   signalling.on('error', () => {});

@@ -2,6 +2,7 @@
 // read it on incoming ones (a raw socket receives a copy of every UDP datagram, IPv4 header
 // included). Needs CAP_NET_RAW. IPv6 raw sockets never deliver the IPv6 header and `raw-socket`
 // does not expose IPV6_RECVTCLASS, so DSCP over IPv6 is reported unknown.
+import type dgram from 'node:dgram';
 import { createRequire } from 'node:module';
 import { tosFromDscp } from '../../src/dscp.js';
 import { wallNowMs } from './wall-clock.js';
@@ -46,7 +47,18 @@ export interface RawDatagram {
   payload: Buffer;
 }
 
-const ipString = (b: Buffer, at: number) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+// Dotted-quad strings of the few addresses a process talks to, built once each.
+const ipStrings = new Map<number, string>();
+function ipString(b: Buffer, at: number): string {
+  const key = b.readUInt32BE(at);
+  let text = ipStrings.get(key);
+  if (text === undefined) {
+    text = `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+    if (ipStrings.size > 4096) ipStrings.clear();
+    ipStrings.set(key, text);
+  }
+  return text;
+}
 
 /** Parses an IPv4 packet carrying UDP (RFC 791 §3.1, RFC 768); undefined for anything else. */
 export function parseIpv4Udp(
@@ -82,8 +94,12 @@ export interface RawUdp {
   close(): void;
 }
 
-function ipBytes(ip: string): Buffer {
-  return Buffer.from(ip.split('.').map(Number));
+/** RFC 768 pseudo-header (source, destination, zero, protocol; length filled per datagram). */
+function pseudoHeader(src: string, dst: string): Buffer {
+  const h = Buffer.alloc(12);
+  Buffer.from(`${src}.${dst}`.split('.').map(Number)).copy(h, 0);
+  h[9] = 17;
+  return h;
 }
 
 export interface RawReceiver {
@@ -134,7 +150,9 @@ export function openRawUdp(receiver?: RawReceiver, now = wallNowMs): RawUdp | st
     });
   } else sock.pauseRecv();
   let currentTos = 0;
-  const pseudo = Buffer.alloc(12);
+  // Sends are synchronous, so one scratch datagram serves them all.
+  const scratch = Buffer.alloc(8 + 65507);
+  const pseudoHeaders = new Map<string, Buffer>();
   return {
     send(src, srcPort, dst, dstPort, dscp, payload) {
       const tos = tosFromDscp(dscp);
@@ -142,24 +160,47 @@ export function openRawUdp(receiver?: RawReceiver, now = wallNowMs): RawUdp | st
         sock.setOption(raw.SocketLevel.IPPROTO_IP, raw.SocketOption.IP_TOS, tos);
         currentTos = tos;
       }
-      const datagram = Buffer.allocUnsafe(8 + payload.length);
-      datagram.writeUInt16BE(srcPort, 0);
-      datagram.writeUInt16BE(dstPort, 2);
-      datagram.writeUInt16BE(datagram.length, 4);
-      datagram.writeUInt16BE(0, 6);
-      payload.copy(datagram, 8);
+      const length = 8 + payload.length;
+      scratch.writeUInt16BE(srcPort, 0);
+      scratch.writeUInt16BE(dstPort, 2);
+      scratch.writeUInt16BE(length, 4);
+      scratch.writeUInt16BE(0, 6);
+      payload.copy(scratch, 8);
       // RFC 768 checksum over the pseudo-header, header and data; 0 is sent as 0xffff.
-      ipBytes(src).copy(pseudo, 0);
-      ipBytes(dst).copy(pseudo, 4);
-      pseudo[8] = 0;
-      pseudo[9] = 17;
-      pseudo.writeUInt16BE(datagram.length, 10);
-      const sum = raw.createChecksum(pseudo, datagram);
-      datagram.writeUInt16BE(sum === 0 ? 0xffff : sum, 6);
-      sock.wrap.send(datagram, 0, datagram.length, dst, () => {});
+      const key = `${src}>${dst}`;
+      let pseudo = pseudoHeaders.get(key);
+      if (!pseudo) {
+        pseudo = pseudoHeader(src, dst);
+        if (pseudoHeaders.size > 4096) pseudoHeaders.clear();
+        pseudoHeaders.set(key, pseudo);
+      }
+      pseudo.writeUInt16BE(length, 10);
+      const sum = raw.createChecksum(pseudo, { buffer: scratch, offset: 0, length });
+      scratch.writeUInt16BE(sum === 0 ? 0xffff : sum, 6);
+      sock.wrap.send(scratch, 0, length, dst, () => {});
     },
     close() {
       sock.close();
     },
   };
+}
+
+/**
+ * Stops Node from reading a dgram socket whose datagrams are all handled from raw-socket copies:
+ * the socket stays bound (so the kernel sends no ICMP port unreachable) but costs no CPU; its small
+ * queue simply fills. Uses the socket's internal handle; returns false where that is unavailable
+ * (the caller then ignores the messages instead).
+ */
+export function stopReading(sock: dgram.Socket): boolean {
+  const state = Object.getOwnPropertySymbols(sock)
+    .filter((s) => s.description === 'state symbol')
+    .map((s) => (sock as unknown as Record<symbol, { handle?: { recvStop?: () => number } }>)[s])[0];
+  if (typeof state?.handle?.recvStop !== 'function') return false;
+  state.handle.recvStop();
+  try {
+    sock.setRecvBufferSize(4096);
+  } catch {
+    // the queue size is an optimisation only
+  }
+  return true;
 }

@@ -67,9 +67,9 @@ export interface ProbeMeasurement {
   /** From the reflector's summaries; null when none arrived. */
   reflector: ReflectorReport | null;
   localClock: ClockSync;
-  rttMs: number[];
-  oneWayForwardMs: number[];
-  oneWayReverseMs: number[];
+  rttMs: ArrayLike<number>;
+  oneWayForwardMs: ArrayLike<number>;
+  oneWayReverseMs: ArrayLike<number>;
   /** How late each packet left relative to its ideal time on the grid, ms. */
   sendLatenessMs: ArrayLike<number>;
 }
@@ -190,7 +190,11 @@ const timing = (s: Summary | undefined) =>
     ? { p50Ms: round(s.p50), p99Ms: round(s.p99), maxMs: round(s.max), samples: s.samples }
     : { p50Ms: null, p99Ms: null, maxMs: null, samples: 0 };
 
-const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+function mean(v: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) sum += v[i]!;
+  return sum / v.length;
+}
 
 export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
   const { forward: fwdView, reverse: revView } = dscpViews(m);

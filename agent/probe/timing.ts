@@ -49,3 +49,22 @@ export class SampleRing {
     return summarize(this.values.subarray(0, this.count));
   }
 }
+
+/** An append-only series of samples in a typed array (no per-sample garbage for the collector). */
+export class Samples {
+  private values = new Float64Array(1024);
+  length = 0;
+
+  push(v: number): void {
+    if (this.length === this.values.length) {
+      const grown = new Float64Array(this.values.length * 2);
+      grown.set(this.values);
+      this.values = grown;
+    }
+    this.values[this.length++] = v;
+  }
+
+  view(): Float64Array {
+    return this.values.subarray(0, this.length);
+  }
+}

@@ -49,7 +49,7 @@ export function renderProbeTable(r: ProbeResult): string {
   const verdict = r.ready ? 'READY' : 'NOT READY';
   out.push(
     `voipready probe to ${r.peer}: ${r.calls} × ${r.codec} for ${r.durationS} s — ${verdict}` +
-      (r.privileged ? '' : ' (unprivileged: DSCP not measured by this agent)'),
+      (r.privileged ? '' : ' (this agent could not mark or read DSCP: see the dscp rows)'),
     '',
   );
   out.push(

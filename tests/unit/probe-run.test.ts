@@ -1,0 +1,81 @@
+// runProbe (the programmatic API) against an in-process reflector on loopback, with the clock
+// synchronisation state injected at both ends, and its option validation.
+import { afterEach, describe, expect, it } from 'vitest';
+import { runProbe } from '../../agent/probe.js';
+import { type Reflector, startReflector } from '../../agent/reflector.js';
+import type { CodecName } from '../../src/codecs.js';
+import { UserError } from '../../src/errors.js';
+import { ProbeResult } from '../../src/schemas.js';
+
+const synced = async () => ({ synchronised: true, errorBoundMs: 0.2, source: 'chrony' });
+const unsynced = async () => ({ synchronised: false, errorBoundMs: null, source: 'none' });
+
+let reflector: Reflector | undefined;
+afterEach(async () => {
+  await reflector?.close();
+  reflector = undefined;
+});
+
+describe('runProbe', () => {
+  it('reports one-way delay when both ends say they are synchronised, per codec size', async () => {
+    reflector = await startReflector({ host: '127.0.0.1', port: 0, useRawSocket: false, clockSync: synced });
+    const progress: number[] = [];
+    const r = await runProbe(
+      {
+        peer: `127.0.0.1:${reflector.port}`,
+        signallingPort: reflector.signallingPort,
+        codec: 'g729',
+        calls: 3,
+        durationMs: 400,
+        waitMs: 100,
+        onProgress: (f) => progress.push(f),
+      },
+      { useRawSocket: false, clockSync: synced },
+    );
+    expect(ProbeResult.safeParse(r).success).toBe(true);
+    expect(r.forward).toMatchObject({ sent: 60, received: 60, lost: 0 });
+    expect(r.oneWayMs.estimated).toBe(false);
+    expect(r.oneWayMs.forward).toBeGreaterThanOrEqual(0);
+    expect(r.checks.find((c) => c.id === 'latency')!.evidence).toMatch(
+      /^one-way: .*agent clock synchronised by chrony/,
+    );
+    expect(r.clockSync).toEqual({ local: await synced(), peer: await synced() });
+    expect(progress.at(-1)).toBe(1);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    // Privilege was switched off: DSCP is unknown, never pass.
+    expect(r.privileged).toBe(false);
+    expect(r.checks.find((c) => c.id === 'dscp-rtp')!.status).toBe('unknown');
+  });
+
+  it('falls back to RTT/2 when only one end is synchronised', async () => {
+    reflector = await startReflector({
+      host: '127.0.0.1',
+      port: 0,
+      useRawSocket: false,
+      clockSync: unsynced,
+    });
+    const r = await runProbe(
+      {
+        peer: `127.0.0.1:${reflector.port}`,
+        signallingPort: reflector.signallingPort,
+        codec: 'opus',
+        calls: 1,
+        durationMs: 200,
+        waitMs: 50,
+      },
+      { useRawSocket: false, clockSync: synced },
+    );
+    expect(r.oneWayMs.estimated).toBe(true);
+    expect(r.signalling.forward).toMatchObject({ sent: 2, received: 2 });
+    expect(r.checks.find((c) => c.id === 'latency')!.evidence).toContain('reflector clock not synchronised');
+  });
+
+  it('throws UserError for bad options only', async () => {
+    const base = { peer: '127.0.0.1:5004', codec: 'g711u' as CodecName, calls: 1, durationMs: 1000 };
+    await expect(runProbe({ ...base, calls: 0 })).rejects.toThrow(UserError);
+    await expect(runProbe({ ...base, durationMs: 5 })).rejects.toThrow(/duration/);
+    await expect(runProbe({ ...base, codec: 'speex' as CodecName })).rejects.toThrow(/unknown codec/);
+    await expect(runProbe({ ...base, peer: 'no-port' })).rejects.toThrow(UserError);
+    await expect(runProbe({ ...base, waitMs: -1 })).rejects.toThrow(/wait/);
+  });
+});
