@@ -82,7 +82,7 @@ export class RtpStreamStats {
   private stopSeq = 0;
   private seqCycles = 0;
   private under = false;
-  /** Arrival time and extended RTP timestamp of the last in-time-sequence packet (the reference). */
+  /** The reference for the next packet's transit difference: an arrival time and a media time. */
   private refMs = 0;
   private refTs = 0;
   private firstTs = 0;
@@ -152,9 +152,12 @@ export class RtpStreamStats {
         this.jitterMeanMs = (this.jitterMeanMs * (this.packets - 1) + currentJitter) / this.packets;
       }
     }
+    // The reference arrival time moves with every packet, its media time only with packets whose
+    // clock is known: after telephone-event packets (clock 0) the next audio packet is compared
+    // with the last audio timestamp but the last packet's arrival, as tshark 4.0 does.
     if (inTimeSequence) {
       this.refMs = relMs;
-      this.refTs = this.extTs;
+      if (clock !== 0) this.refTs = this.extTs;
     }
     this.stopSeq = seq;
     this.lastMs = relMs;
