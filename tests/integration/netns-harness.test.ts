@@ -2,8 +2,7 @@
 // router's nft drop counter is exact, and dumpcap + `tshark -z rtp,streams` see exactly the packets
 // that got through. The sender is a plain dgram loop with known SSRCs and sequence numbers, so
 // the truth is known without the probe.
-
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import {
   DC_ADDR,
   HOST_IFACE,
   netnsUnavailableReason,
+  removeStaleNamespaces,
   SITE_ADDR,
   type Topology,
 } from '../helpers/netns.js';
@@ -146,6 +146,24 @@ describe.skipIf(unavailable !== undefined)(
         expect(r.payload).toBe('g711U');
         // tshark sees losses inside the sequence range only; a drop of a stream's last packets is invisible to it.
         expect(r.lost).toBeLessThanOrEqual(packets - r.packets);
+      }
+    });
+
+    it('removes namespaces of dead runs only', async () => {
+      const dead = spawnSync('true').pid;
+      const mine = `vr-${process.pid}-999-site`;
+      const stale = `vr-${dead}-0-site`;
+      execFileSync('ip', ['netns', 'add', stale]);
+      execFileSync('ip', ['netns', 'add', mine]);
+      try {
+        const removed = await removeStaleNamespaces();
+        expect(removed).toContain(stale);
+        const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+        expect(left).not.toContain(stale);
+        expect(left).toContain(mine);
+      } finally {
+        spawnSync('ip', ['netns', 'delete', mine]);
+        spawnSync('ip', ['netns', 'delete', stale]);
       }
     });
   },
