@@ -47,9 +47,19 @@ ${o.extra ?? ''}  probes:
 `;
 }
 
-/** A real collector in this process, on a free loopback port, accepting the test agent's token. */
-export async function startCollectorFor(tokenHash: string, dataDir: string): Promise<RunningCollector> {
-  const parsed = parseCollectorConfig(`collector:\n${collectorAgentsYaml(tokenHash)}`, 'collector.yaml');
+/**
+ * A real collector in this process, on a free loopback port, accepting the test agent's token;
+ * `extraYaml` adds keys under `collector:` (indented two spaces), e.g. a rate limit.
+ */
+export async function startCollectorFor(
+  tokenHash: string,
+  dataDir: string,
+  extraYaml = '',
+): Promise<RunningCollector> {
+  const parsed = parseCollectorConfig(
+    `collector:\n${extraYaml}${collectorAgentsYaml(tokenHash)}`,
+    'collector.yaml',
+  );
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   return startCollector({ config: parsed.config, dataDir, host: '127.0.0.1', port: 0 });
 }
