@@ -66,6 +66,8 @@ export function parseSipMessage(text: string): SipMessage | null {
   if (text.length > MAX_SIP_BYTES) text = text.slice(0, MAX_SIP_BYTES);
   const he = headerEnd(text);
   const head = he ? text.slice(0, he.end) : text;
+  // A start line without its line end is a message cut short (e.g. by the snapshot length).
+  if (!head.includes('\n')) return null;
   const lines = head.split(/\r?\n/);
   const start = lines[0] ?? '';
   let method: string | null = null;

@@ -22,22 +22,28 @@ import {
 import { parseRtpStreams, type RtpStreamRow } from '../helpers/tshark.js';
 
 /**
- * tshark -z rtp,streams with heuristic RTP on. A damaged file makes tshark exit non-zero after
- * printing the table of what it read; that table is still the reference.
+ * tshark -z rtp,streams (heuristic RTP on) and -z sip,stat in one run. A damaged file makes tshark
+ * exit non-zero after printing the tables of what it read; those are still the reference.
  */
-function rtpStreams(file: string): Promise<RtpStreamRow[]> {
+function tsharkStats(file: string): Promise<{ streams: RtpStreamRow[]; sipMessages: number }> {
   return new Promise((resolve, reject) => {
     execFile(
       'tshark',
-      ['-r', file, '-q', '-o', 'rtp.heuristic_rtp:TRUE', '-z', 'rtp,streams'],
+      ['-r', file, '-q', '-o', 'rtp.heuristic_rtp:TRUE', '-z', 'rtp,streams', '-z', 'sip,stat'],
       { maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err && !/cut short|damaged|corrupt/.test(stderr)) reject(err);
-        else resolve(parseRtpStreams(stdout));
+        else
+          resolve({
+            streams: parseRtpStreams(stdout),
+            sipMessages: Number(/Number of SIP messages: (\d+)/.exec(stdout)?.[1] ?? Number.NaN),
+          });
       },
     );
   });
 }
+
+const rtpStreams = async (file: string) => (await tsharkStats(file)).streams;
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'captures');
 
@@ -115,7 +121,7 @@ function compare(r: CaptureResult, rows: RtpStreamRow[]): Record<string, Field[]
   return found;
 }
 
-describe('agreement with tshark -z rtp,streams on the public sample captures', () => {
+describe('agreement with tshark (-z rtp,streams, -z sip,stat) on the public sample captures', () => {
   const files = captures(FIXTURES).filter((f) => !UNREADABLE.has(relative(FIXTURES, f)));
 
   it('has the samples to compare', () => {
@@ -123,8 +129,9 @@ describe('agreement with tshark -z rtp,streams on the public sample captures', (
   });
 
   it.each(files.map((f) => [relative(FIXTURES, f), f]))('%s', async (name, file) => {
-    const rows = await rtpStreams(file);
+    const { streams: rows, sipMessages } = await tsharkStats(file);
     const r = analyzeCapture(fileSource(file), name);
+    expect(r.sip.messages).toBe(sipMessages);
     const found = compare(r, rows);
     expect(found).toEqual(DEVIATIONS[name] ?? {});
     // Where the figures agree, they agree with real content: at least one stream was compared.
