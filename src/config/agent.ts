@@ -40,7 +40,9 @@ export const AgentProbeConfig = z
     /** Concurrent calls (the probe's own limit is 500). */
     calls: z.number().int().min(1).max(500).default(1),
     /** How long each probe run sends. */
-    duration: Duration.default(10_000),
+    duration: Duration.default(10_000).refine((ms) => ms >= 20 && ms <= 3_600_000, {
+      message: 'must be between 20ms (one packet) and 1h',
+    }),
     /** Time between the starts of two runs of this probe. */
     interval: Duration.default(300_000),
     /** File holding the reflector's shared secret (relative to the config file). */

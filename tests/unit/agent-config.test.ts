@@ -72,6 +72,13 @@ describe('agent config', () => {
       'e.yaml: agent.retry: initial must not be longer than max',
       'e.yaml: agent.probes.0.interval: interval must be at least the duration (runs never overlap)',
     ]);
+    const long = parseAgentConfig(
+      VALID.replace('duration: 5s', 'duration: 2h').replace('interval: 1m', 'interval: 3h'),
+      'l.yaml',
+    );
+    expect(long.ok ? [] : long.errors.map(formatConfigError)).toEqual([
+      'l.yaml: agent.probes.0.duration: must be between 20ms (one packet) and 1h',
+    ]);
   });
 
   it('reports an alias to a missing anchor and an alias expansion bomb as errors, not exceptions', () => {
