@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { analyzeCapture, type CaptureResult } from '../../src/capture/analyze.js';
 import { memorySource } from '../../src/capture/reader.js';
+import { isRtcp, parseRtcp } from '../../src/capture/rtcp.js';
 import { parseSdp, parseSipMessage } from '../../src/capture/sip.js';
 import { DEFAULT_POLICY, Policy } from '../../src/policy.js';
 import {
@@ -369,6 +370,76 @@ describe('analyze: generated captures with known truth', () => {
     expect(r.checks.find((c) => c.id === 'dscp-rtp')!.status).toBe('pass');
     expect(r.checks.every((c) => c.status !== 'fail')).toBe(true);
     expect(r.ready).toBe(false); // no audio
+  });
+});
+
+describe('RTCP (RFC 3550 §6.4, RFC 3611 §4.7)', () => {
+  /** RR with one report block + XR with a VoIP metrics block, as one compound packet. */
+  function compound(): Buffer {
+    const rr = Buffer.alloc(32);
+    rr[0] = 0x81;
+    rr[1] = 201;
+    rr.writeUInt16BE(7, 2);
+    rr.writeUInt32BE(0xaaaa0001, 4);
+    rr.writeUInt32BE(0x11223344, 8); // about the media source
+    rr[12] = 64; // fraction lost 64/256
+    rr.writeUIntBE(0xfffffe, 13, 3); // cumulative lost −2 (duplicates)
+    rr.writeUInt32BE(80, 20); // jitter 80 timestamp units = 10 ms at 8 kHz
+    const xr = Buffer.alloc(8 + 36);
+    xr[0] = 0x80;
+    xr[1] = 207;
+    xr.writeUInt16BE(10, 2);
+    xr.writeUInt32BE(0xaaaa0001, 4);
+    xr[8] = 7; // VoIP metrics
+    xr.writeUInt16BE(8, 10);
+    xr.writeUInt32BE(0x11223344, 12);
+    xr[16] = 13; // loss rate 13/256
+    xr.writeUInt16BE(120, 24); // round-trip delay ms
+    xr[32] = 87; // R factor
+    xr[34] = 41; // MOS-LQ 4.1
+    xr[35] = 127; // MOS-CQ unavailable
+    return Buffer.concat([rr, xr]);
+  }
+
+  it('recognises compound packets only when the lengths add up', () => {
+    const c = compound();
+    expect(isRtcp(c, 0, c.length)).toBe(true);
+    expect(isRtcp(c, 0, c.length - 4)).toBe(false);
+    const rtp = rtpPacket({ ssrc: 1, payloadType: 0, timestampStep: 160 }, 0);
+    expect(isRtcp(rtp, 0, rtp.length)).toBe(false);
+    const contents = parseRtcp(c, 0, c.length);
+    expect(contents.reportBlocks[0]).toMatchObject({
+      sourceSsrc: 0x11223344,
+      fractionLost: 0.25,
+      cumulativeLost: -2,
+      jitter: 80,
+    });
+    expect(contents.xr[0]).toMatchObject({
+      lossRate: 13 / 256,
+      roundTripDelayMs: 120,
+      rFactor: 87,
+      mosLq: 41,
+      mosCq: 127,
+    });
+  });
+
+  it('shows the endpoints’ reports beside the stream, multiplexed on the RTP port (RFC 5761)', () => {
+    const frames = callFrames({ order: range(20) });
+    frames.push({
+      time: T0 + 1,
+      bytes: frameFor(1, udpPacket({ src: B, dst: A, srcPort: 50000, dstPort: 40000 }, compound())),
+    });
+    const r = analyze(writePcap(frames));
+    expect(r.streams).toHaveLength(1);
+    expect(r.streams[0]!.rtcp).toEqual({
+      reports: 1,
+      fractionLost: 0.25,
+      cumulativeLost: -2,
+      jitterMs: 10,
+      xr: { lossRate: 0.0508, discardRate: 0, roundTripDelayMs: 120, rFactor: 87, mosLq: 4.1, mosCq: null },
+    });
+    expect(r.rtcp).toEqual({ packets: 1, rttMs: [120] });
+    expect(r.checks.find((c) => c.id === 'latency')!.value).toBe(60);
   });
 });
 
