@@ -53,7 +53,8 @@ export interface ProbeDeps {
 }
 
 export const MAX_CALLS = 500;
-const MAX_DURATION_MS = 24 * 3600 * 1000;
+/** One hour: within the reflector's per-stream sequence span (MAX_STREAM_SPAN). */
+const MAX_DURATION_MS = 3600 * 1000;
 /** Signalling probes: one every 100 ms, the size of a typical SIP request. */
 const SIGNALLING_INTERVAL_MS = 100;
 const SIGNALLING_BYTES = 600;
@@ -155,7 +156,7 @@ function validate(o: ProbeOptions) {
     throw new UserError(`calls must be a whole number between 1 and ${MAX_CALLS}`);
   }
   if (!(o.durationMs >= codec.ptimeMs && o.durationMs <= MAX_DURATION_MS)) {
-    throw new UserError(`duration must be between ${codec.ptimeMs} ms and 24 h`);
+    throw new UserError(`duration must be between ${codec.ptimeMs} ms and 1 h`);
   }
   if (o.waitMs !== undefined && !(o.waitMs >= 0 && o.waitMs <= 60_000)) {
     throw new UserError('wait must be between 0 and 60 s');

@@ -63,8 +63,12 @@ export interface Reflector {
   close(): Promise<void>;
 }
 
-/** Longest sequence range one stream may span before its state is reset (bounds memory: 256 kB). */
-const MAX_STREAM_SPAN = 1 << 21;
+/**
+ * Sequence span tracked per stream: 2^18 packets (over an hour at 50 packets/s, the probe's longest
+ * run) in a 32 kB bitmap at most, so state is bounded at maxStreams × 32 kB even when a hostile
+ * sender jumps its sequence numbers; packets beyond the span are ignored.
+ */
+export const MAX_STREAM_SPAN = 1 << 18;
 
 interface Stream {
   tracker: SequenceTracker;
@@ -108,7 +112,7 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
   const family = isIP(host);
   if (family === 0) throw new UserError(`listen address "${host}" is not an IPv4 or IPv6 address`);
   const now = options.now ?? wallNowMs;
-  const maxStreams = options.maxStreams ?? 4096;
+  const maxStreams = options.maxStreams ?? 1024;
   const idleMs = options.idleMs ?? 120_000;
   const log = options.log ?? (() => {});
 
@@ -198,14 +202,14 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
   ) {
     const key = `${src}|${m.ssrc}`;
     let s = streams.get(key);
-    if (!s || s.tracker.expected > MAX_STREAM_SPAN) {
-      if (!s && streams.size >= maxStreams) {
+    if (!s) {
+      if (streams.size >= maxStreams) {
         stats.rejected.capacity++;
         return;
       }
       const clockRate = clockRateOf(m.payloadType);
       s = {
-        tracker: new SequenceTracker(),
+        tracker: new SequenceTracker(MAX_STREAM_SPAN),
         jitter: new JitterEstimator(clockRate),
         clockRate,
         dscp: new Uint32Array(64),
@@ -220,7 +224,12 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
       log({ event: 'stream', from: `${src}:${srcPort}`, ssrc: m.ssrc });
     }
     s.lastSeenMs = arrivalMs;
-    if (s.tracker.add(m.sequence) !== 'duplicate') s.jitter.update(arrivalMs, m.timestamp);
+    const seen = s.tracker.add(m.sequence);
+    if (seen === 'ignored') {
+      stats.rejected.unexpected++;
+      return;
+    }
+    if (seen !== 'duplicate') s.jitter.update(arrivalMs, m.timestamp);
     if (dscp !== null) s.dscp[dscp]!++;
     const sendMs = now();
     if (Number.isNaN(s.firstReplyMs)) s.firstReplyMs = sendMs;
