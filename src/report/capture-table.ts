@@ -78,6 +78,40 @@ export function renderCaptureTable(r: CaptureResult): string {
       ),
     );
   }
+  const reported = r.streams.filter((s) => s.rtcp);
+  if (reported.length > 0) {
+    out.push('', 'What the endpoints reported in RTCP (receiver reports; XR VoIP metrics, RFC 3611)');
+    out.push(
+      table(
+        [
+          'Id',
+          'Reports',
+          'Fraction lost',
+          'Cumulative lost',
+          'Jitter ms',
+          'XR loss',
+          'XR RTT ms',
+          'XR R',
+          'XR MOS-LQ',
+        ],
+        reported.map((s) => {
+          const x = s.rtcp!;
+          return [
+            s.id,
+            String(x.reports),
+            `${(x.fractionLost * 100).toFixed(1)}%`,
+            String(x.cumulativeLost),
+            ms(x.jitterMs),
+            x.xr ? `${(x.xr.lossRate * 100).toFixed(1)}%` : '-',
+            x.xr ? String(x.xr.roundTripDelayMs) : '-',
+            x.xr?.rFactor != null ? String(x.xr.rFactor) : '-',
+            x.xr?.mosLq != null ? String(x.xr.mosLq) : '-',
+          ];
+        }),
+      ),
+    );
+  }
+  if (r.rtcp.rttMs) out.push('', `RTCP round-trip times: ${r.rtcp.rttMs.slice(0, 10).join(', ')} ms`);
   if (r.sip.messages > 0) out.push('', `SIP marks: ${marks(r.sip.dscp)}`);
   out.push('', 'Checks');
   out.push(

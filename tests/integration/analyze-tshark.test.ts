@@ -138,6 +138,32 @@ describe('agreement with tshark (-z rtp,streams, -z sip,stat) on the public samp
     if (rows.length > 0) expect(r.streams.length).toBeGreaterThan(0);
   });
 
+  it('RTCP round trip (RFC 3550 §6.4.1) agrees with tshark’s rtcp.roundtrip-delay (whole ms)', () => {
+    const file = join(FIXTURES, 'NormB__sipnab/sip-over-tcp.pcap');
+    const out = execFileSync(
+      'tshark',
+      [
+        '-r',
+        file,
+        '-o',
+        'rtcp.show_roundtrip_calculation:TRUE',
+        '-o',
+        'rtcp.roundtrip_min_threshhold:0',
+        '-Y',
+        'rtcp.roundtrip-delay',
+        '-T',
+        'fields',
+        '-e',
+        'rtcp.roundtrip-delay',
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    const reference = out.trim().split('\n').map(Number);
+    const r = analyzeCapture(fileSource(file), 'sip-over-tcp.pcap');
+    expect(r.rtcp.rttMs).toHaveLength(reference.length);
+    r.rtcp.rttMs!.forEach((rtt, i) => expect(Math.abs(rtt - reference[i]!)).toBeLessThanOrEqual(1));
+  });
+
   it('DLT_NULL.a.rtp: matches rtpproxy’s own expected analysis instead', () => {
     const file = join(FIXTURES, 'sippy__rtpproxy/DLT_NULL.a.rtp');
     const expected = readFileSync(
