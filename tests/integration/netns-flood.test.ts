@@ -1,7 +1,8 @@
-// A reflector under a garbage flood still answers genuine probes promptly: a second host on the
+// A reflector under a garbage flood still answers genuine probes promptly: a second process on the
 // site floods the reflector's media port with junk (random bytes of random length, short packets,
 // RTP that is not a probe, control messages of a future version, oversized datagrams) at over ten
-// times the probe's own packet rate (about 15,000 packets/s here) while a probe runs. The router counts the junk it forwarded.
+// times the probe's own packet rate (about 15,000 packets/s here) while a probe runs. The router
+// counts the junk it forwarded.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
