@@ -102,6 +102,7 @@ describe('analyze fuzz (mutated sample captures)', () => {
       ),
       { numRuns: 100_000, seed: 20261126, endOnFailure: true },
     );
+    console.log(`fuzz: ${runs} mutated captures, ${damaged} with warnings, ${userErrors} refused`);
     expect(runs).toBeGreaterThan(50);
     // The mutations reach both outcomes: damage analysed with warnings, and unreadable input.
     expect(damaged).toBeGreaterThan(0);
