@@ -24,8 +24,12 @@ const FOOTPRINT_S = Number(process.env.BENCH_SECONDS ?? 60);
 const PACING_S = Number(process.env.BENCH_PACING_SECONDS ?? 10);
 const PACING_CALLS = [1, 10, 50];
 const FOOTPRINT_CALLS = 50;
-/** Accuracy is also measured with the reflector at real-time priority, as on a dedicated host. */
-const ACCURACY_FIFO_CALLS = [1, 50];
+/**
+ * Pacing and accuracy are also measured with probe and reflector at real-time priority (chrt
+ * --fifo), as on hosts of their own: this separates the programs from a busy shared machine.
+ */
+const FIFO_CALLS = [1, 50];
+const FIFO = ['chrt', '--fifo', '50'];
 const PTIME_MS = 20;
 
 interface Spread {
@@ -91,7 +95,7 @@ function probeArgs(calls: number, seconds: number): string[] {
 
 interface PacingRow {
   calls: number;
-  /** Scheduling of the reflector: as shipped, or SCHED_FIFO (as on a dedicated host). */
+  /** Scheduling of probe and reflector: as shipped, or SCHED_FIFO (as on hosts of their own). */
   priority: 'normal' | 'fifo';
   probe: ProbeJson['sendTiming'];
   wire: Spread;
@@ -109,7 +113,8 @@ async function pacingRun(
   calls: number,
   priority: PacingRow['priority'],
 ): Promise<PacingRow> {
-  const reflector = startReflector(topo, priority === 'fifo' ? ['chrt', '--fifo', '50'] : undefined);
+  const wrapper = priority === 'fifo' ? FIFO : undefined;
+  const reflector = startReflector(topo, wrapper);
   try {
     await reflector.waitForStderr(/reflector listening/, 10_000);
     const siteCap = await startCapture({
@@ -124,6 +129,7 @@ async function pacingRun(
     });
     const probe = await startCli(probeArgs(calls, PACING_S), {
       ns: topo.site,
+      ...(wrapper ? { wrapper } : {}),
       timeoutMs: (PACING_S + 30) * 1000,
     }).done;
     await new Promise((r) => setTimeout(r, 300));
@@ -244,6 +250,9 @@ async function footprint(topo: Topology, dir: string) {
   };
 }
 
+const schedulingName = (r: PacingRow) =>
+  r.priority === 'fifo' ? 'SCHED_FIFO (chrt)' : 'normal (as shipped)';
+
 const f = (n: number | undefined, digits = 3) =>
   n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits);
 
@@ -261,17 +270,17 @@ async function main(): Promise<number> {
     );
     const pacing: PacingRow[] = [];
     for (const calls of PACING_CALLS) pacing.push(await pacingRun(topo, dir, calls, 'normal'));
-    for (const calls of ACCURACY_FIFO_CALLS) pacing.push(await pacingRun(topo, dir, calls, 'fifo'));
+    for (const calls of FIFO_CALLS) pacing.push(await pacingRun(topo, dir, calls, 'fifo'));
 
     process.stdout.write(
       '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 within 1 ms at 50 calls)\n',
     );
     process.stdout.write(
-      '   calls | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
+      '   scheduling           | calls | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
     );
-    for (const r of pacing.filter((row) => row.priority === 'normal')) {
+    for (const r of pacing) {
       process.stdout.write(
-        `   ${String(r.calls).padStart(5)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire.p50).padStart(30)} ${f(r.wire.p99).padStart(6)} ${f(r.wire.max).padStart(6)} ${String(r.wire.n).padStart(8)}\n`,
+        `   ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire.p50).padStart(30)} ${f(r.wire.p99).padStart(6)} ${f(r.wire.max).padStart(6)} ${String(r.wire.n).padStart(8)}\n`,
       );
     }
 
@@ -279,11 +288,11 @@ async function main(): Promise<number> {
       "\n3. Accuracy: reflector forward jitter vs tshark -z rtp,streams on the reflector's interface\n",
     );
     process.stdout.write(
-      '   reflector scheduling | calls | streams | |Δ max jitter| ms: mean    max | received counts equal\n',
+      '   scheduling           | calls | streams | |Δ max jitter| ms: mean    max | received counts equal\n',
     );
     for (const r of pacing) {
       process.stdout.write(
-        `   ${(r.priority === 'fifo' ? 'SCHED_FIFO (chrt)' : 'normal (as shipped)').padEnd(20)} | ${String(r.calls).padStart(5)} | ${String(r.accuracy.streams).padStart(7)} | ${f(r.accuracy.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(r.accuracy.maxAbsDeltaMaxJitterMs).padStart(6)} | ${r.accuracy.lossAgrees ? 'yes' : 'NO'}\n`,
+        `   ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${String(r.accuracy.streams).padStart(7)} | ${f(r.accuracy.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(r.accuracy.maxAbsDeltaMaxJitterMs).padStart(6)} | ${r.accuracy.lossAgrees ? 'yes' : 'NO'}\n`,
       );
     }
 
