@@ -93,7 +93,17 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
     random: deps.random,
   });
 
+  const controller = new AbortController();
   const rewriteEveryMs = deps.rewriteEveryMs ?? 10_000;
+  // While reports wait in memory (disk full) one timer retries writing them; none runs otherwise.
+  let rewriteTimer: Promise<void> | undefined;
+  const scheduleRewrite = (): void => {
+    if (rewriteTimer || controller.signal.aborted) return;
+    rewriteTimer = clock.sleep(rewriteEveryMs, controller.signal).then(async () => {
+      rewriteTimer = undefined;
+      if (!controller.signal.aborted && unwritten.length > 0) await flush();
+    });
+  };
   // Reports produced while the disk was full, oldest first; written before any newer report.
   const unwritten: { reportId: string; body: string }[] = [];
   let writing: Promise<void> = Promise.resolve();
@@ -114,6 +124,7 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
             { reportId: next.reportId, code, inMemory: unwritten.length, attempts: writeFailures },
           );
         }
+        scheduleRewrite();
         return;
       }
       if (writeFailures > 0) {
@@ -198,13 +209,6 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
     },
   }));
 
-  const controller = new AbortController();
-  const rewriteLoop = async () => {
-    while (!controller.signal.aborted) {
-      await clock.sleep(rewriteEveryMs, controller.signal);
-      if (unwritten.length > 0 && !controller.signal.aborted) await flush();
-    }
-  };
   log(
     'info',
     'agent.started',
@@ -218,8 +222,8 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
   const done = Promise.all([
     runSchedule(jobs, clock, log, controller.signal),
     sender.run(controller.signal),
-    rewriteLoop(),
   ]).then(async () => {
+    await rewriteTimer;
     await writing;
     await unlock();
     log(
