@@ -82,6 +82,17 @@ interface Stream {
   lastSeenMs: number;
 }
 
+/** One datagram as it arrived: who sent it, where to, when, and its DSCP (null: not readable). */
+interface Arrival {
+  msg: Buffer;
+  src: string;
+  srcPort: number;
+  localIp: string;
+  localPort: number;
+  arrivalMs: number;
+  dscp: number | null;
+}
+
 const clockRateOf = (payloadType: number) =>
   Object.values(CODECS).find((c) => c.payloadType === payloadType)?.clockRate ?? 8000;
 
@@ -165,7 +176,15 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
         acceptPort: (p) => p === mediaPort || p === signallingPort,
         onDatagram: (d, arrivalMs) => {
           if (host !== '0.0.0.0' && d.dst !== host) return;
-          handle(d.payload, d.src, d.srcPort, d.dst, d.dstPort, arrivalMs, dscpFromTos(d.tos));
+          handle({
+            msg: d.payload,
+            src: d.src,
+            srcPort: d.srcPort,
+            localIp: d.dst,
+            localPort: d.dstPort,
+            arrivalMs,
+            dscp: dscpFromTos(d.tos),
+          });
         },
       },
       now,
@@ -190,16 +209,8 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
     }
   };
 
-  function onProbe(
-    m: Extract<Decoded, { type: 'probe' }>,
-    msg: Buffer,
-    src: string,
-    srcPort: number,
-    localIp: string,
-    localPort: number,
-    arrivalMs: number,
-    dscp: number | null,
-  ) {
+  function onProbe(m: Extract<Decoded, { type: 'probe' }>, a: Arrival) {
+    const { msg, src, srcPort, localIp, localPort, arrivalMs, dscp } = a;
     const key = `${src}|${m.ssrc}`;
     let s = streams.get(key);
     if (!s) {
@@ -306,22 +317,15 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
     };
   }
 
-  function handle(
-    msg: Buffer,
-    src: string,
-    srcPort: number,
-    localIp: string,
-    localPort: number,
-    arrivalMs: number,
-    dscp: number | null,
-  ): void {
+  function handle(a: Arrival): void {
+    const { msg, src, srcPort, localPort } = a;
     stats.received++;
     const m = decodeMessage(msg, secret);
     if (typeof m === 'string') {
       stats.rejected[m]++;
       return;
     }
-    if (m.type === 'probe') onProbe(m, msg, src, srcPort, localIp, localPort, arrivalMs, dscp);
+    if (m.type === 'probe') onProbe(m, a);
     else if (m.type === 'summaryRequest') {
       // The response overwrites a copy of the request: exactly as many bytes as received.
       const out = Buffer.from(msg);
@@ -336,7 +340,7 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
     // With a raw socket every datagram is handled from its copy (which carries the TOS byte).
     if (raw) return;
     const arrivalMs = now();
-    handle(msg, rinfo.address, rinfo.port, host, localPort, arrivalMs, null);
+    handle({ msg, src: rinfo.address, srcPort: rinfo.port, localIp: host, localPort, arrivalMs, dscp: null });
   };
   media.on('message', fromDgram(mediaPort));
   signalling.on('message', fromDgram(signallingPort));

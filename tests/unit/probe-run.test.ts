@@ -1,11 +1,11 @@
 // runProbe (the programmatic API) against an in-process reflector on loopback, with the clock
 // synchronisation state injected at both ends, and its option validation.
 import { afterEach, describe, expect, it } from 'vitest';
-import { runProbe } from '../../agent/probe.js';
+import { type ProbeOptions, runProbe } from '../../agent/probe.js';
 import { type Reflector, startReflector } from '../../agent/reflector.js';
 import type { CodecName } from '../../src/codecs.js';
 import { UserError } from '../../src/errors.js';
-import { ProbeResult } from '../../src/schemas.js';
+import { type ClockSync, ProbeResult } from '../../src/schemas.js';
 
 const synced = async () => ({ synchronised: true, errorBoundMs: 0.2, source: 'chrony' });
 const unsynced = async () => ({ synchronised: false, errorBoundMs: null, source: 'none' });
@@ -16,22 +16,33 @@ afterEach(async () => {
   reflector = undefined;
 });
 
+/** An unprivileged reflector with the given clock state, and a probe of it with ours. */
+async function probeOnce(
+  reflectorClock: () => Promise<ClockSync>,
+  options: Omit<ProbeOptions, 'peer'>,
+): Promise<Awaited<ReturnType<typeof runProbe>>> {
+  reflector = await startReflector({
+    host: '127.0.0.1',
+    port: 0,
+    useRawSocket: false,
+    clockSync: reflectorClock,
+  });
+  return runProbe(
+    { peer: `127.0.0.1:${reflector.port}`, signallingPort: reflector.signallingPort, ...options },
+    { useRawSocket: false, clockSync: synced },
+  );
+}
+
 describe('runProbe', () => {
   it('reports one-way delay when both ends say they are synchronised, per codec size', async () => {
-    reflector = await startReflector({ host: '127.0.0.1', port: 0, useRawSocket: false, clockSync: synced });
     const progress: number[] = [];
-    const r = await runProbe(
-      {
-        peer: `127.0.0.1:${reflector.port}`,
-        signallingPort: reflector.signallingPort,
-        codec: 'g729',
-        calls: 3,
-        durationMs: 400,
-        waitMs: 100,
-        onProgress: (f) => progress.push(f),
-      },
-      { useRawSocket: false, clockSync: synced },
-    );
+    const r = await probeOnce(synced, {
+      codec: 'g729',
+      calls: 3,
+      durationMs: 400,
+      waitMs: 100,
+      onProgress: (f) => progress.push(f),
+    });
     expect(ProbeResult.safeParse(r).success).toBe(true);
     expect(r.forward).toMatchObject({ sent: 60, received: 60, lost: 0 });
     expect(r.oneWayMs.estimated).toBe(false);
@@ -48,23 +59,7 @@ describe('runProbe', () => {
   });
 
   it('falls back to RTT/2 when only one end is synchronised', async () => {
-    reflector = await startReflector({
-      host: '127.0.0.1',
-      port: 0,
-      useRawSocket: false,
-      clockSync: unsynced,
-    });
-    const r = await runProbe(
-      {
-        peer: `127.0.0.1:${reflector.port}`,
-        signallingPort: reflector.signallingPort,
-        codec: 'opus',
-        calls: 1,
-        durationMs: 200,
-        waitMs: 50,
-      },
-      { useRawSocket: false, clockSync: synced },
-    );
+    const r = await probeOnce(unsynced, { codec: 'opus', calls: 1, durationMs: 200, waitMs: 50 });
     expect(r.oneWayMs.estimated).toBe(true);
     expect(r.signalling.forward).toMatchObject({ sent: 2, received: 2 });
     expect(r.checks.find((c) => c.id === 'latency')!.evidence).toContain('reflector clock not synchronised');

@@ -87,6 +87,22 @@ describe('reflector', () => {
     expect(summary).toMatchObject({ type: 'summaryResponse', received: 5, duplicates: 1, reordered: 1 });
   });
 
+  it('counts loss across the 65535 sequence wrap (one missing, none reordered)', async () => {
+    const { r, replies } = await open();
+    const sequences = [65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 3, 4, 5];
+    for (const seq of sequences) await send(probe(172, 13, seq), r.port);
+    await send(encodeSummaryRequest({ ssrc: 13, nonce: 5 }), r.port);
+    await settle();
+    expect(decodeMessage(replies.at(-1)!)).toMatchObject({
+      type: 'summaryResponse',
+      received: 11,
+      duplicates: 0,
+      reordered: 0,
+      maxBurstLoss: 1,
+      repliesSent: 11,
+    });
+  });
+
   it('tracks at most maxStreams streams and counts the rest as capacity drops', async () => {
     const { r, replies } = await open({ maxStreams: 2 });
     for (const ssrc of [1, 2, 3]) await send(probe(172, ssrc, 0), r.port);
