@@ -28,7 +28,7 @@ export interface RunningCollector {
 export async function startCollector(opts: StartOptions): Promise<RunningCollector> {
   let store: SqliteStore;
   try {
-    store = new SqliteStore(opts.dataDir);
+    store = new SqliteStore(opts.dataDir, { synchronous: opts.config.synchronous });
   } catch (err) {
     throw new UserError(`cannot open the store in ${opts.dataDir}: ${(err as Error).message}`);
   }

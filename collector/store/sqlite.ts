@@ -1,5 +1,5 @@
-// The embedded store: SQLite (better-sqlite3) in WAL mode with synchronous=FULL, so a commit is on
-// disk before the agent hears 202. Concurrent saves are grouped into one transaction per event-loop
+// The embedded store: SQLite (better-sqlite3) in WAL mode; with synchronous=FULL (the default) a
+// commit is on disk before the agent hears 202. Concurrent saves are grouped into one transaction per event-loop
 // turn (group commit): one fsync for many reports, and every caller still waits for its commit.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,11 +70,11 @@ export class SqliteStore implements ReportStore {
   private readonly stmt;
   private readonly saveBatch: (entries: NewReport[]) => SaveResult[];
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, opts: { synchronous?: 'full' | 'normal' } = {}) {
     mkdirSync(dataDir, { recursive: true, mode: 0o750 });
     this.db = new Database(join(dataDir, SQLITE_FILE));
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);

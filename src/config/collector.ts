@@ -61,6 +61,12 @@ export const CollectorConfig = z.strictObject({
       .prefault({}),
     /** Where the embedded SQLite store lives (relative to the config file). */
     dataDir: z.string().min(1).optional(),
+    /**
+     * SQLite durability before 202: `full` (default) fsyncs every commit, so an acknowledged report
+     * survives power loss; `normal` commits to the WAL without fsync: it survives the collector
+     * process crashing or being killed, not the machine losing power, and ingests faster.
+     */
+    synchronous: z.enum(['full', 'normal']).default('full'),
     /** `token` (default): reading sites/assessments needs a viewer token; `open`: anyone may read. */
     reads: z.enum(['token', 'open']).default('token'),
     /** Readiness expires this long after the evidence was measured: stale is not ready. */
