@@ -30,8 +30,15 @@ export const LIMITS = {
   rttSamples: 10_000,
   senderReports: 10_000,
   /** Growth of all streams' duplicate/reorder bitmaps together (each starts at 1 KiB). */
-  sequenceBitmapBytes: 16 * 1024 * 1024,
+  sequenceBitmapBytes: 8 * 1024 * 1024,
 } as const;
+
+// Built once: a limit hit on every packet of a hostile capture must not build a string per packet.
+const WARN_FLOWS = `more than ${LIMITS.flows} UDP flows; packets of further flows were not analysed`;
+const WARN_STREAMS = `more than ${LIMITS.streams} RTP streams; further streams were not analysed`;
+const WARN_CALLS = `more than ${LIMITS.calls} SIP calls; further Call-IDs were not followed`;
+const WARN_ENDPOINTS = `more than ${LIMITS.endpoints} SDP media endpoints; further ones were ignored`;
+const WARN_TCP = `more than ${LIMITS.tcpFlows} SIP-over-TCP connections; further ones were not followed`;
 
 export interface CaptureStream {
   id: string;
@@ -248,7 +255,7 @@ export class CaptureAnalyzer implements TransportHandler {
       streams: null,
     };
     if (!this.flows.set(p, flow)) {
-      this.warn(`more than ${LIMITS.flows} UDP flows; packets of further flows were not analysed`);
+      this.warn(WARN_FLOWS);
       return null;
     }
     return flow;
@@ -307,7 +314,7 @@ export class CaptureAnalyzer implements TransportHandler {
     let stream = flow.lastSsrc === ssrc ? flow.lastStream : (flow.streams?.get(ssrc) ?? null);
     if (!stream) {
       if (this.streams.length >= LIMITS.streams) {
-        this.warn(`more than ${LIMITS.streams} RTP streams; further streams were not analysed`);
+        this.warn(WARN_STREAMS);
         return;
       }
       stream = {
@@ -404,7 +411,7 @@ export class CaptureAnalyzer implements TransportHandler {
     let call = this.calls.get(m.callId);
     if (!call) {
       if (this.calls.size >= LIMITS.calls) {
-        this.warn(`more than ${LIMITS.calls} SIP calls; further Call-IDs were not followed`);
+        this.warn(WARN_CALLS);
         return;
       }
       call = {
@@ -446,7 +453,7 @@ export class CaptureAnalyzer implements TransportHandler {
 
   private addEndpoint(key: string, endpoint: Endpoint): void {
     if (!this.endpoints.has(key) && this.endpoints.size >= LIMITS.endpoints) {
-      this.warn(`more than ${LIMITS.endpoints} SDP media endpoints; further ones were ignored`);
+      this.warn(WARN_ENDPOINTS);
       return;
     }
     this.endpoints.set(key, endpoint);
@@ -464,7 +471,7 @@ export class CaptureAnalyzer implements TransportHandler {
       const sipPort = p.srcPort === 5060 || p.dstPort === 5060;
       if (len === 0 || !(sipPort || looksLikeSip(b, off, len))) return;
       if (this.tcpFlows.size >= LIMITS.tcpFlows) {
-        this.warn(`more than ${LIMITS.tcpFlows} SIP-over-TCP connections; further ones were not followed`);
+        this.warn(WARN_TCP);
         return;
       }
       flow = { nextSeq: p.tcpSeq, text: '', pending: new Map() };
