@@ -1,8 +1,12 @@
 // The embedded store: SQLite (better-sqlite3) in WAL mode; with synchronous=FULL (the default) a
-// commit is on disk before the agent hears 202. Concurrent saves are grouped into one transaction per event-loop
-// turn (group commit): one fsync for many reports, and every caller still waits for its commit.
+// commit is on disk before the agent hears 202. Writes run on a worker thread with its own connection
+// (group commit): while one transaction commits and fsyncs there, the main thread keeps parsing and
+// judging the next reports, which go into the next transaction together; every caller still waits
+// for its own commit. Reads use the main thread's connection (WAL readers see committed data).
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { AgentReport } from '../../src/schemas.js';
 import type { Assessment } from '../assessment.js';
@@ -54,8 +58,94 @@ export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';
 }
 
+/** What the writer thread stores for one report (plain data: it crosses the thread boundary). */
+interface WriteRow {
+  reportId: string;
+  site: string;
+  agent: string;
+  createdAt: string;
+  receivedAtMs: number;
+  bodySha256: string;
+  body: string;
+  assessmentId: string;
+  measuredAtMs: number;
+  assessmentDoc: string;
+  outboxPoints: number;
+  outboxDoc: string;
+}
+
+type WriterReply = { results: SaveResult[] } | { error: string };
+
+interface WriterData {
+  driver: string;
+  file: string;
+  synchronous: 'FULL' | 'NORMAL';
+}
+
+/**
+ * The writer thread's program. It runs as an eval'd worker (so the same code serves the compiled
+ * collector and the TypeScript sources under test): self-contained, modules come from require().
+ */
+function writerThread(): void {
+  const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const data = workerData as WriterData;
+  const Sqlite = require(data.driver) as typeof import('better-sqlite3');
+  const db = new Sqlite(data.file);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${data.synchronous}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  const insertReport = db.prepare(
+    `INSERT OR IGNORE INTO reports (report_id, site, agent, created_at, received_at_ms, body_sha256, body)
+     VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const reportSha = db.prepare('SELECT body_sha256 FROM reports WHERE report_id = ?').pluck();
+  const insertAssessment = db.prepare(
+    'INSERT INTO assessments (assessment_id, report_id, site, measured_at_ms, doc) VALUES (?, ?, ?, ?, ?)',
+  );
+  // The site's latest assessment is the newest by measurement time, whatever the arrival order
+  // (an agent's queue may deliver old reports after a collector outage).
+  const upsertSite = db.prepare(
+    `INSERT INTO sites (site, assessment_id, measured_at_ms) VALUES (?, ?, ?)
+     ON CONFLICT(site) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
+     WHERE excluded.measured_at_ms >= sites.measured_at_ms`,
+  );
+  const insertOutbox = db.prepare('INSERT INTO influx_outbox (n_points, points) VALUES (?, ?)');
+  const saveOne = (r: WriteRow): SaveResult => {
+    const inserted = insertReport.run(
+      r.reportId,
+      r.site,
+      r.agent,
+      r.createdAt,
+      r.receivedAtMs,
+      r.bodySha256,
+      r.body,
+    );
+    if (inserted.changes === 0) return reportSha.get(r.reportId) === r.bodySha256 ? 'duplicate' : 'conflict';
+    insertAssessment.run(r.assessmentId, r.reportId, r.site, r.measuredAtMs, r.assessmentDoc);
+    upsertSite.run(r.site, r.assessmentId, r.measuredAtMs);
+    if (r.outboxPoints > 0) insertOutbox.run(r.outboxPoints, r.outboxDoc);
+    return 'stored';
+  };
+  const saveBatch = db.transaction((rows: WriteRow[]) => rows.map(saveOne));
+  parentPort!.on('message', (rows: WriteRow[] | 'close') => {
+    if (rows === 'close') {
+      db.close();
+      parentPort!.close();
+      return;
+    }
+    try {
+      parentPort!.postMessage({ results: saveBatch(rows) } satisfies WriterReply);
+    } catch (err) {
+      // SQLITE_FULL, SQLITE_IOERR, ...: nothing of the batch was committed.
+      const e = err as { code?: string; message?: string };
+      parentPort!.postMessage({ error: `${e.code ?? 'error'}: ${e.message}` } satisfies WriterReply);
+    }
+  });
+}
+
 interface Pending {
-  entry: NewReport;
+  row: WriteRow;
   resolve: (r: SaveResult) => void;
   reject: (err: Error) => void;
 }
@@ -64,18 +154,22 @@ export const SQLITE_FILE = 'voipready.sqlite';
 
 export class SqliteStore implements ReportStore {
   private readonly db: Database.Database;
+  private readonly writer: Worker;
+  private readonly writerExited: Promise<void>;
+  /** Reports waiting for the next transaction. */
   private pending: Pending[] = [];
-  private scheduled = false;
+  /** Reports in the transaction the writer is committing now. */
+  private inFlight: Pending[] | undefined;
+  private writerFailure: Error | undefined;
   private closed = false;
+  private drained: (() => void) | undefined;
   private readonly stmt;
-  private readonly saveBatch: (entries: NewReport[]) => SaveResult[];
 
   constructor(dataDir: string, opts: { synchronous?: 'full' | 'normal' } = {}) {
     mkdirSync(dataDir, { recursive: true, mode: 0o750 });
-    this.db = new Database(join(dataDir, SQLITE_FILE));
+    const file = join(dataDir, SQLITE_FILE);
+    this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-    this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     const version = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get() as
@@ -89,22 +183,6 @@ export class SqliteStore implements ReportStore {
       );
     }
     this.stmt = {
-      insertReport: this.db.prepare(
-        `INSERT OR IGNORE INTO reports (report_id, site, agent, created_at, received_at_ms, body_sha256, body)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      reportSha: this.db.prepare(`SELECT body_sha256 FROM reports WHERE report_id = ?`).pluck(),
-      insertAssessment: this.db.prepare(
-        `INSERT INTO assessments (assessment_id, report_id, site, measured_at_ms, doc) VALUES (?, ?, ?, ?, ?)`,
-      ),
-      // The site's latest assessment is the newest by measurement time, whatever the arrival order
-      // (an agent's queue may deliver old reports after a collector outage).
-      upsertSite: this.db.prepare(
-        `INSERT INTO sites (site, assessment_id, measured_at_ms) VALUES (?, ?, ?)
-         ON CONFLICT(site) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
-         WHERE excluded.measured_at_ms >= sites.measured_at_ms`,
-      ),
-      insertOutbox: this.db.prepare(`INSERT INTO influx_outbox (n_points, points) VALUES (?, ?)`),
       latest: this.db.prepare(
         `SELECT a.doc AS doc, r.body AS body FROM sites s
          JOIN assessments a ON a.assessment_id = s.assessment_id
@@ -123,60 +201,79 @@ export class SqliteStore implements ReportStore {
       outboxAck: this.db.prepare(`DELETE FROM influx_outbox WHERE seq <= ?`),
       outboxSize: this.db.prepare(`SELECT COALESCE(SUM(n_points), 0) FROM influx_outbox`).pluck(),
     };
-    this.saveBatch = this.db.transaction((entries: NewReport[]) => entries.map((e) => this.saveOne(e)));
-  }
-
-  private saveOne(e: NewReport): SaveResult {
-    const r = e.report;
-    const inserted = this.stmt.insertReport.run(
-      r.reportId,
-      r.site,
-      r.agent,
-      r.createdAt,
-      e.receivedAtMs,
-      e.bodySha256,
-      e.body,
+    const workerData: WriterData = {
+      driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+      file,
+      synchronous: opts.synchronous === 'normal' ? 'NORMAL' : 'FULL',
+    };
+    this.writer = new Worker(`(${writerThread.toString()})()`, { eval: true, workerData });
+    this.writer.on('message', (reply: WriterReply) => this.settle(reply));
+    this.writer.on('error', (err) => {
+      this.writerFailure = new StoreUnavailableError(`the SQLite writer failed: ${err.message}`);
+    });
+    this.writerExited = new Promise((resolve) =>
+      this.writer.once('exit', () => {
+        this.writerFailure ??= new StoreUnavailableError('the SQLite writer stopped');
+        this.failAll(this.writerFailure);
+        resolve();
+      }),
     );
-    if (inserted.changes === 0) {
-      return this.stmt.reportSha.get(r.reportId) === e.bodySha256 ? 'duplicate' : 'conflict';
-    }
-    const a = e.assessment;
-    const measuredAtMs = Date.parse(a.measuredAt);
-    this.stmt.insertAssessment.run(a.assessmentId, r.reportId, r.site, measuredAtMs, JSON.stringify(a));
-    this.stmt.upsertSite.run(r.site, a.assessmentId, measuredAtMs);
-    if (e.points.length > 0) this.stmt.insertOutbox.run(e.points.length, JSON.stringify(e.points));
-    return 'stored';
   }
 
-  save(entry: NewReport): Promise<SaveResult> {
+  save(e: NewReport): Promise<SaveResult> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('the store is closed'));
+    if (this.writerFailure) return Promise.reject(this.writerFailure);
+    const a = e.assessment;
+    const row: WriteRow = {
+      reportId: e.report.reportId,
+      site: e.report.site,
+      agent: e.report.agent,
+      createdAt: e.report.createdAt,
+      receivedAtMs: e.receivedAtMs,
+      bodySha256: e.bodySha256,
+      body: e.body,
+      assessmentId: a.assessmentId,
+      measuredAtMs: Date.parse(a.measuredAt),
+      assessmentDoc: JSON.stringify(a),
+      outboxPoints: e.points.length,
+      outboxDoc: e.points.length > 0 ? JSON.stringify(e.points) : '',
+    };
     return new Promise((resolve, reject) => {
-      this.pending.push({ entry, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.pending.push({ row, resolve, reject });
+      if (!this.inFlight) this.dispatch();
     });
   }
 
-  private flush(): void {
-    this.scheduled = false;
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return;
-    let results: SaveResult[];
-    try {
-      results = this.saveBatch(batch.map((p) => p.entry));
-    } catch (err) {
-      // SQLITE_FULL, SQLITE_IOERR, ...: nothing of the batch was committed; the agents retry.
-      const code = (err as { code?: string }).code ?? 'error';
-      const failure = new StoreUnavailableError(`storage failed (${code}): ${(err as Error).message}`);
-      for (const p of batch) p.reject(failure);
+  /** Sends everything pending as one transaction. */
+  private dispatch(): void {
+    if (this.pending.length === 0) {
+      this.drained?.();
       return;
     }
-    batch.forEach((p, i) => {
-      p.resolve(results[i]!);
-    });
+    this.inFlight = this.pending;
+    this.pending = [];
+    this.writer.postMessage(this.inFlight.map((p) => p.row));
+  }
+
+  private settle(reply: WriterReply): void {
+    const batch = this.inFlight ?? [];
+    this.inFlight = undefined;
+    if ('error' in reply) {
+      const failure = new StoreUnavailableError(`storage failed (${reply.error})`);
+      for (const p of batch) p.reject(failure);
+    } else {
+      batch.forEach((p, i) => {
+        p.resolve(reply.results[i]!);
+      });
+    }
+    this.dispatch();
+  }
+
+  private failAll(err: Error): void {
+    for (const p of [...(this.inFlight ?? []), ...this.pending]) p.reject(err);
+    this.inFlight = undefined;
+    this.pending = [];
+    this.drained?.();
   }
 
   latestPerSite(): SiteLatest[] {
@@ -226,10 +323,17 @@ export class SqliteStore implements ReportStore {
     return this.stmt.outboxSize.get() as number;
   }
 
+  /** Commits what is pending, stops the writer and closes. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush();
     this.closed = true;
+    if (this.inFlight || this.pending.length > 0) {
+      await new Promise<void>((resolve) => {
+        this.drained = resolve;
+      });
+    }
+    this.writer.postMessage('close');
+    await this.writerExited;
     this.db.close();
   }
 }
