@@ -3,7 +3,7 @@
 // low-cardinality: site, peer, direction, traffic class — never report ids.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProbeResult } from '../src/schemas.js';
-import { readinessAt } from './assessment.js';
+import { type Assessment, readinessAt } from './assessment.js';
 import { dscpHonoured } from './store/influx.js';
 import type { SiteLatest } from './store/store.js';
 
@@ -108,32 +108,29 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
       }
     },
   });
-  new Gauge({
-    name: 'voipready_site_ready',
-    help: '1 when the site is VoIP-ready now (latest assessment passes and is not stale), else 0.',
-    labelNames: ['site'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const now = sources.now();
-      for (const { assessment } of sources.latest()) {
-        this.set({ site: assessment.site }, readinessAt(assessment.site, assessment, now).ready ? 1 : 0);
-      }
-    },
-  });
-  new Gauge({
-    name: 'voipready_site_evidence_age_seconds',
-    help: 'Age of the evidence behind each site’s latest assessment.',
-    labelNames: ['site'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const now = sources.now();
-      for (const { assessment } of sources.latest()) {
-        this.set({ site: assessment.site }, Math.max(0, now - Date.parse(assessment.measuredAt)) / 1000);
-      }
-    },
-  });
+  const siteGauge = (name: string, help: string, value: (a: Assessment, nowMs: number) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['site'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const now = sources.now();
+        for (const { assessment } of sources.latest())
+          this.set({ site: assessment.site }, value(assessment, now));
+      },
+    });
+  siteGauge(
+    'voipready_site_ready',
+    '1 when the site is VoIP-ready now (latest assessment passes and is not stale), else 0.',
+    (a, now) => (readinessAt(a.site, a, now).ready ? 1 : 0),
+  );
+  siteGauge(
+    'voipready_site_evidence_age_seconds',
+    'Age of the evidence behind each site’s latest assessment.',
+    (a, now) => Math.max(0, now - Date.parse(a.measuredAt)) / 1000,
+  );
   new Gauge({
     name: 'voipready_influx_outbox_points',
     help: 'Points committed locally and not yet written to InfluxDB.',

@@ -1,19 +1,25 @@
 // POST /api/v1/reports: an agent's report, judged and durably stored before 202.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { AgentReport, Identifier } from '../../src/schemas.js';
 
 export const REPORTS_ROUTE = '/api/v1/reports';
 
+/** 400 listing the zod path of each problem. */
+function badRequest(reply: FastifyReply, error: string, message: string, issues: z.core.$ZodIssue[]) {
+  return reply.code(400).send({
+    error,
+    message,
+    issues: issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+  });
+}
+
 export async function reportRoutes(app: FastifyInstance): Promise<void> {
   app.post(REPORTS_ROUTE, { config: { access: 'agent' } }, async (request, reply) => {
     const parsed = AgentReport.safeParse(request.body);
     if (!parsed.success) {
-      return reply.code(400).send({
-        error: 'invalid report',
-        message: 'the body is not a valid voipready.report/1 document',
-        issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-      });
+      const message = 'the body is not a valid voipready.report/1 document';
+      return badRequest(reply, 'invalid report', message, parsed.error.issues);
     }
     const report = parsed.data;
     const principal = request.principal;
@@ -47,11 +53,7 @@ export async function reportRoutes(app: FastifyInstance): Promise<void> {
   app.get(REPORTS_ROUTE, { config: { access: 'read' } }, async (request, reply) => {
     const query = ListQuery.safeParse(request.query);
     if (!query.success) {
-      return reply.code(400).send({
-        error: 'bad request',
-        message: 'invalid query',
-        issues: query.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-      });
+      return badRequest(reply, 'bad request', 'invalid query', query.error.issues);
     }
     const { site, offset, limit } = query.data;
     return {
