@@ -181,10 +181,11 @@ async function main(): Promise<void> {
   for (const packets of [small, big]) {
     const file = join(values.dir!, `calls-${calls}-${packets}.pcap`);
     const t = Date.now();
+    const reused = existsSync(file);
     generate(file, packets, calls);
     const mb = statSync(file).size / 2 ** 20;
     console.log(
-      `capture: ${file} (${fmt(packets)} packets, ${calls} calls, ${fmt(mb)} MiB; ready in ${fmt((Date.now() - t) / 1000, 1)} s)`,
+      `capture: ${file} (${fmt(packets)} packets, ${calls} calls, ${fmt(mb)} MiB; ${reused ? 'reused' : `written in ${fmt((Date.now() - t) / 1000, 1)} s`})`,
     );
     const ours = await timed([
       process.execPath,
@@ -205,6 +206,7 @@ async function main(): Promise<void> {
         fmt(packets),
         fmt(ours.wallS, 2),
         fmt(packets / ours.wallS),
+        fmt(packets / ours.cpuS),
         fmt(ours.maxRssMb),
         `${doc.streams.length} streams`,
       ],
@@ -213,6 +215,7 @@ async function main(): Promise<void> {
         fmt(packets),
         fmt(theirs.wallS, 2),
         fmt(packets / theirs.wallS),
+        fmt(packets / theirs.cpuS),
         fmt(theirs.maxRssMb),
         `${ref.length} streams${agree ? ', same total loss' : ', DISAGREES'}`,
       ],
