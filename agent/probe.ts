@@ -100,6 +100,8 @@ interface StreamState {
   reverse: Direction;
   /** Forward packets known to have arrived, from the sequences echoed in replies. */
   echoed: SequenceTracker;
+  /** Packet buffer reused for synchronous (raw) sends. */
+  buffer: Buffer;
   summary?: SummaryResponse;
 }
 
@@ -275,6 +277,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         sendSequences: new Int32Array(SEND_RING).fill(-1),
         reverse: newDirection(codec.clockRate),
         echoed: new SequenceTracker(),
+        buffer: Buffer.alloc(signalling ? SIGNALLING_BYTES : RTP_HEADER_BYTES + codec.payloadBytes),
       };
       bySsrc.set(ssrc, s);
       return s;
@@ -307,7 +310,8 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     }
 
     const send = (s: StreamState, k: number, dscp: number) => {
-      const buf = Buffer.allocUnsafe(s.packetBytes);
+      // A raw send is a synchronous copy, so the stream's buffer is reused; dgram may queue it.
+      const buf = raw ? s.buffer : Buffer.allocUnsafe(s.packetBytes);
       const t = d.now();
       const sequence = (s.sequenceBase + k) & 0xffff;
       // The RTP timestamp is the actual send instant (RFC 3550 §5.1: the sampling instant), so
