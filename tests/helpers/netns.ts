@@ -45,8 +45,6 @@ export interface Topology {
   impair(rules: NftImpairments): Promise<void>;
   /** All named counters of the impairment table, read with `nft -j`. */
   counters(): Promise<Record<string, NftCounter>>;
-  /** Runs a command inside a namespace and returns its stdout; throws with stderr on failure. */
-  exec(ns: string, cmd: string, args: string[]): Promise<string>;
   /** Kills every process still inside the namespaces and deletes them. Safe to call twice. */
   destroy(): Promise<void>;
 }
@@ -223,7 +221,6 @@ export async function createTopology(): Promise<Topology> {
       }
       return out;
     },
-    exec: (ns, cmd, args) => run('ip', ['netns', 'exec', ns, cmd, ...args]),
     destroy,
   };
 }
