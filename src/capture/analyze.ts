@@ -122,6 +122,8 @@ interface Endpoint {
 interface Stream {
   id: string;
   flow: Flow;
+  /** The SDP endpoint the stream was announced by when its first packet came (ports get reused). */
+  endpoint: Endpoint | null;
   ssrc: number;
   stats: RtpStreamStats;
   dscp: Uint32Array;
@@ -320,6 +322,7 @@ export class CaptureAnalyzer implements TransportHandler {
       stream = {
         id: `s${this.streams.length + 1}`,
         flow,
+        endpoint: flow.endpoint,
         ssrc,
         stats: new RtpStreamStats(this.sequenceBudget),
         dscp: new Uint32Array(64),
@@ -331,6 +334,7 @@ export class CaptureAnalyzer implements TransportHandler {
     }
     flow.lastSsrc = ssrc;
     flow.lastStream = stream;
+    if (stream.endpoint === null && flow.endpoint !== null) stream.endpoint = flow.endpoint; // SDP came late
     const b1 = b[off + 1]!;
     const pt = b1 & 0x7f;
     const seq = (b[off + 2]! << 8) | b[off + 3]!;
@@ -552,7 +556,7 @@ export class CaptureAnalyzer implements TransportHandler {
     const callStreams = new Map<string, string[]>();
     const streams: CaptureStream[] = this.streams
       // A single packet the heuristic took for RTP is more likely noise than a stream.
-      .filter((s) => s.stats.packets > 1 || s.flow.endpoint !== null)
+      .filter((s) => s.stats.packets > 1 || s.endpoint !== null)
       .sort((a, b) => a.stats.firstMs - b.stats.firstMs)
       .map((s) => this.describeStream(s, callStreams));
     const calls: CaptureCall[] = [...this.calls.values()]
@@ -594,7 +598,7 @@ export class CaptureAnalyzer implements TransportHandler {
 
   private describeStream(s: Stream, callStreams: Map<string, string[]>): CaptureStream {
     const st = s.stats;
-    const endpoint = s.flow.endpoint;
+    const endpoint = s.endpoint;
     const pt = st.payloadTypes.find((t) => t !== 13 && t !== 19) ?? st.payloadTypes[0] ?? 0;
     const mapped = pt >= 96 ? endpoint?.rtpmap.get(pt) : undefined;
     const known = staticPayload(pt);

@@ -145,6 +145,28 @@ describe('analyze: generated captures with known truth', () => {
     expect(r.ready).toBe(true);
   });
 
+  it('keeps each stream with its own call when a later call reuses the media ports', () => {
+    const first = callFrames({ order: range(10) });
+    const second = callFrames({ order: range(10) }).map((f) => ({ ...f, time: f.time + 60 }));
+    // The second call: another Call-ID and SSRC on the same addresses and ports.
+    for (const f of second) {
+      const text = Buffer.from(f.bytes).toString('latin1');
+      if (text.includes('call-1@test'))
+        f.bytes = Buffer.from(text.replace('call-1@test', 'call-2@test'), 'latin1');
+      else if (f.bytes.length > 170)
+        Buffer.from(f.bytes.buffer, f.bytes.byteOffset).writeUInt32BE(0x55555555, f.bytes.length - 172 + 8);
+    }
+    const r = analyze(writePcap([...first, ...second]));
+    expect(r.calls.map((c) => [c.callId, c.streams])).toEqual([
+      ['call-1@test', ['s1']],
+      ['call-2@test', ['s2']],
+    ]);
+    expect(r.streams.map((s) => [s.ssrc, s.callId, s.packets])).toEqual([
+      ['0x11223344', 'call-1@test', 10],
+      ['0x55555555', 'call-2@test', 10],
+    ]);
+  });
+
   it('counts loss, a burst, duplicates and reorders exactly', () => {
     // 0..199 with 50..54 lost (burst 5), 100 lost, 120 sent twice, 150/151 swapped.
     const order = range(200).filter((n) => !(n >= 50 && n <= 54) && n !== 100);
