@@ -1,10 +1,40 @@
 // Rebuilds the neutral NetworkEvidence from a `voipready.probe/1` result, so anyone holding a probe
 // result (the collector, a report renderer) can judge it again with another policy. Pure.
+import { z } from 'zod';
 import { codecByName } from './codecs.js';
-import type { DscpEvidence, NetworkEvidence, Policy } from './policy.js';
+import type { DscpEvidence, NetworkEvidence, Policy, StreamLoss } from './policy.js';
 import type { CheckId, DirectionStats, ProbeResult, SignallingDirection } from './schemas.js';
 
 const DIRECTIONS = ['forward', 'reverse'] as const;
+
+/** Per-stream counts a probe may add to a direction (`streams`, beyond the contract keys). */
+const Streams = z.array(
+  z.looseObject({
+    ssrc: z.string(),
+    srcPort: z.number().int(),
+    dstPort: z.number().int(),
+    sent: z.number().int().nonnegative(),
+    lost: z.number().int(),
+  }),
+);
+
+/**
+ * "No more than 1% loss in any RTP stream": per stream when the probe listed its streams, else the
+ * direction as a whole.
+ */
+function lossEvidence(probe: ProbeResult): StreamLoss[] {
+  return DIRECTIONS.flatMap((dir) => {
+    const streams = Streams.safeParse(probe[dir].streams);
+    if (!streams.success || streams.data.length === 0) {
+      return [{ label: `${dir} path`, lost: probe[dir].lost, expected: probe[dir].sent }];
+    }
+    return streams.data.map((s) => ({
+      label: `${dir} path, stream ${s.ssrc} (port ${s.srcPort} → ${s.dstPort})`,
+      lost: s.lost,
+      expected: s.sent,
+    }));
+  });
+}
 
 function dscpEvidence(
   label: string,
@@ -36,7 +66,9 @@ export function evidenceFromProbe(probe: ProbeResult, policy: Policy): NetworkEv
   const { forward, reverse, oneWayMs } = probe;
   const hasDelay = oneWayMs.forward !== null || oneWayMs.reverse !== null;
   const codec = codecByName(probe.codec);
-  const received = DIRECTIONS.filter((dir) => probe[dir].received > 0);
+  // RFC 3550 A.8 jitter needs two arrivals in a direction.
+  const received = DIRECTIONS.filter((dir) => probe[dir].received > 1);
+  const basis = typeof probe.latencyBasis === 'string' ? probe.latencyBasis : undefined;
   return {
     ...(hasDelay
       ? {
@@ -44,21 +76,20 @@ export function evidenceFromProbe(probe: ProbeResult, policy: Policy): NetworkEv
             forwardMs: oneWayMs.forward,
             reverseMs: oneWayMs.reverse,
             estimated: oneWayMs.estimated,
-            basis: oneWayMs.estimated ? 'clocks not synchronised' : 'clocks synchronised',
+            basis: basis ?? (oneWayMs.estimated ? 'clocks not synchronised' : 'clocks synchronised'),
           },
         }
       : {}),
-    // RFC 3550 A.8 jitter exists only for a direction where packets arrived.
-    jitter: received.map((dir) => ({ label: dir, jitterMs: probe[dir].jitterMs })),
+    jitter: received.map((dir) => ({ label: `${dir} path`, jitterMs: probe[dir].jitterMs })),
     // The sender knows how many it sent: lost = sent - received (src/rtp.ts SequenceTracker note).
-    loss: DIRECTIONS.map((dir) => ({ label: dir, lost: probe[dir].lost, expected: probe[dir].sent })),
+    loss: lossEvidence(probe),
     dscpRtp: [
-      dscpEvidence('forward RTP', forward, policy['dscp-rtp'].audio),
-      dscpEvidence('reverse RTP', reverse, policy['dscp-rtp'].audio),
+      dscpEvidence('forward path', forward, policy['dscp-rtp'].audio),
+      dscpEvidence('reverse path', reverse, policy['dscp-rtp'].audio),
     ],
     dscpSip: [
-      dscpEvidence('forward signalling', probe.signalling.forward, policy['dscp-sip'].class),
-      dscpEvidence('reverse signalling', probe.signalling.reverse, policy['dscp-sip'].class),
+      dscpEvidence('forward path', probe.signalling.forward, policy['dscp-sip'].class),
+      dscpEvidence('reverse path', probe.signalling.reverse, policy['dscp-sip'].class),
     ],
     ...(codec ? { bandwidth: { codec, calls: probe.calls } } : {}),
     unknownReasons: unknownReasons(probe),

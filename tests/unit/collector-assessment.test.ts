@@ -50,7 +50,7 @@ describe('collector assessment', () => {
     const report = sampleReport({ reportId: 'rep-0000002', reverse: { dscpReceived: { '0': 500 } } });
     const dscp = assess(report).checks.find((c) => c.id === 'dscp-rtp')!;
     expect(dscp.status).toBe('fail');
-    expect(dscp.evidence).toMatch(/EF sent, arrived as CS0 \(500 of 500\) on reverse RTP/);
+    expect(dscp.evidence).toMatch(/EF sent, arrived as CS0 \(500 of 500\) on reverse path/);
   });
 
   it('keeps DSCP unknown (not ready) when marks could not be read', () => {
@@ -66,6 +66,27 @@ describe('collector assessment', () => {
       evidence: expect.stringMatching(/no CAP_NET_RAW/),
     });
     expect(a.ready).toBe(false);
+  });
+
+  it('judges loss per RTP stream when the probe lists its streams ("in any RTP stream")', () => {
+    // ten calls: nine clean streams and one losing 3 %; the direction as a whole loses 0.3 %
+    const streams = Array.from({ length: 10 }, (_, i) => ({
+      ssrc: `0x0000000${i}`,
+      srcPort: 16000 + 2 * i,
+      dstPort: 4000,
+      sent: 100,
+      received: i === 7 ? 97 : 100,
+      lost: i === 7 ? 3 : 0,
+    }));
+    const report = sampleReport({
+      reportId: 'rep-0000007',
+      forward: { sent: 1000, received: 997, lost: 3, lossPct: 0.3, streams } as never,
+    });
+    expect(assess(report).checks.find((c) => c.id === 'loss')).toMatchObject({
+      status: 'fail',
+      value: 3,
+      evidence: expect.stringMatching(/^3 of 100 packets lost on forward path, stream 0x00000007/),
+    });
   });
 
   it('speaks for the site with the worst peer', () => {
