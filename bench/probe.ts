@@ -9,7 +9,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliUnavailableReason, type ProbeJson, parseProbeJson, startCli } from '../tests/helpers/cli.js';
+import {
+  cliUnavailableReason,
+  type ProbeJson,
+  parseProbeJson,
+  startCli,
+  warmUpReflector,
+} from '../tests/helpers/cli.js';
 import {
   createTopology,
   DC_ADDR,
@@ -117,6 +123,7 @@ async function pacingRun(
   const reflector = startReflector(topo, wrapper);
   try {
     await reflector.waitForStderr(/reflector listening/, 10_000);
+    await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, calls, { ns: topo.site });
     const siteCap = await startCapture({
       ns: topo.site,
       iface: HOST_IFACE,

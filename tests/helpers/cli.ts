@@ -141,6 +141,20 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
   return startCli(args, opts).done;
 }
 
+/**
+ * Runs a short probe against a freshly started reflector and discards it. A reflector's first
+ * packets run cold code (measured: the first burst of 50 new streams stamped up to 7 ms late);
+ * a long-running reflector answers every later probe warm, and that is what is measured.
+ */
+export async function warmUpReflector(peer: string, calls: number, opts: CliOptions = {}): Promise<void> {
+  const run = await runCli(
+    ['probe', '--peer', peer, '--calls', `${calls}`, '--duration', '1s', '--wait', '0', '--json'],
+    { timeoutMs: 20_000, ...opts },
+  );
+  if (run.code !== 0 && run.code !== 1)
+    throw new Error(`warm-up probe failed (${run.code}): ${run.stderr.trim()}`);
+}
+
 /** Kills every CLI child still running (for afterAll/finally). */
 export async function killAllCli(): Promise<void> {
   const waits = [...live].map(

@@ -14,6 +14,7 @@ import {
   parseProbeJson,
   runCli,
   startCli,
+  warmUpReflector,
 } from '../helpers/cli.js';
 import {
   createTopology,
@@ -64,6 +65,7 @@ describe.skipIf(unavailable !== undefined)(
         wrapper: REFLECTOR_PRIORITY,
       });
       await reflector.waitForStderr(/reflector listening on .*DSCP readable: yes/, 10_000);
+      await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, CALLS, { ns: topo.site });
     });
     afterAll(async () => {
       await reflector?.stop();
