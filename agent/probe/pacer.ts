@@ -1,6 +1,6 @@
 // One scheduler for all calls: a single grid of ticks `step` apart. The probe spreads its calls
-// across the packetization interval in S = min(calls, 20) slots (at most one tick per millisecond at
-// 20 ms ptime) and sends, at each tick, the packets of the calls in that slot.
+// across the packetization interval in S = min(calls, 5) slots (one tick every 4 ms at 20 ms ptime)
+// and sends, at each tick, the packets of the calls in that slot.
 //
 // Node's timers fire late by a millisecond or more. Blocking the main thread until each deadline
 // (Atomics.wait) would be precise but would also delay the receive callbacks that timestamp
