@@ -82,6 +82,12 @@ function addCounts(into: DscpCounts, from: DscpCounts): DscpCounts {
   return into;
 }
 
+/**
+ * Longest run of losses. Sequence accounting sees runs between received packets only; a stream of
+ * which nothing arrived lost all its packets in one run.
+ */
+const burstOf = (d: DirectionCounts) => (d.received === 0 && d.sent ? d.sent : d.maxBurstLoss);
+
 const lostOf = (d: DirectionCounts) => (d.sent === null ? 0 : Math.max(0, d.sent - d.received));
 
 interface DirectionView {
@@ -110,7 +116,7 @@ function direction(
     lossPct: sent > 0 ? round((100 * lost) / sent, 4) : 0,
     duplicates: ds.reduce((a, d) => a + d.duplicates, 0),
     reordered: ds.reduce((a, d) => a + d.reordered, 0),
-    maxBurstLoss: Math.max(0, ...ds.map((d) => d.maxBurstLoss)),
+    maxBurstLoss: Math.max(0, ...ds.map(burstOf)),
     jitterMs: round(jitterMs),
     jitterMaxMs: round(Math.max(0, ...ds.map((d) => d.jitterMaxMs))),
     dscpSent: view.marked ? sentClass : null,

@@ -158,7 +158,13 @@ describe('probe result assembly', () => {
       DEFAULT_POLICY,
     );
     expect(ProbeResult.safeParse(r).success).toBe(true);
-    expect(r.forward).toMatchObject({ sent: 3000, received: 0, lost: 3000, lossPct: 100 });
+    expect(r.forward).toMatchObject({
+      sent: 3000,
+      received: 0,
+      lost: 3000,
+      lossPct: 100,
+      maxBurstLoss: 1500,
+    });
     expect(byId(r, 'loss').status).toBe('fail');
     expect(byId(r, 'latency').status).toBe('unknown');
     expect(byId(r, 'dscp-rtp').status).toBe('unknown');
