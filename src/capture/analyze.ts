@@ -227,6 +227,8 @@ export class CaptureAnalyzer implements TransportHandler {
   private readonly senderReports = new Map<string, number>();
   private readonly rttMs: number[] = [];
   private readonly rtpConversations = new Set<string>();
+  /** The latest stream of each SSRC: what RTCP reports refer to. */
+  private readonly streamsBySsrc = new Map<number, Stream>();
   private readonly sequenceBudget = { bytes: LIMITS.sequenceBitmapBytes };
   private generation = 0;
   private sipMessages = 0;
@@ -328,6 +330,7 @@ export class CaptureAnalyzer implements TransportHandler {
         dscp: new Uint32Array(64),
       };
       this.streams.push(stream);
+      this.streamsBySsrc.set(ssrc, stream);
       if (this.rtpConversations.size < LIMITS.streams) this.rtpConversations.add(`${flow.src}|${flow.dst}`);
       if (!flow.streams) flow.streams = new Map();
       flow.streams.set(ssrc, stream);
@@ -359,7 +362,7 @@ export class CaptureAnalyzer implements TransportHandler {
       this.senderReports.set(`${sr.ssrc}:${sr.ntpMiddle}`, now);
     }
     for (const block of contents.reportBlocks) {
-      const stream = this.streamBySsrc(block.sourceSsrc);
+      const stream = this.streamsBySsrc.get(block.sourceSsrc);
       if (stream) {
         const r = rtcpOf(stream);
         r.reports++;
@@ -378,19 +381,13 @@ export class CaptureAnalyzer implements TransportHandler {
       }
     }
     for (const xr of contents.xr) {
-      const stream = this.streamBySsrc(xr.sourceSsrc);
+      const stream = this.streamsBySsrc.get(xr.sourceSsrc);
       if (stream) {
         rtcpOf(stream).xr = xr;
       }
       if (xr.roundTripDelayMs > 0 && this.rttMs.length < LIMITS.rttSamples)
         this.rttMs.push(xr.roundTripDelayMs);
     }
-  }
-
-  private streamBySsrc(ssrc: number): Stream | undefined {
-    for (let i = this.streams.length - 1; i >= 0; i--)
-      if (this.streams[i]!.ssrc === ssrc) return this.streams[i];
-    return undefined;
   }
 
   private sipDatagram(p: Decoded, flow: Flow, b: Uint8Array, off: number, len: number): boolean {
