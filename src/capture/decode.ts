@@ -191,9 +191,10 @@ export class PacketDecoder {
     if (end - off < 20) return;
     const ihl = (b[off]! & 0x0f) * 4;
     const total = (b[off + 2]! << 8) | b[off + 3]!;
-    if (ihl < 20 || total < ihl) return;
+    // A total length of 0 comes from segmentation offload on the capturing host: use what was captured.
+    if (ihl < 20 || (total < ihl && total !== 0)) return;
     // Ethernet pads short frames; the IP total length says where the datagram ends.
-    const ipEnd = Math.min(end, off + total);
+    const ipEnd = total === 0 ? end : Math.min(end, off + total);
     if (ipEnd - off < ihl) return;
     const p = this.p;
     p.ipVersion = 4;

@@ -241,6 +241,14 @@ describe('analyze: generated captures with known truth', () => {
     }
   });
 
+  it('reads IPv4 total length 0 (segmentation offload on the capturing host) as "what was captured"', () => {
+    const frames = callFrames({ order: range(30) });
+    for (const f of frames) Buffer.from(f.bytes.buffer, f.bytes.byteOffset).writeUInt16BE(0, 14 + 2);
+    const r = analyze(writePcap(frames));
+    expect(r.calls[0]!.codec).toBe('PCMA');
+    expect(r.streams.map((s) => [s.packets, s.foundBy])).toEqual([[30, 'sdp']]);
+  });
+
   it('reassembles IPv4 and IPv6 fragments (SIP INVITE split in pieces)', () => {
     for (const [a, b] of [
       [A, B],
