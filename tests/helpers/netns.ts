@@ -1,6 +1,7 @@
 // A real three-host topology in network namespaces, built and torn down by the test itself:
 //
 //   site (agent) 198.18.1.2 —veth— 198.18.1.1 router 198.18.2.1 —veth— 198.18.2.2 dc (reflector)
+//                2001:db8:1::2      2001:db8:1::1      2001:db8:2::1      2001:db8:2::2
 //
 // The router forwards and holds one nftables table whose rules impair the path (drops with named
 // counters, DSCP rewrites). nft counters are the ground truth the probe's figures are checked
@@ -17,6 +18,11 @@ export const SITE_ADDR = '198.18.1.2';
 export const ROUTER_SITE_ADDR = '198.18.1.1';
 export const ROUTER_DC_ADDR = '198.18.2.1';
 export const DC_ADDR = '198.18.2.2';
+// IPv6: the documentation prefix 2001:db8::/32 (RFC 3849), again only inside the namespaces.
+export const SITE_ADDR6 = '2001:db8:1::2';
+export const ROUTER_SITE_ADDR6 = '2001:db8:1::1';
+export const ROUTER_DC_ADDR6 = '2001:db8:2::1';
+export const DC_ADDR6 = '2001:db8:2::2';
 /** The single veth in the site and dc namespaces. */
 export const HOST_IFACE = 'eth0';
 
@@ -174,6 +180,11 @@ export async function createTopology(): Promise<Topology> {
     await ip(router, ['addr', 'add', `${ROUTER_SITE_ADDR}/24`, 'dev', 'eth0']);
     await ip(router, ['addr', 'add', `${ROUTER_DC_ADDR}/24`, 'dev', 'eth1']);
     await ip(dc, ['addr', 'add', `${DC_ADDR}/24`, 'dev', HOST_IFACE]);
+    // nodad: usable at once, no duplicate address detection delay on links we made ourselves.
+    await ip(site, ['addr', 'add', `${SITE_ADDR6}/64`, 'dev', HOST_IFACE, 'nodad']);
+    await ip(router, ['addr', 'add', `${ROUTER_SITE_ADDR6}/64`, 'dev', 'eth0', 'nodad']);
+    await ip(router, ['addr', 'add', `${ROUTER_DC_ADDR6}/64`, 'dev', 'eth1', 'nodad']);
+    await ip(dc, ['addr', 'add', `${DC_ADDR6}/64`, 'dev', HOST_IFACE, 'nodad']);
     for (const [ns, dev] of [
       [site, HOST_IFACE],
       [router, 'eth0'],
@@ -184,7 +195,18 @@ export async function createTopology(): Promise<Topology> {
     }
     await ip(site, ['route', 'add', 'default', 'via', ROUTER_SITE_ADDR]);
     await ip(dc, ['route', 'add', 'default', 'via', ROUTER_DC_ADDR]);
-    await run('ip', ['netns', 'exec', router, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    await ip(site, ['-6', 'route', 'add', 'default', 'via', ROUTER_SITE_ADDR6]);
+    await ip(dc, ['-6', 'route', 'add', 'default', 'via', ROUTER_DC_ADDR6]);
+    await run('ip', [
+      'netns',
+      'exec',
+      router,
+      'sysctl',
+      '-q',
+      '-w',
+      'net.ipv4.ip_forward=1',
+      'net.ipv6.conf.all.forwarding=1',
+    ]);
   } catch (err) {
     await destroy();
     throw err;

@@ -19,9 +19,11 @@ import {
 import {
   createTopology,
   DC_ADDR,
+  DC_ADDR6,
   HOST_IFACE,
   netnsUnavailableReason,
   SITE_ADDR,
+  SITE_ADDR6,
   type Topology,
 } from '../helpers/netns.js';
 import { rtpStreams, startCapture } from '../helpers/tshark.js';
@@ -74,12 +76,12 @@ describe.skipIf(unavailable !== undefined)(
       rmSync(dir, { recursive: true, force: true });
     });
 
-    async function probe(port = MEDIA_PORT) {
+    async function probe(peer = `${DC_ADDR}:${MEDIA_PORT}`) {
       const run = await runCli(
         [
           'probe',
           '--peer',
-          `${DC_ADDR}:${port}`,
+          peer,
           '--calls',
           `${CALLS}`,
           '--duration',
@@ -97,7 +99,7 @@ describe.skipIf(unavailable !== undefined)(
 
     /** An unreachable peer: 100 % loss, a failing verdict and exit 1, within duration + wait + 5 s. */
     async function expectTotalLossInTime(port: number) {
-      const { run, json } = await probe(port);
+      const { run, json } = await probe(`${DC_ADDR}:${port}`);
       expect(run.elapsedMs).toBeLessThan((DURATION_S + WAIT_S + 5) * 1000);
       expect(json.forward.sent).toBeGreaterThan(0);
       expect(json.forward.lossPct).toBe(100);
@@ -224,6 +226,33 @@ describe.skipIf(unavailable !== undefined)(
     it('reports 100 % loss, not a crash, when no reflector listens (ICMP port unreachable)', async () => {
       await topo.impair({ counters: [], forward: [] });
       await expectTotalLossInTime(MEDIA_PORT + 1000);
+    });
+
+    it('over IPv6: counts forward drops exactly, and DSCP is unknown with the reason, never pass', async () => {
+      const v6Port = MEDIA_PORT + 2000;
+      const v6 = startCli(['reflector', '--listen', `[${DC_ADDR6}]:${v6Port}`], { ns: topo.dc });
+      try {
+        await v6.waitForStderr(/reflector listening on .*DSCP readable: no \(.*IPv6/, 10_000);
+        await topo.impair({
+          counters: ['fwd_rtp6_drop'],
+          forward: [
+            `ip6 saddr ${SITE_ADDR6} ip6 daddr ${DC_ADDR6} udp dport ${v6Port} ${RTP} numgen random mod 100 < 5 counter name "fwd_rtp6_drop" drop`,
+          ],
+        });
+        const { run, json } = await probe(`[${DC_ADDR6}]:${v6Port}`);
+        const dropped = (await topo.counters()).fwd_rtp6_drop!.packets;
+        expect(dropped).toBeGreaterThan(0);
+        expect(json.forward.lost).toBe(dropped);
+        expect(json.reverse.lost).toBe(0);
+        for (const id of ['dscp-rtp', 'dscp-sip']) {
+          expect(checkOf(json, id).status, id).toBe('unknown');
+          expect(checkOf(json, id).evidence, id).toMatch(/IPv6/);
+        }
+        expect(json.ready).toBe(false);
+        expect(run.code).toBe(1);
+      } finally {
+        await v6.stop();
+      }
     });
   },
 );
