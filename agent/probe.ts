@@ -396,8 +396,13 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     while (d.now() < deadline) {
       const missing = allStreams.filter((s) => !s.summary);
       if (missing.length === 0) break;
-      for (const s of missing)
-        s.socket.send(encodeSummaryRequest({ ssrc: s.ssrc, nonce: nonce++ }, secret), () => {});
+      for (const s of missing) {
+        try {
+          s.socket.send(encodeSummaryRequest({ ssrc: s.ssrc, nonce: nonce++ }, secret), () => {});
+        } catch {
+          // Not connected (no route to the peer): the summary stays missing.
+        }
+      }
       await new Promise((r) => setTimeout(r, SUMMARY_RETRY_MS));
     }
     const localClock = await localClockPromise;

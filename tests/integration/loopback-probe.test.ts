@@ -1,6 +1,7 @@
 // The real CLI over loopback: `voipready reflector` and `voipready probe` / `demo` as child
 // processes. Ground truth is what the test knows independently: how many packets a run of N calls
 // for D seconds must send, how many junk datagrams it sent itself, and the reflector's own counters.
+import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -244,6 +245,37 @@ describe.skipIf(unavailable !== undefined)(
       // 1 s sending + 0.5 s wait + at most 1.5 s of summary retries, plus process start-up.
       expect(out.elapsedMs).toBeLessThan(6000);
     });
+
+    it.skipIf(!isRoot)(
+      'no route at all (a fresh namespace with no interface up): 100 % loss, exit 1, no crash',
+      async () => {
+        const ns = `vr-lb-noroute-${process.pid}`;
+        execFileSync('ip', ['netns', 'add', ns]);
+        try {
+          // 192.0.2.1 (TEST-NET-1): nothing can leave this namespace, so nothing is sent anywhere.
+          const out = await runCli(
+            ['probe', '--peer', '192.0.2.1:5004', '--duration', '500ms', '--wait', '0', '--json'],
+            {
+              ns,
+              timeoutMs: 20_000,
+            },
+          );
+          expect(out.code, out.stderr).toBe(1);
+          const json = parseProbeJson(out.stdout);
+          expect(json.forward).toMatchObject({
+            sent: 25,
+            received: 0,
+            lost: 25,
+            lossPct: 100,
+            maxBurstLoss: 25,
+          });
+          expect(json.rttMs).toBeNull();
+          expect(json.checks.find((c) => c.id === 'latency')!.status).toBe('unknown');
+        } finally {
+          execFileSync('ip', ['netns', 'del', ns]);
+        }
+      },
+    );
 
     it.skipIf(!isRoot)(
       'demo as an ordinary user (setpriv to nobody, no CAP_NET_RAW) works and says why DSCP is unknown',
