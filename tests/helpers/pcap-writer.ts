@@ -208,67 +208,90 @@ export interface PcapngInterface {
   tsresol?: number;
 }
 
-function block(type: number, body: Buffer): Buffer {
+const w32 = (b: Buffer, v: number, at: number, be: boolean) =>
+  be ? b.writeUInt32BE(v >>> 0, at) : b.writeUInt32LE(v >>> 0, at);
+const w16 = (b: Buffer, v: number, at: number, be: boolean) =>
+  be ? b.writeUInt16BE(v, at) : b.writeUInt16LE(v, at);
+
+function block(type: number, body: Buffer, be: boolean): Buffer {
   const padded = Buffer.alloc((body.length + 3) & ~3);
   body.copy(padded);
   const b = Buffer.alloc(12 + padded.length);
-  b.writeUInt32LE(type, 0);
-  b.writeUInt32LE(b.length, 4);
+  w32(b, type, 0, be);
+  w32(b, b.length, 4, be);
   padded.copy(b, 8);
-  b.writeUInt32LE(b.length, b.length - 4);
+  w32(b, b.length, b.length - 4, be);
   return b;
 }
 
-/** pcapng (little-endian): SHB, one IDB per interface, EPBs; optional SPBs and unknown blocks. */
+export interface PcapngExtra {
+  /** Write packets as Simple Packet Blocks (no timestamp, interface 0). */
+  simple?: boolean;
+  /** Add blocks of unknown types, which a reader must skip by their length. */
+  unknownBlocks?: boolean;
+  bigEndian?: boolean;
+  /** if_tsoffset on every interface: seconds the packets' own timestamps leave out. */
+  tsOffsetS?: number;
+}
+
+/** pcapng in either byte order: SHB, one IDB per interface, EPBs (or SPBs), optional unknown blocks. */
 export function writePcapng(
   frames: Frame[],
   interfaces: PcapngInterface[] = [{ linkType: 1 }],
-  extra: { simple?: boolean; unknownBlocks?: boolean } = {},
+  extra: PcapngExtra = {},
 ): Buffer {
-  const shbBody = Buffer.alloc(16);
-  shbBody.writeUInt32LE(0x1a2b3c4d, 0);
-  shbBody.writeUInt16LE(1, 4);
-  shbBody.writeUInt16LE(0, 6);
-  shbBody.writeInt32LE(-1, 8);
-  shbBody.writeInt32LE(-1, 12);
-  const parts: Buffer[] = [block(0x0a0d0d0a, shbBody)];
+  const be = extra.bigEndian ?? false;
+  const offset = extra.tsOffsetS ?? 0;
+  const shbBody = Buffer.alloc(16, 0xff); // section length -1: unknown
+  w32(shbBody, 0x1a2b3c4d, 0, be);
+  w16(shbBody, 1, 4, be);
+  w16(shbBody, 0, 6, be);
+  const parts: Buffer[] = [block(0x0a0d0d0a, shbBody, be)];
   for (const i of interfaces) {
     const opts: Buffer[] = [];
     if (i.tsresol !== undefined) {
       const opt = Buffer.alloc(8);
-      opt.writeUInt16LE(9, 0);
-      opt.writeUInt16LE(1, 2);
+      w16(opt, 9, 0, be);
+      w16(opt, 1, 2, be);
       opt[4] = i.tsresol;
+      opts.push(opt);
+    }
+    if (offset !== 0) {
+      const opt = Buffer.alloc(12);
+      w16(opt, 14, 0, be);
+      w16(opt, 8, 2, be);
+      if (be) opt.writeBigUInt64BE(BigInt(offset), 4);
+      else opt.writeBigUInt64LE(BigInt(offset), 4);
       opts.push(opt);
     }
     if (opts.length) opts.push(Buffer.alloc(4)); // opt_endofopt
     const head = Buffer.alloc(8);
-    head.writeUInt16LE(i.linkType, 0);
-    head.writeUInt32LE(262144, 4);
-    parts.push(block(1, Buffer.concat([head, ...opts])));
+    w16(head, i.linkType, 0, be);
+    w32(head, 262144, 4, be);
+    parts.push(block(1, Buffer.concat([head, ...opts]), be));
   }
-  if (extra.unknownBlocks) parts.push(block(0x0badcafe, Buffer.from('ignore me, I am an unknown block')));
+  if (extra.unknownBlocks) parts.push(block(0x0badcafe, Buffer.from('ignore me, I am an unknown block'), be));
   for (const f of frames) {
     if (extra.simple) {
       const head = Buffer.alloc(4);
-      head.writeUInt32LE(f.bytes.length, 0);
-      parts.push(block(3, Buffer.concat([head, Buffer.from(f.bytes)])));
+      w32(head, f.bytes.length, 0, be);
+      parts.push(block(3, Buffer.concat([head, Buffer.from(f.bytes)]), be));
       continue;
     }
     const iface = interfaces[f.iface ?? 0]!;
     const r = iface.tsresol ?? 6;
     const unitsPerSecond = r & 0x80 ? 2 ** (r & 0x7f) : 10 ** r;
+    const whole = Math.floor(f.time);
     const units =
-      BigInt(Math.floor(f.time)) * BigInt(unitsPerSecond) +
-      BigInt(Math.round((f.time - Math.floor(f.time)) * unitsPerSecond));
+      BigInt(whole - offset) * BigInt(unitsPerSecond) + BigInt(Math.round((f.time - whole) * unitsPerSecond));
     const head = Buffer.alloc(20);
-    head.writeUInt32LE(f.iface ?? 0, 0);
-    head.writeUInt32LE(Number(units >> 32n), 4);
-    head.writeUInt32LE(Number(units & 0xffffffffn), 8);
-    head.writeUInt32LE(f.bytes.length, 12);
-    head.writeUInt32LE(f.bytes.length, 16);
-    parts.push(block(6, Buffer.concat([head, Buffer.from(f.bytes)])));
-    if (extra.unknownBlocks) parts.push(block(0x80000001, Buffer.alloc(5, 0x42)));
+    w32(head, f.iface ?? 0, 0, be);
+    w32(head, Number(units >> 32n), 4, be);
+    w32(head, Number(units & 0xffffffffn), 8, be);
+    w32(head, f.bytes.length, 12, be);
+    w32(head, f.bytes.length, 16, be);
+    parts.push(block(6, Buffer.concat([head, Buffer.from(f.bytes)]), be));
+    if (extra.unknownBlocks) parts.push(block(0x80000001, Buffer.alloc(5, 0x42), be));
   }
   return Buffer.concat(parts);
 }

@@ -106,6 +106,20 @@ describe('pcapng reader', () => {
     expect(seen[2]!.relMs).toBeCloseTo(249.999, 3);
   });
 
+  it('reads big-endian sections and applies if_tsoffset', () => {
+    const ng = writePcapng(frames, [{ linkType: 113, tsresol: 9 }], { bigEndian: true, tsOffsetS: 900 });
+    expect(ng.readUInt32BE(8)).toBe(0x1a2b3c4d);
+    const { seen, summary } = read(ng);
+    expect(summary).toMatchObject({ format: 'pcapng', packets: 3, warnings: [] });
+    expect(seen.map((s) => [s.linkType, s.length])).toEqual([
+      [113, 3],
+      [113, 100],
+      [113, 1],
+    ]);
+    expect(seen[0]!.epochS).toBeCloseTo(1000.000001, 6); // 100 s stamped + 900 s offset
+    expect(seen[1]!.relMs).toBeCloseTo(20.001, 6);
+  });
+
   it('reads Simple Packet Blocks', () => {
     const { seen, summary } = read(writePcapng(frames, [{ linkType: 1 }], { simple: true }));
     expect(summary.packets).toBe(3);
