@@ -150,7 +150,10 @@ interface Flow {
   dstIp: string;
   lastSsrc: number;
   lastStream: Stream | null;
-  streams: Map<number, Stream> | null;
+  /** Streams on this flow by SSRC: usually one, so a short array. */
+  streams: Stream[] | null;
+  /** The reverse direction carries RTP: tshark then takes this flow as RTP too (a conversation). */
+  reverseIsRtp: boolean;
 }
 
 interface Call {
@@ -226,7 +229,6 @@ export class CaptureAnalyzer implements TransportHandler {
   private readonly sipTotalDscp = new Uint32Array(64);
   private readonly senderReports = new Map<string, number>();
   private readonly rttMs: number[] = [];
-  private readonly rtpConversations = new Set<string>();
   /** The latest stream of each SSRC: what RTCP reports refer to. */
   private readonly streamsBySsrc = new Map<number, Stream>();
   private readonly sequenceBudget = { bytes: LIMITS.sequenceBitmapBytes };
@@ -257,12 +259,25 @@ export class CaptureAnalyzer implements TransportHandler {
       lastSsrc: -1,
       lastStream: null,
       streams: null,
+      reverseIsRtp: this.reverseFlow(p)?.streams != null,
     };
     if (!this.flows.set(p, flow)) {
       this.warn(WARN_FLOWS);
       return null;
     }
     return flow;
+  }
+
+  /** The flow of the opposite direction, if seen: looked up by swapping the packet's addresses. */
+  private reverseFlow(p: Decoded): Flow | undefined {
+    const swap = () => {
+      for (let i = 0; i < 4; i++) [p.src[i], p.dst[i]] = [p.dst[i]!, p.src[i]!];
+      [p.srcPort, p.dstPort] = [p.dstPort, p.srcPort];
+    };
+    swap();
+    const reverse = this.flows.get(p);
+    swap();
+    return reverse;
   }
 
   udp(p: Decoded): void {
@@ -302,7 +317,7 @@ export class CaptureAnalyzer implements TransportHandler {
     if (
       len >= 12 &&
       b[off]! >> 6 === 2 &&
-      ((p.dstPort & 1) === 0 || this.rtpConversations.has(`${flow.dst}|${flow.src}`)) &&
+      ((p.dstPort & 1) === 0 || flow.reverseIsRtp) &&
       !NOT_RTP_PORTS.has(p.srcPort) &&
       !NOT_RTP_PORTS.has(p.dstPort)
     ) {
@@ -315,7 +330,8 @@ export class CaptureAnalyzer implements TransportHandler {
     if (len < 12 || b[off]! >> 6 !== 2) return;
     // RFC 3550 §5.1 fixed header fields, read in place.
     const ssrc = ((b[off + 8]! << 24) | (b[off + 9]! << 16) | (b[off + 10]! << 8) | b[off + 11]!) >>> 0;
-    let stream = flow.lastSsrc === ssrc ? flow.lastStream : (flow.streams?.get(ssrc) ?? null);
+    let stream =
+      flow.lastSsrc === ssrc ? flow.lastStream : (flow.streams?.find((x) => x.ssrc === ssrc) ?? null);
     if (!stream) {
       if (this.streams.length >= LIMITS.streams) {
         this.warn(WARN_STREAMS);
@@ -331,9 +347,12 @@ export class CaptureAnalyzer implements TransportHandler {
       };
       this.streams.push(stream);
       this.streamsBySsrc.set(ssrc, stream);
-      if (this.rtpConversations.size < LIMITS.streams) this.rtpConversations.add(`${flow.src}|${flow.dst}`);
-      if (!flow.streams) flow.streams = new Map();
-      flow.streams.set(ssrc, stream);
+      if (!flow.streams) {
+        flow.streams = [];
+        const reverse = this.reverseFlow(p);
+        if (reverse) reverse.reverseIsRtp = true;
+      }
+      flow.streams.push(stream);
     }
     flow.lastSsrc = ssrc;
     flow.lastStream = stream;
