@@ -20,7 +20,7 @@ Exit codes: 0 every file is valid, 2 a file is invalid or unreadable.`;
 export function checkConfigText(text: string, file: string): { summary: string } | { errors: ConfigError[] } {
   let top: unknown;
   try {
-    top = parseYaml(text);
+    top = parseYaml(text, { logLevel: 'silent' });
   } catch {
     // A syntax error: let the parser report it with line and column.
     const r = parseAgentConfig(text, file);

@@ -101,11 +101,13 @@ export function parseYamlConfig<S extends z.ZodType>(
   schema: S,
 ): ConfigResult<z.infer<S>> {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
+  // logLevel silent: no process warnings on stderr; warnings (e.g. an unknown !tag) are errors here.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, logLevel: 'silent' });
+  const problems = [...doc.errors, ...doc.warnings];
+  if (problems.length > 0) {
     return {
       ok: false,
-      errors: doc.errors.map((e) => {
+      errors: problems.map((e) => {
         const pos = lineCounter.linePos(e.pos[0]);
         return { file, path: `${pos.line}:${pos.col}`, message: e.message.split('\n')[0]! };
       }),

@@ -98,6 +98,13 @@ describe('agent config', () => {
     expect(formatConfigError(r.errors[0]!)).toMatch(/^h\.yaml: \(root\): .*alias/i);
   });
 
+  it('reports an unknown YAML tag as an error with line and column, not a process warning', () => {
+    const r = parseAgentConfig(VALID.replace('name: agent-1', 'name: !secret agent-1'), 'w.yaml');
+    expect(r.ok ? [] : r.errors.map(formatConfigError)).toEqual([
+      expect.stringMatching(/^w\.yaml: 2:9: Unresolved tag: !secret/),
+    ]);
+  });
+
   it('reports YAML syntax errors with line and column', () => {
     const r = parseAgentConfig('agent:\n  name: a\n  site: [b\n', 'c.yaml');
     expect(r.ok).toBe(false);
