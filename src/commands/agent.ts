@@ -1,5 +1,6 @@
 // `voipready agent --config agent.yaml`: the long-running site agent (see agent/service/agent.ts).
 import { readFile } from 'node:fs/promises';
+import { readSecretFile } from '../../agent/net/secret-file.js';
 import { startAgent } from '../../agent/service/agent.js';
 import { systemClock } from '../../agent/service/clock.js';
 import { jsonLog, type Level } from '../../agent/service/log.js';
@@ -23,17 +24,17 @@ Exit codes: 0 stopped by a signal, 2 bad configuration or unreadable file.`;
 
 const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
-async function readSecretFile(file: string, what: string): Promise<Buffer> {
-  let data: Buffer;
+/** The collector token: the file's text without a trailing newline (as `echo token > file` leaves it). */
+async function readTokenFile(file: string): Promise<string> {
+  let text: string;
   try {
-    data = await readFile(file);
+    text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new UserError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw new UserError(`cannot read token file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
-  // A trailing newline from `echo secret > file` is not part of the secret.
-  const trimmed = Buffer.from(data.toString('utf8').replace(/\r?\n$/, ''), 'utf8');
-  if (trimmed.length === 0) throw new UserError(`${what} ${file} is empty`);
-  return trimmed;
+  const token = text.replace(/\r?\n$/, '');
+  if (token.length === 0) throw new UserError(`token file ${file} is empty`);
+  return token;
 }
 
 export const command: Command = {
@@ -62,11 +63,10 @@ export const command: Command = {
     }
     const config = parsed.config.agent;
     const token = config.collector.tokenFile
-      ? (await readSecretFile(config.collector.tokenFile, 'token file')).toString('utf8')
+      ? await readTokenFile(config.collector.tokenFile)
       : config.collector.token!;
-    const secrets = await Promise.all(
-      config.probes.map((p) => (p.secretFile ? readSecretFile(p.secretFile, 'secret file') : undefined)),
-    );
+    // The same reading as the reflector's and the probe's --secret-file.
+    const secrets = config.probes.map((p) => (p.secretFile ? readSecretFile(p.secretFile) : undefined));
     const { runProbe } = await import('../../agent/probe.js');
     const log = jsonLog(io.stderr, level as Level);
     const target = { url: config.collector.url, token, timeoutMs: config.collector.timeout };

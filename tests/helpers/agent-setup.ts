@@ -34,6 +34,8 @@ export interface AgentYamlOptions {
   interval: string;
   /** More `agent:` keys (indented two spaces), e.g. a retry section. */
   extra?: string;
+  /** The reflector's shared secret file. */
+  secretFile?: string;
 }
 
 export function agentYaml(o: AgentYamlOptions): string {
@@ -43,7 +45,7 @@ export function agentYaml(o: AgentYamlOptions): string {
   collector: { url: "${o.collectorUrl}", ${o.collectorAuth} }
   queue: { dir: "${o.queueDir}" }
 ${o.extra ?? ''}  probes:
-    - { peer: "127.0.0.1:${o.reflector.port}", signallingPort: ${o.reflector.signallingPort}, duration: ${o.duration}, interval: ${o.interval} }
+    - { peer: "127.0.0.1:${o.reflector.port}", signallingPort: ${o.reflector.signallingPort}, duration: ${o.duration}, interval: ${o.interval}${o.secretFile ? `, secretFile: "${o.secretFile}"` : ''} }
 `;
 }
 

@@ -21,6 +21,7 @@ import {
 import { cliUnavailableReason, killAllCli, startCli } from '../helpers/cli.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const SECRET = 'probe-secret-0123456789';
 
 describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector (real 429s)', () => {
   let dir: string;
@@ -30,7 +31,9 @@ describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'voipready-ratelimit-'));
-    reflector = await startReflector({ host: '127.0.0.1', port: 0 });
+    // Probes are authenticated: the agent's secretFile must be read exactly as the reflector's.
+    await writeFile(join(dir, 'probe.secret'), `${SECRET}\n`);
+    reflector = await startReflector({ host: '127.0.0.1', port: 0, secret: Buffer.from(SECRET) });
     // One report per second, no burst beyond one.
     collector = await startCollectorFor(
       tokenHash,
@@ -70,6 +73,7 @@ describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector
         duration: '1s',
         interval: '1h',
         extra: '  retry: { initial: 100ms, max: 2s }\n',
+        secretFile: join(dir, 'probe.secret'),
       }),
     );
     const agent = startCli(['agent', '--config', join(dir, 'agent.yaml')], { timeoutMs: 60_000 });
@@ -98,6 +102,11 @@ describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector
     try {
       const stored = db.prepare('SELECT report_id FROM reports ORDER BY rowid').pluck().all();
       expect(stored).toEqual([...backlog, own]);
+      // The reflector answered the authenticated probe: packets came back in both directions.
+      const body = db.prepare('SELECT body FROM reports WHERE report_id = ?').pluck().get(own) as string;
+      const probe = JSON.parse(body).probes[0];
+      expect(probe.forward.received).toBeGreaterThan(0);
+      expect(probe.reverse.received).toBeGreaterThan(0);
     } finally {
       db.close();
     }
