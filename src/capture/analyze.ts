@@ -234,6 +234,7 @@ export class CaptureAnalyzer implements TransportHandler {
   private readonly sequenceBudget = { bytes: LIMITS.sequenceBitmapBytes };
   private generation = 0;
   private sipMessages = 0;
+  private implausible = 0;
   private rtcpPackets = 0;
   private current: Decoded = new Decoded();
 
@@ -561,6 +562,18 @@ export class CaptureAnalyzer implements TransportHandler {
     }
   }
 
+  /**
+   * Whether a stream found only by the heuristic behaves like RTP: more than one packet, and most
+   * sequence steps small (other UDP traffic whose first bits read "version 2" has random SSRCs and
+   * sequence numbers). Those that fail are left out of the streams and counted in a warning.
+   */
+  private plausible(s: Stream): boolean {
+    const st = s.stats;
+    if (st.packets > 1 && st.plausibleSteps * 2 >= st.packets - 1) return true;
+    this.implausible++;
+    return false;
+  }
+
   /** Turns what was collected into the result document, with checks judged against the policy. */
   build(
     file: string,
@@ -571,8 +584,7 @@ export class CaptureAnalyzer implements TransportHandler {
   ): CaptureResult {
     const callStreams = new Map<string, string[]>();
     const streams: CaptureStream[] = this.streams
-      // A single packet the heuristic took for RTP is more likely noise than a stream.
-      .filter((s) => s.stats.packets > 1 || s.endpoint !== null)
+      .filter((s) => s.endpoint !== null || this.plausible(s))
       .sort((a, b) => a.stats.firstMs - b.stats.firstMs)
       .map((s) => this.describeStream(s, callStreams));
     const calls: CaptureCall[] = [...this.calls.values()]
@@ -591,6 +603,10 @@ export class CaptureAnalyzer implements TransportHandler {
     if (this.sequenceBudget.bytes < 1024 * 1024)
       this.warn(
         `the streams' sequence bitmaps reached their ${LIMITS.sequenceBitmapBytes / 2 ** 20} MiB bound; duplicates and reorders of later packets were not counted`,
+      );
+    if (this.implausible > 0)
+      this.warn(
+        `${this.implausible} candidate RTP stream(s) found by the heuristic were left out: a single packet, or sequence numbers that do not behave like RTP`,
       );
     const checks = this.judge(streams, policy);
     return {

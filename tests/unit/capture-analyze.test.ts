@@ -325,6 +325,32 @@ describe('analyze: generated captures with known truth', () => {
     expect(r.checks.find((c) => c.id === 'dscp-sip')!.status).toBe('unknown');
   });
 
+  it('does not take other UDP traffic that starts with "version 2" bits for RTP', () => {
+    const frames: Frame[] = [];
+    let x = 99;
+    for (let n = 0; n < 200; n++) {
+      const junk = Buffer.alloc(100);
+      for (let i = 0; i < junk.length; i++) {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        junk[i] = x >>> 24;
+      }
+      // Half the datagrams keep one SSRC (a fixed flow id, as some protocols have), half are random.
+      if (n % 2 === 0) junk.writeUInt32BE(0xfeedface, 8);
+      junk[0] = 0x80 | (junk[0]! & 0x3f); // version bits 2, as in 1 of 4 random datagrams
+      frames.push({
+        time: T0 + n * 0.01,
+        bytes: frameFor(1, udpPacket({ src: A, dst: B, srcPort: 40000, dstPort: 41000 }, junk)),
+      });
+    }
+    const r = analyze(writePcap(frames));
+    expect(r.streams).toEqual([]);
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0]).toMatch(
+      /^\d+ candidate RTP stream\(s\) found by the heuristic were left out: a single packet, or sequence numbers that do not behave like RTP$/,
+    );
+    expect(r.ready).toBe(false); // and no audio: nothing was judged as a call
+  });
+
   it('takes latency from RTCP LSR/DLSR (RFC 3550 §6.4.1)', () => {
     const frames = callFrames({ order: range(20) });
     const sr = Buffer.alloc(28);
