@@ -8,7 +8,6 @@ import {
   type CollectorConfig,
   DEFAULT_COLLECTOR_HOST,
   DEFAULT_COLLECTOR_PORT,
-  defaultCollectorConfig,
   defaultDataDir,
   parseCollectorConfig,
 } from '../config/collector.js';
@@ -24,7 +23,8 @@ and assessments in SQLite (and measurements in InfluxDB when configured), serves
 
 Options:
   --config FILE    collector.yaml (top-level "collector:" key; see docs/collector.md).
-                   Without it: no agents, reads need a token, embedded store only.
+                   Without it: DATA-DIR/collector.yaml, written on the first start with an agent
+                   "agent-1" for site "site-1" and a viewer, tokens in files beside it.
   --host ADDR      listen address (default: config, else ${DEFAULT_COLLECTOR_HOST})
   --port N         listen port (default: config, else ${DEFAULT_COLLECTOR_PORT}; 0 picks a free one)
   --data-dir DIR   where the SQLite store lives (default: config, else /var/lib/voipready as root,
@@ -41,8 +41,7 @@ async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function loadConfig(file: string | undefined): Promise<CollectorConfig> {
-  if (file === undefined) return defaultCollectorConfig();
+async function loadConfig(file: string): Promise<CollectorConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -94,17 +93,39 @@ export const command: Command = {
       io.stdout.write(`${hashToken(token)}\n`);
       return 0;
     }
-    const config = await loadConfig(values.config as string | undefined);
+    const configFile = values.config as string | undefined;
+    const isRoot = process.getuid?.() === 0;
+    let config: CollectorConfig;
+    let dataDir: string;
+    if (configFile !== undefined) {
+      config = await loadConfig(configFile);
+      dataDir =
+        (values['data-dir'] as string | undefined) ?? config.dataDir ?? defaultDataDir(io.env, isRoot);
+    } else {
+      // No --config: the configuration lives in the data directory, written on the first start.
+      dataDir = (values['data-dir'] as string | undefined) ?? defaultDataDir(io.env, isRoot);
+      const { ensureDataDirConfig } = await import('../../collector/first-start.js');
+      let first: ReturnType<typeof ensureDataDirConfig>;
+      try {
+        first = ensureDataDirConfig(dataDir);
+      } catch (err) {
+        throw new UserError(`cannot set up ${dataDir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      }
+      if (first.created) {
+        io.stdout.write(
+          `first start: wrote ${first.file} with agent "agent-1" for site "site-1" (token in ${first.created.agentTokenFile}) and a viewer (token in ${first.created.viewerTokenFile})\n`,
+        );
+      }
+      config = await loadConfig(first.file);
+    }
     const host = (values.host as string | undefined) ?? config.listen.host;
     const port =
       values.port !== undefined
         ? parseIntFlag(values.port as string, '--port', 0, 65535)
         : config.listen.port;
-    const dataDir =
-      (values['data-dir'] as string | undefined) ??
-      config.dataDir ??
-      defaultDataDir(io.env, process.getuid?.() === 0);
     const { startCollector } = await import('../../collector/server.js');
+    // Handlers first: a SIGTERM right after the "listening" line must still shut down gracefully.
+    const signalled = waitForSignal();
     const running = await startCollector({
       config,
       dataDir,
@@ -121,7 +142,7 @@ export const command: Command = {
     if (config.agents.length === 0) {
       io.stdout.write('no agents configured: every report will get 401 (see docs/collector.md to add one)\n');
     }
-    const signal = await waitForSignal();
+    const signal = await signalled;
     io.stdout.write(`${signal}: finishing in-flight requests and closing\n`);
     await running.close();
     return 0;

@@ -122,11 +122,6 @@ export function parseCollectorConfig(text: string, fileName: string): ConfigResu
   return { ok: true, config: c };
 }
 
-/** The configuration used when `voipready collector` runs without --config. */
-export function defaultCollectorConfig(): CollectorConfig {
-  return CollectorConfig.parse({ collector: {} }).collector;
-}
-
 /**
  * Default data directory: /var/lib/voipready when run as root (a service), else
  * $XDG_DATA_HOME/voipready, else ~/.local/share/voipready.

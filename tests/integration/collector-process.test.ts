@@ -1,7 +1,7 @@
 // `voipready collector` as a real process: token hashing, one-line errors with exit 2, and what
 // happens to acknowledged reports when the process is SIGKILLed or stopped with SIGTERM mid-stream.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -158,6 +158,29 @@ describe.skipIf(unavailable)(
       expect(r.stderr).toMatch(
         new RegExp(`^voipready collector: ${bad}: collector(\\.agents\\.0\\.tokenHash)?: .*and 1 more`),
       );
+    });
+
+    it('sets itself up on the first start without --config: config and tokens in the data directory', async () => {
+      const dataDir = join(dir, 'first-start');
+      const c = await start(['--data-dir', dataDir, '--port', '0']);
+      expect(c.stdout()).toMatch(
+        /^first start: wrote .*collector\.yaml with agent "agent-1" for site "site-1"/,
+      );
+      expect(statSync(join(dataDir, 'agent-1.token')).mode & 0o777).toBe(0o600);
+      const token = readFileSync(join(dataDir, 'agent-1.token'), 'utf8').trim();
+      const res = await fetch(`${c.url}/api/v1/reports`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(sampleReport({ reportId: 'rep-first-0001', site: 'site-1', agent: 'agent-1' })),
+      });
+      expect(res.status).toBe(202);
+      c.child.kill('SIGTERM');
+      expect((await c.exited).code).toBe(0);
+      // the second start reuses what the first wrote
+      const again = await start(['--data-dir', dataDir, '--port', '0']);
+      expect(again.stdout()).not.toMatch(/first start/);
+      again.child.kill('SIGTERM');
+      expect((await again.exited).code).toBe(0);
     });
 
     it('says the port is in use in one line, exit 2', async () => {
