@@ -57,6 +57,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     logger: opts.logger ?? false,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
+    // A client that trickles a request (slowloris) is cut off rather than held forever.
+    requestTimeout: 30_000,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
