@@ -90,14 +90,15 @@ describe.skipIf(unavailable !== undefined)(
   `netns harness ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology | undefined;
-    const dir = mkdtempSync(join(tmpdir(), 'vr-harness-'));
+    let dir: string;
 
     beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'vr-harness-'));
       topo = await createTopology();
     });
     afterAll(async () => {
       await topo?.destroy();
-      rmSync(dir, { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     it('nft drop counter and tshark packet counts account for every packet sent', async () => {

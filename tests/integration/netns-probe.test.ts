@@ -38,6 +38,7 @@ const WAIT_S = 1;
 const RTP = '@th,64,8 0x80';
 const FORWARD_MEDIA = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} ${RTP}`;
 const REVERSE_MEDIA = `ip saddr ${DC_ADDR} ip daddr ${SITE_ADDR} udp sport ${MEDIA_PORT} ${RTP}`;
+const FORWARD_SIGNALLING = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${SIGNALLING_PORT} ${RTP}`;
 /**
  * The reflector runs SCHED_FIFO, as a reflector on its own data-centre host effectively does. Here it
  * shares two cores with the probe, dumpcap and other test files; at normal priority its arrival
@@ -45,7 +46,6 @@ const REVERSE_MEDIA = `ip saddr ${DC_ADDR} ip daddr ${SITE_ADDR} udp sport ${MED
  * under that load and its max jitter drifts >1 ms from tshark's. See docs/probe-testing.md.
  */
 const REFLECTOR_PRIORITY = ['chrt', '--fifo', '50'];
-const FORWARD_SIGNALLING = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${SIGNALLING_PORT} ${RTP}`;
 
 function checkOf(json: ProbeJson, id: string) {
   const check = json.checks.find((c) => c.id === id);
@@ -58,9 +58,10 @@ describe.skipIf(unavailable !== undefined)(
   () => {
     let topo: Topology;
     let reflector: CliProcess;
-    const dir = mkdtempSync(join(tmpdir(), 'vr-netns-probe-'));
+    let dir: string;
 
     beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'vr-netns-probe-'));
       topo = await createTopology();
       reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], {
         ns: topo.dc,
@@ -73,7 +74,7 @@ describe.skipIf(unavailable !== undefined)(
       await reflector?.stop();
       await killAllCli();
       await topo?.destroy();
-      rmSync(dir, { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     async function probe(peer = `${DC_ADDR}:${MEDIA_PORT}`) {
