@@ -89,8 +89,9 @@ export interface CaptureCall {
   from: string | null;
   to: string | null;
   codec: string | null;
-  start: string;
-  end: string;
+  /** ISO 8601; null only when the capture's timestamp is damaged beyond a date. */
+  start: string | null;
+  end: string | null;
   messages: number;
   /** Final response to the INVITE, when seen. */
   status: number | null;
@@ -202,6 +203,12 @@ function canonicalAddress(address: string): string {
 }
 
 const endpointText = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+/** ISO 8601 time of a capture timestamp; null when a damaged timestamp is beyond what a Date holds. */
+function isoTime(epochS: number): string | null {
+  const d = new Date(epochS * 1000);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
 
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
 
@@ -594,8 +601,8 @@ export class CaptureAnalyzer implements TransportHandler {
         from: c.from,
         to: c.to,
         codec: c.codec,
-        start: new Date(c.firstEpochS * 1000).toISOString(),
-        end: new Date(c.lastEpochS * 1000).toISOString(),
+        start: isoTime(c.firstEpochS),
+        end: isoTime(c.lastEpochS),
         messages: c.messages,
         status: c.status,
         streams: callStreams.get(c.callId) ?? [],

@@ -50,7 +50,7 @@ export function renderCaptureTable(r: CaptureResult): string {
           c.from ?? '-',
           c.to ?? '-',
           c.codec ?? '-',
-          c.start,
+          c.start ?? '-',
           c.status === null ? '-' : String(c.status),
           c.streams.join(' ') || '-',
         ]),

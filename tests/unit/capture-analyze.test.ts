@@ -249,6 +249,13 @@ describe('analyze: generated captures with known truth', () => {
     expect(r.streams.map((s) => [s.packets, s.foundBy])).toEqual([[30, 'sdp']]);
   });
 
+  it('survives timestamps beyond any date (damaged pcapng with 1 s resolution)', () => {
+    const frames = callFrames({ order: range(5) }).map((f, i) => ({ ...f, time: 2 ** 40 + i }));
+    const r = analyze(writePcapng(frames, [{ linkType: 1, tsresol: 0 }], { tsOffsetS: 2 ** 52 }));
+    expect(r.calls[0]).toMatchObject({ callId: 'call-1@test', start: null, end: null });
+    expect(r.streams[0]!.packets).toBe(5);
+  });
+
   it('reassembles IPv4 and IPv6 fragments (SIP INVITE split in pieces)', () => {
     for (const [a, b] of [
       [A, B],
