@@ -9,8 +9,9 @@ import type { Clock } from '../../agent/service/clock.js';
 import type { Log } from '../../agent/service/log.js';
 import { runSchedule } from '../../agent/service/scheduler.js';
 import type { SendOutcome } from '../../agent/uplink/post-report.js';
+import { sampleProbe } from '../../bench/collector-report.js';
 import { AgentConfig } from '../../src/config/agent.js';
-import { AgentReport, type ProbeResult } from '../../src/schemas.js';
+import { AgentReport } from '../../src/schemas.js';
 
 /** Virtual time: sleeps wait until the test moves the clock past them. */
 class FakeClock implements Clock {
@@ -105,41 +106,6 @@ describe('scheduler', () => {
   });
 });
 
-function probeResult(peer: string): ProbeResult {
-  const dir = {
-    sent: 500,
-    received: 500,
-    lost: 0,
-    lossPct: 0,
-    duplicates: 0,
-    reordered: 0,
-    maxBurstLoss: 0,
-    jitterMs: 0.1,
-    jitterMaxMs: 0.3,
-    dscpSent: null,
-    dscpReceived: {},
-    dscpUnknownReason: 'no CAP_NET_RAW',
-  };
-  const sig = { sent: 10, received: 10, lost: 0, dscpSent: null, dscpReceived: {} };
-  return {
-    schema: 'voipready.probe/1',
-    peer,
-    codec: 'g711u',
-    calls: 1,
-    durationS: 10,
-    privileged: false,
-    forward: dir,
-    reverse: dir,
-    signalling: { forward: sig, reverse: sig },
-    rttMs: { min: 0.1, mean: 0.2, p50: 0.2, p95: 0.3, p99: 0.3, max: 0.4 },
-    oneWayMs: { forward: 0.1, reverse: 0.1, estimated: true },
-    rFactor: 93,
-    mos: 4.4,
-    checks: [],
-    ready: false,
-  };
-}
-
 describe('agent service', () => {
   let dir: string;
   beforeEach(async () => {
@@ -172,7 +138,7 @@ describe('agent service', () => {
       probe: async (r) => {
         requests.push(r);
         clock.t += r.durationMs;
-        return probeResult(r.peer);
+        return sampleProbe({ peer: r.peer });
       },
       send: async (body): Promise<SendOutcome> => {
         sent.push(body);
@@ -219,7 +185,7 @@ describe('agent service', () => {
     const agent = await startAgent(config(), {
       probe: async (r) => {
         clock.t += r.durationMs;
-        return probeResult(r.peer);
+        return sampleProbe({ peer: r.peer });
       },
       send: async (body) => {
         sent.push(JSON.parse(body).reportId);
@@ -248,7 +214,7 @@ describe('agent service', () => {
     const agent = await startAgent(config({ maxReports: 2 }), {
       probe: async (r) => {
         clock.t += r.durationMs;
-        return probeResult(r.peer);
+        return sampleProbe({ peer: r.peer });
       },
       send: async () => ({ kind: 'retry', status: 503, retryAfterMs: 3_600_000, reason: 'HTTP 503' }),
       clock,
