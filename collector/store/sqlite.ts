@@ -75,6 +75,7 @@ interface WriteRow {
 }
 
 type WriterReply = { results: SaveResult[] } | { error: string };
+type WriterCommand = 'close' | { ackThrough: number };
 
 interface WriterData {
   driver: string;
@@ -128,10 +129,19 @@ function writerThread(): void {
     return 'stored';
   };
   const saveBatch = db.transaction((rows: WriteRow[]) => rows.map(saveOne));
-  parentPort!.on('message', (rows: WriteRow[] | 'close') => {
+  const outboxAck = db.prepare('DELETE FROM influx_outbox WHERE seq <= ?');
+  parentPort!.on('message', (rows: WriteRow[] | WriterCommand) => {
     if (rows === 'close') {
       db.close();
       parentPort!.close();
+      return;
+    }
+    if (!Array.isArray(rows)) {
+      // Points InfluxDB holds: best effort (the main thread skips them already; a delete lost to a
+      // crash only means they are written again, and InfluxDB keeps one point per series and time).
+      try {
+        outboxAck.run(rows.ackThrough);
+      } catch {}
       return;
     }
     try {
@@ -163,6 +173,8 @@ export class SqliteStore implements ReportStore {
   private writerFailure: Error | undefined;
   private closed = false;
   private drained: (() => void) | undefined;
+  /** Outbox rows up to here are in InfluxDB; their delete is queued on the writer thread. */
+  private ackedThrough = 0;
   private readonly stmt;
 
   constructor(dataDir: string, opts: { synchronous?: 'full' | 'normal' } = {}) {
@@ -197,9 +209,12 @@ export class SqliteStore implements ReportStore {
          FROM reports WHERE (@site IS NULL OR site = @site) ORDER BY rowid LIMIT @limit OFFSET @offset`,
       ),
       countReports: this.db.prepare(`SELECT COUNT(*) FROM reports`).pluck(),
-      outboxPeek: this.db.prepare(`SELECT seq, n_points, points FROM influx_outbox ORDER BY seq LIMIT ?`),
-      outboxAck: this.db.prepare(`DELETE FROM influx_outbox WHERE seq <= ?`),
-      outboxSize: this.db.prepare(`SELECT COALESCE(SUM(n_points), 0) FROM influx_outbox`).pluck(),
+      outboxPeek: this.db.prepare(
+        `SELECT seq, n_points, points FROM influx_outbox WHERE seq > ? ORDER BY seq LIMIT ?`,
+      ),
+      outboxSize: this.db
+        .prepare(`SELECT COALESCE(SUM(n_points), 0) FROM influx_outbox WHERE seq > ?`)
+        .pluck(),
     };
     const workerData: WriterData = {
       driver: createRequire(import.meta.url).resolve('better-sqlite3'),
@@ -299,7 +314,7 @@ export class SqliteStore implements ReportStore {
   }
 
   outboxPeek(maxPoints: number): OutboxBatch | undefined {
-    const rows = this.stmt.outboxPeek.all(Math.max(1, maxPoints)) as {
+    const rows = this.stmt.outboxPeek.all(this.ackedThrough, Math.max(1, maxPoints)) as {
       seq: number;
       n_points: number;
       points: string;
@@ -315,12 +330,14 @@ export class SqliteStore implements ReportStore {
     return { lastSeq, points };
   }
 
+  /** The delete runs on the writer thread: a write here would wait for the writer's commit and fsync. */
   outboxAck(lastSeq: number): void {
-    this.stmt.outboxAck.run(lastSeq);
+    this.ackedThrough = Math.max(this.ackedThrough, lastSeq);
+    if (!this.closed) this.writer.postMessage({ ackThrough: lastSeq } satisfies WriterCommand);
   }
 
   outboxSize(): number {
-    return this.stmt.outboxSize.get() as number;
+    return this.stmt.outboxSize.get(this.ackedThrough) as number;
   }
 
   /** Commits what is pending, stops the writer and closes. */
@@ -332,7 +349,7 @@ export class SqliteStore implements ReportStore {
         this.drained = resolve;
       });
     }
-    this.writer.postMessage('close');
+    this.writer.postMessage('close' satisfies WriterCommand);
     await this.writerExited;
     this.db.close();
   }
