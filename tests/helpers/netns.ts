@@ -41,6 +41,21 @@ export interface NftImpairments {
   forward: string[];
 }
 
+export type Direction = 'forward' | 'reverse';
+
+export interface Shaping {
+  /** Token bucket rate, kbit/s (counted on whole frames, Ethernet header included). */
+  rateKbit: number;
+  burstBytes: number;
+  /** Longest a packet may wait in the queue before it is dropped. */
+  latencyMs: number;
+}
+
+export interface QdiscStats {
+  packets: number;
+  drops: number;
+}
+
 export interface Topology {
   /** `vr-<pid>-<n>`: the prefix of the three namespace names. */
   readonly id: string;
@@ -51,6 +66,10 @@ export interface Topology {
   impair(rules: NftImpairments): Promise<void>;
   /** All named counters of the impairment table, read with `nft -j`. */
   counters(): Promise<Record<string, NftCounter>>;
+  /** Limits one direction to a token bucket (tbf on the router's egress that way): a thin link. */
+  shape(direction: Direction, shaping: Shaping): Promise<void>;
+  /** Packets sent and dropped by that direction's shaper (`tc -s -j`): ground truth for queue drops. */
+  shaperStats(direction: Direction): Promise<QdiscStats>;
   /** Kills every process still inside the namespaces and deletes them. Safe to call twice. */
   destroy(): Promise<void>;
 }
@@ -243,9 +262,50 @@ export async function createTopology(): Promise<Topology> {
       }
       return out;
     },
+    async shape(direction, { rateKbit, burstBytes, latencyMs }) {
+      await run('ip', [
+        'netns',
+        'exec',
+        router,
+        'tc',
+        'qdisc',
+        'replace',
+        'dev',
+        routerEgress(direction),
+        'root',
+        'tbf',
+        'rate',
+        `${rateKbit}kbit`,
+        'burst',
+        `${burstBytes}`,
+        'latency',
+        `${latencyMs}ms`,
+      ]);
+    },
+    async shaperStats(direction) {
+      const [q] = JSON.parse(
+        await run('ip', [
+          'netns',
+          'exec',
+          router,
+          'tc',
+          '-s',
+          '-j',
+          'qdisc',
+          'show',
+          'dev',
+          routerEgress(direction),
+        ]),
+      ) as Array<{ kind: string; packets: number; drops: number }>;
+      if (q?.kind !== 'tbf') throw new Error(`no shaper on the ${direction} path`);
+      return { packets: q.packets, drops: q.drops };
+    },
     destroy,
   };
 }
+
+/** The router's interface that forward (site → dc) or reverse (dc → site) traffic leaves by. */
+const routerEgress = (direction: Direction) => (direction === 'forward' ? 'eth1' : 'eth0');
 
 function runWithInput(cmd: string, args: string[], input: string): Promise<void> {
   return new Promise((resolve, reject) => {

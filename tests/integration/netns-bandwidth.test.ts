@@ -1,0 +1,90 @@
+// The bandwidth check on a genuinely thin link: the router's forward egress is a 600 kbit/s token
+// bucket (tc tbf). Ten G.711 calls need about 870 kbit/s each way on Ethernet and must break the
+// loss rule there; two calls (about 175 kbit/s) fit and must pass. The shaper's own drop counter
+// is the ground truth for the loss it caused, to the packet.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type CliProcess,
+  cliUnavailableReason,
+  killAllCli,
+  type ProbeJson,
+  parseProbeJson,
+  runCli,
+  startCli,
+} from '../helpers/cli.js';
+import { createTopology, DC_ADDR, netnsUnavailableReason, type Topology } from '../helpers/netns.js';
+
+const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
+const MEDIA_PORT = 5004;
+const LINK_KBIT = 600;
+
+const checkOf = (json: ProbeJson, id: string) => json.checks.find((c) => c.id === id);
+
+describe.skipIf(unavailable !== undefined)(
+  `bandwidth over a ${LINK_KBIT} kbit/s link ${unavailable ? `(skipped: ${unavailable})` : ''}`,
+  () => {
+    let topo: Topology;
+    let reflector: CliProcess;
+
+    beforeAll(async () => {
+      topo = await createTopology();
+      await topo.shape('forward', { rateKbit: LINK_KBIT, burstBytes: 3000, latencyMs: 20 });
+      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
+      await reflector.waitForStderr(/reflector listening/, 10_000);
+    });
+    afterAll(async () => {
+      await reflector?.stop();
+      await killAllCli();
+      await topo?.destroy();
+    });
+
+    async function probe(calls: number) {
+      const run = await runCli(
+        [
+          'probe',
+          '--peer',
+          `${DC_ADDR}:${MEDIA_PORT}`,
+          '--calls',
+          `${calls}`,
+          '--duration',
+          '3s',
+          '--wait',
+          '1s',
+          '--json',
+        ],
+        { ns: topo.site, timeoutMs: 30_000 },
+      );
+      expect(run.timedOut).toBe(false);
+      return { run, json: parseProbeJson(run.stdout) };
+    }
+
+    it('two calls fit: no queue drops, bandwidth passes', async () => {
+      const before = await topo.shaperStats('forward');
+      const { json } = await probe(2);
+      const after = await topo.shaperStats('forward');
+      expect(after.packets - before.packets).toBeGreaterThanOrEqual(json.forward.sent);
+      expect(after.drops - before.drops).toBe(0);
+      expect(json.forward.lost).toBe(0);
+      expect(checkOf(json, 'bandwidth')?.status).toBe('pass');
+    });
+
+    it('ten calls overflow the link: forward loss from the shaper, bandwidth fails and says what was needed', async () => {
+      const before = await topo.shaperStats('forward');
+      const { run, json } = await probe(10);
+      const drops = (await topo.shaperStats('forward')).drops - before.drops;
+      expect(json.forward.lost).toBeGreaterThan(0);
+      // Every packet the shaper dropped was a media or signalling probe (the summary requests go
+      // after the wait, through an empty queue): the probe accounts for each one.
+      expect(json.forward.lost + json.signalling.forward.lost).toBe(drops);
+      expect(json.reverse.lost).toBe(0);
+      expect(checkOf(json, 'loss')?.status).toBe('fail');
+      const bandwidth = checkOf(json, 'bandwidth')!;
+      expect(bandwidth.status).toBe('fail');
+      expect(bandwidth.evidence).toMatch(/10/);
+      expect(bandwidth.evidence).toMatch(/kbit\/s/);
+      expect(bandwidth.evidence).toMatch(/loss/);
+      expect(json.ready).toBe(false);
+      expect(run.code).toBe(1);
+    });
+  },
+);
