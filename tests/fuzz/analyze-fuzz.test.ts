@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { analyzeCapture, CAPTURE_SCHEMA } from '../../src/capture/analyze.js';
 import { memorySource } from '../../src/capture/reader.js';
 import { UserError } from '../../src/errors.js';
+import { renderCaptureTable } from '../../src/report/capture-table.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'captures');
 
@@ -89,6 +90,9 @@ describe('analyze fuzz (mutated sample captures)', () => {
             const r = analyzeCapture(memorySource(bytes), 'fuzz.pcap');
             expect(r.schema).toBe(CAPTURE_SCHEMA);
             expect(r.packets).toBeGreaterThanOrEqual(0);
+            // Both outputs must render whatever was found.
+            expect(JSON.parse(JSON.stringify(r)).schema).toBe(CAPTURE_SCHEMA);
+            expect(renderCaptureTable(r)).toMatch(/^fuzz\.pcap: /);
             if (r.warnings.length > 0) damaged++;
           } catch (err) {
             if (!(err instanceof UserError)) throw err;
