@@ -75,6 +75,7 @@ export class RtpStreamStats {
   firstMs = 0;
   lastMs = 0;
   readonly sequence: SequenceTracker;
+  /** RFC 3550 J, fed with transit differences computed here (its own clock argument is unused). */
   readonly jitter = new JitterEstimator(1);
   /** Payload types seen, in order of first appearance. */
   readonly payloadTypes: number[] = [];
@@ -148,7 +149,7 @@ export class RtpStreamStats {
       currentJitter = this.jitter.jitterMs;
     }
     // Max delta and max/mean jitter skip marker packets, comfort noise, packets after comfort noise
-    // and packets whose timestamp goes backwards (as tshark does).
+    // and packets timestamped before the stream's first packet (as tshark does).
     if (!marker && !isCn && !followsCn && inTimeSequence) {
       if (this.deltaMs > this.maxDeltaMs) this.maxDeltaMs = this.deltaMs;
       if (clock !== 0) {
