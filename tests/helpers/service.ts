@@ -45,6 +45,7 @@ export function binaryMissing(binary: string): string | undefined {
 }
 
 export interface Service {
+  pid: number;
   port: number;
   url: string;
   dir: string;
@@ -102,5 +103,5 @@ export async function startService(spec: ServiceSpec): Promise<Service> {
     await stop();
     throw err;
   }
-  return { port, url, dir, output: () => out, stop };
+  return { pid: child.pid!, port, url, dir, output: () => out, stop };
 }
