@@ -22,7 +22,7 @@ import {
 import { detectClockSync } from './net/clock-sync.js';
 import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from './net/raw-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
-import { runPacer, startWorkerTicker, type Ticker } from './probe/pacer.js';
+import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
 import { buildProbeResult, type DirectionCounts, type StreamMeasurement } from './probe/result.js';
 import { Samples } from './probe/timing.js';
 
@@ -43,8 +43,8 @@ export interface ProbeOptions {
 
 export interface ProbeDeps {
   now: () => number;
-  /** Starts the timer that paces the sends (a worker thread; tests inject a fake). */
-  startTicker: () => Promise<{ ticker: Ticker; close(): void }>;
+  /** Wakes the pacer at each tick (tests inject a fake). */
+  ticker: Ticker;
   clockSync: () => Promise<ClockSync>;
   /** Set false to measure without raw sockets even when privileged. */
   useRawSocket: boolean;
@@ -62,10 +62,11 @@ const SIGNALLING_BYTES = 600;
 const SUMMARY_RETRY_MS = 200;
 const SUMMARY_DEADLINE_MS = 1500;
 /**
- * Slots of the pacing grid are at least this far apart. Each wake-up of the timing worker and the
- * main thread costs about 0.1 ms of CPU here (two thread switches), so the number of wake-ups, not
- * the number of packets, dominates the probe's CPU: 4 ms slots (250 wake-ups/s at 20 ms ptime)
- * cost a quarter of 1 ms slots, and a slot's packets still leave within a fraction of a ms.
+ * Slots of the pacing grid are at least this far apart. Each wake-up costs about 0.1 ms of CPU on
+ * the build machine (a timer and a timed wait), so wake-ups, not packets, dominate the probe's CPU,
+ * and each may hold the event loop for up to 1.2 ms: 4 ms slots (250 wake-ups/s at 20 ms ptime)
+ * cost a quarter of 1 ms slots and leave the loop free most of the time, and a slot's packets still
+ * leave within a fraction of a millisecond.
  */
 const MIN_SLOT_MS = 4;
 /** Send times kept per stream to match replies (RTT): 2^10 packets, 20 s at 20 ms. */
@@ -73,7 +74,7 @@ const SEND_RING = 1024;
 
 const defaultDeps: ProbeDeps = {
   now: wallNowMs,
-  startTicker: startWorkerTicker,
+  ticker: mainThreadTicker(),
   clockSync: () => detectClockSync(),
   useRawSocket: true,
   portRange: [16384, 32766],
@@ -239,9 +240,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
   };
 
   const sockets: dgram.Socket[] = [];
-  let closeTicker = () => {};
   const cleanup = () => {
-    closeTicker();
     raw?.close();
     for (const s of sockets) s.close();
   };
@@ -356,8 +355,6 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     const stepMs = codec.ptimeMs / slots;
     const perCall = Math.floor(options.durationMs / codec.ptimeMs);
     const total = perCall * slots;
-    const timer = await d.startTicker();
-    closeTicker = timer.close;
     const startMs = d.now() + 20;
     for (const s of streams) s.originMs = startMs + (s.index % slots) * stepMs;
     sig.originMs = startMs;
@@ -370,7 +367,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
       stepMs,
       total,
       now: d.now,
-      ticker: timer.ticker,
+      ticker: d.ticker,
       onSend: (e, idealMs) => {
         const k = Math.floor(e / slots);
         for (let i = e % slots; i < n; i += slots) {

@@ -1,7 +1,7 @@
 // `voipready probe`: measures a path to a reflector with call-shaped RTP and a signalling stream.
 
 import { readSecretFile } from '../../agent/net/secret-file.js';
-import { runProbe } from '../../agent/probe.js';
+import { MAX_CALLS, runProbe } from '../../agent/probe.js';
 import { parseDurationMs, parseIntFlag } from '../args.js';
 import type { Command, Io, Values } from '../cli.js';
 import { CODEC_NAMES, type CodecName } from '../codecs.js';
@@ -47,7 +47,7 @@ export function commonProbeOptions(values: Values, defaultDurationMs: number) {
   }
   return {
     codec: codec as CodecName,
-    calls: typeof values.calls === 'string' ? parseIntFlag(values.calls, '--calls', 1, 500) : 1,
+    calls: typeof values.calls === 'string' ? parseIntFlag(values.calls, '--calls', 1, MAX_CALLS) : 1,
     durationMs:
       typeof values.duration === 'string'
         ? parseDurationMs(values.duration, '--duration')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { wallNowMs } from '../../agent/net/wall-clock.js';
-import { type PacerPlan, runPacer, startWorkerTicker, type Ticker } from '../../agent/probe/pacer.js';
+import { mainThreadTicker, type PacerPlan, runPacer, type Ticker } from '../../agent/probe/pacer.js';
 
 /** A ticker driven by the test: records the plan, and ticks at the instants the test chooses. */
 function manualTicker() {
@@ -61,24 +61,24 @@ describe('pacer (one scheduler for all calls)', () => {
     expect(t.stopped()).toBe(true);
   });
 
-  it('the worker ticker wakes the main thread at each tick, not before it', async () => {
-    const { ticker, close } = await startWorkerTicker();
-    try {
-      const startMs = wallNowMs() + 10;
-      const ticks: number[] = [];
-      await runPacer({
-        startMs,
-        stepMs: 2,
-        total: 25,
-        now: wallNowMs,
-        ticker,
-        onSend: (_e, ideal) => ticks.push(wallNowMs() - ideal),
-      }).done;
-      expect(ticks).toHaveLength(25);
-      // Never early (timing figures are the benchmark's business, not asserted here).
-      for (const late of ticks) expect(late).toBeGreaterThanOrEqual(0);
-    } finally {
-      close();
-    }
+  it('the main-thread ticker wakes the pacer at each tick, never before it, and stops when told', async () => {
+    const startMs = wallNowMs() + 10;
+    const late: number[] = [];
+    await runPacer({
+      startMs,
+      stepMs: 2,
+      total: 25,
+      now: wallNowMs,
+      ticker: mainThreadTicker(),
+      onSend: (_e, ideal) => late.push(wallNowMs() - ideal),
+    }).done;
+    expect(late).toHaveLength(25);
+    // Never early (timing figures are the benchmark's business, not asserted here).
+    for (const l of late) expect(l).toBeGreaterThanOrEqual(0);
+    let ticks = 0;
+    const stop = mainThreadTicker()({ startMs: wallNowMs(), stepMs: 1, total: 1000 }, () => ticks++);
+    stop();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(ticks).toBe(0);
   });
 });
