@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Summary, summarize } from '../agent/probe/timing.js';
 import {
   cliUnavailableReason,
   type ProbeJson,
@@ -43,19 +44,6 @@ const FOOTPRINT_CALLS = 50;
 const FIFO_CALLS = [1, 50];
 const FIFO = ['chrt', '--fifo', '50'];
 const PTIME_MS = 20;
-
-interface Spread {
-  p50: number;
-  p99: number;
-  max: number;
-  n: number;
-}
-
-function spread(values: number[]): Spread {
-  const s = [...values].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
-  return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? Number.NaN, n: s.length };
-}
 
 /**
  * Send lateness seen on the wire: per stream, capture time minus the packet's place on the 20 ms
@@ -110,7 +98,8 @@ interface PacingRow {
   /** Scheduling of probe and reflector: as shipped, or SCHED_FIFO (as on hosts of their own). */
   priority: 'normal' | 'fifo';
   probe: ProbeJson['sendTiming'];
-  wire: Spread;
+  /** Undefined when the capture saw no packets. */
+  wire: Summary | undefined;
   forward: Agreement;
   reverse: Agreement;
 }
@@ -195,7 +184,7 @@ async function pacingRun(
       calls,
       priority,
       probe: result.sendTiming,
-      wire: spread(captureLatenessMs(sent)),
+      wire: summarize(captureLatenessMs(sent)),
       forward,
       reverse,
     };
@@ -317,7 +306,7 @@ async function main(): Promise<number> {
     );
     for (const r of pacing) {
       process.stdout.write(
-        `   ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire.p50).padStart(30)} ${f(r.wire.p99).padStart(6)} ${f(r.wire.max).padStart(6)} ${String(r.wire.n).padStart(8)}\n`,
+        `   ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)}\n`,
       );
     }
 

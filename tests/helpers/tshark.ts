@@ -176,3 +176,48 @@ export async function rtpPackets(file: string, displayFilter: string): Promise<R
       };
     });
 }
+
+/** One UDP datagram as the capture saw it. */
+export interface UdpDatagram {
+  /** Capture timestamp, ms since the epoch. */
+  timeMs: number;
+  srcPort: number;
+  dstPort: number;
+  payload: Buffer;
+}
+
+/** Every UDP datagram of a capture matching a display filter, with its payload, in capture order. */
+export async function udpDatagrams(file: string, displayFilter: string): Promise<UdpDatagram[]> {
+  const { stdout } = await execFileP(
+    'tshark',
+    [
+      '-r',
+      file,
+      '-Y',
+      `udp && (${displayFilter})`,
+      '-T',
+      'fields',
+      '-e',
+      'frame.time_epoch',
+      '-e',
+      'udp.srcport',
+      '-e',
+      'udp.dstport',
+      '-e',
+      'udp.payload',
+    ],
+    { maxBuffer: 256 * 1024 * 1024 },
+  );
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [time, src, dst, hex] = line.split('\t');
+      return {
+        timeMs: Number(time) * 1000,
+        srcPort: Number(src),
+        dstPort: Number(dst),
+        payload: Buffer.from((hex ?? '').replaceAll(':', ''), 'hex'),
+      };
+    });
+}

@@ -2,7 +2,12 @@
 // bucket (tc tbf). Ten G.711 calls need about 870 kbit/s each way on Ethernet and must break the
 // loss rule there; two calls (about 175 kbit/s) fit and must pass. The shaper's own drop counter
 // is the ground truth for the loss it caused, to the packet.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { summarize } from '../../agent/probe/timing.js';
+import { decodeMessage } from '../../src/wire.js';
 import {
   type CliProcess,
   cliUnavailableReason,
@@ -12,7 +17,14 @@ import {
   runCli,
   startCli,
 } from '../helpers/cli.js';
-import { createTopology, DC_ADDR, netnsUnavailableReason, type Topology } from '../helpers/netns.js';
+import {
+  createTopology,
+  DC_ADDR,
+  HOST_IFACE,
+  netnsUnavailableReason,
+  type Topology,
+} from '../helpers/netns.js';
+import { startCapture, type UdpDatagram, udpDatagrams } from '../helpers/tshark.js';
 
 const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
 const MEDIA_PORT = 5004;
@@ -20,13 +32,31 @@ const LINK_KBIT = 600;
 
 const checkOf = (json: ProbeJson, id: string) => json.checks.find((c) => c.id === id);
 
+/** Round trips on the wire: each probe's capture time to its reply's (matched by SSRC and echoed sequence). */
+function wireRoundTripsMs(datagrams: UdpDatagram[]): number[] {
+  const sentAt = new Map<string, number>();
+  const rtts: number[] = [];
+  for (const d of datagrams) {
+    const m = decodeMessage(d.payload);
+    if (typeof m === 'string') continue;
+    if (m.type === 'probe') sentAt.set(`${m.ssrc}|${m.sequence}`, d.timeMs);
+    else if (m.type === 'reply') {
+      const sent = sentAt.get(`${m.ssrc}|${m.echoedSequence}`);
+      if (sent !== undefined) rtts.push(d.timeMs - sent);
+    }
+  }
+  return rtts;
+}
+
 describe.skipIf(unavailable !== undefined)(
   `bandwidth over a ${LINK_KBIT} kbit/s link ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology;
     let reflector: CliProcess;
+    let dir: string;
 
     beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'vr-netns-bandwidth-'));
       topo = await createTopology();
       await topo.shape('forward', { rateKbit: LINK_KBIT, burstBytes: 3000, latencyMs: 20 });
       reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
@@ -36,6 +66,7 @@ describe.skipIf(unavailable !== undefined)(
       await reflector?.stop();
       await killAllCli();
       await topo?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     async function probe(calls: number) {
@@ -70,7 +101,13 @@ describe.skipIf(unavailable !== undefined)(
 
     it('ten calls overflow the link: forward loss from the shaper, bandwidth fails and says what was needed', async () => {
       const before = await topo.shaperStats('forward');
+      const capture = await startCapture({
+        ns: topo.site,
+        iface: HOST_IFACE,
+        file: join(dir, 'site.pcapng'),
+      });
       const { run, json } = await probe(10);
+      expect((await capture.stop()).dropped).toBe(0);
       const drops = (await topo.shaperStats('forward')).drops - before.drops;
       expect(json.forward.lost).toBeGreaterThan(0);
       // Every packet the shaper dropped was a media or signalling probe (the summary requests go
@@ -85,6 +122,15 @@ describe.skipIf(unavailable !== undefined)(
       expect(bandwidth.evidence).toMatch(/loss/);
       expect(json.ready).toBe(false);
       expect(run.code).toBe(1);
+
+      // The queue makes round trips of tens of ms; the probe's RTT figures match the wire's
+      // (capture at the site's interface), off only by the probe's own stamping (< 1 ms).
+      const wire = summarize(
+        wireRoundTripsMs(await udpDatagrams(capture.file, `udp.port == ${MEDIA_PORT}`)),
+      )!;
+      expect(wire.p50).toBeGreaterThan(10);
+      expect(Math.abs(json.rttMs!.p50 - wire.p50)).toBeLessThanOrEqual(1);
+      expect(Math.abs(json.rttMs!.mean - wire.mean)).toBeLessThanOrEqual(1);
     });
   },
 );
