@@ -190,6 +190,10 @@ function ipv6Text(w: ArrayLike<number>): string {
   return canonicalIpv6(groups.join(':'));
 }
 
+function ipText(version: number, words: Uint32Array): string {
+  return version === 4 ? ipv4Text(words[0]!) : ipv6Text(words);
+}
+
 function canonicalIpv6(text: string): string {
   try {
     return new URL(`http://[${text}]/`).hostname.slice(1, -1);
@@ -254,8 +258,8 @@ export class CaptureAnalyzer implements TransportHandler {
   private flowFor(p: Decoded): Flow | null {
     let flow = this.flows.get(p);
     if (flow) return flow;
-    const srcIp = p.ipVersion === 4 ? ipv4Text(p.src[0]!) : ipv6Text(p.src);
-    const dstIp = p.ipVersion === 4 ? ipv4Text(p.dst[0]!) : ipv6Text(p.dst);
+    const srcIp = ipText(p.ipVersion, p.src);
+    const dstIp = ipText(p.ipVersion, p.dst);
     flow = {
       kind: KIND_UNDECIDED,
       generation: -1,
@@ -425,16 +429,20 @@ export class CaptureAnalyzer implements TransportHandler {
     return true;
   }
 
-  private sipMessage(m: SipMessage, srcIp: string, dstIp: string, p: Decoded): void {
-    this.sipMessages++;
-    this.sipTotalDscp[p.dscp]!++;
-    const direction = `${srcIp} → ${dstIp}`;
+  /** Counts a signalling packet's DSCP under its direction (bounded number of directions). */
+  private signallingMark(direction: string, dscp: number): void {
     let counts = this.sipDscp.get(direction);
     if (!counts && this.sipDscp.size < 1000) {
       counts = new Uint32Array(64);
       this.sipDscp.set(direction, counts);
     }
-    if (counts) counts[p.dscp]!++;
+    if (counts) counts[dscp]!++;
+  }
+
+  private sipMessage(m: SipMessage, srcIp: string, dstIp: string, p: Decoded): void {
+    this.sipMessages++;
+    this.sipTotalDscp[p.dscp]!++;
+    this.signallingMark(`${srcIp} → ${dstIp}`, p.dscp);
     if (!m.callId) return;
     let call = this.calls.get(m.callId);
     if (!call) {
@@ -490,13 +498,22 @@ export class CaptureAnalyzer implements TransportHandler {
 
   tcp(p: Decoded): void {
     this.current = p;
-    const key = `${p.ipVersion}:${p.src.join(',')}:${p.srcPort}>${p.dst.join(',')}:${p.dstPort}`;
-    let flow = this.tcpFlows.get(key);
     const b = p.data;
     const off = p.payloadOffset;
     const len = p.payloadLength;
+    const sipPort = p.srcPort === 5060 || p.dstPort === 5060;
+    // SIP over TLS (RFC 3261 §26.2, port 5061) cannot be read, but its marks can: the handbook's
+    // CS3 rule is about SIP traffic, encrypted or not.
+    if ((p.srcPort === 5061 || p.dstPort === 5061) && len > 0) {
+      const [srcIp, dstIp] = [ipText(p.ipVersion, p.src), ipText(p.ipVersion, p.dst)];
+      this.signallingMark(`${srcIp} → ${dstIp} (SIP over TLS)`, p.dscp);
+      return;
+    }
+    // Most TCP in a capture is not SIP: decide that before building any key.
+    if (this.tcpFlows.size === 0 && !sipPort && !(len > 0 && looksLikeSip(b, off, len))) return;
+    const key = `${p.ipVersion}:${p.src.join(',')}:${p.srcPort}>${p.dst.join(',')}:${p.dstPort}`;
+    let flow = this.tcpFlows.get(key);
     if (!flow) {
-      const sipPort = p.srcPort === 5060 || p.dstPort === 5060;
       if (len === 0 || !(sipPort || looksLikeSip(b, off, len))) return;
       if (this.tcpFlows.size >= LIMITS.tcpFlows) {
         this.warn(WARN_TCP);
@@ -539,10 +556,8 @@ export class CaptureAnalyzer implements TransportHandler {
   }
 
   private tcpMessages(flow: TcpFlow, p: Decoded): void {
-    const [srcIp, dstIp] = [
-      p.ipVersion === 4 ? ipv4Text(p.src[0]!) : ipv6Text(p.src),
-      p.ipVersion === 4 ? ipv4Text(p.dst[0]!) : ipv6Text(p.dst),
-    ];
+    const srcIp = ipText(p.ipVersion, p.src);
+    const dstIp = ipText(p.ipVersion, p.dst);
     for (;;) {
       // RFC 3261 §7.5: keep-alive CRLFs between messages are skipped.
       const lead = flow.text.length - flow.text.replace(/^(\r\n|\n)+/, '').length;

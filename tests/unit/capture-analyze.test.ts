@@ -309,6 +309,28 @@ describe('analyze: generated captures with known truth', () => {
     expect(r.streams[0]!.foundBy).toBe('sdp');
   });
 
+  it('judges the marks of SIP over TLS (port 5061), which it cannot read', () => {
+    const frames = callFrames({ order: range(20) }).slice(2); // no INVITE/200 over UDP: they went over TLS
+    const tls = Buffer.from([0x17, 0x03, 0x03, 0x00, 0x20, ...Array(32).fill(0xaa)]); // TLS application data
+    for (let i = 0; i < 4; i++)
+      frames.unshift({
+        time: T0 - 1 + i * 0.01,
+        bytes: frameFor(
+          1,
+          tcpPacket(
+            { src: A, dst: B, srcPort: 40999, dstPort: 5061, dscp: i < 3 ? 24 : 0 },
+            1000 + i * 37,
+            tls,
+          ),
+        ),
+      });
+    const r = analyze(writePcap(frames));
+    expect(r.sip.messages).toBe(1); // the BYE over UDP; TLS records are not SIP messages we can count
+    const check = r.checks.find((c) => c.id === 'dscp-sip')!;
+    expect(check.status).toBe('fail');
+    expect(check.evidence).toMatch(/CS0 \(1 of 4\) on SIP 10\.1\.1\.10 → 10\.2\.2\.20 \(SIP over TLS\)/);
+  });
+
   it('finds RTP without SDP heuristically, and knows no jitter without a clock', () => {
     const frames: Frame[] = [];
     const opus = { ssrc: 9, payloadType: 111, timestampStep: 960 };
