@@ -340,7 +340,9 @@ export class CaptureAnalyzer implements TransportHandler {
 
   private rtp(flow: Flow, p: Decoded, b: Uint8Array, off: number, len: number): void {
     if (len < 12 || b[off]! >> 6 !== 2) return;
-    // RFC 3550 §5.1 fixed header fields, read in place.
+    // RFC 3550 §5.1 fixed header fields, read in place: the kernel's parseRtpHeader builds an object
+    // per packet and validates padding/extensions the figures do not need (measured: 1.6x the CPU
+    // time on the 5 M-packet benchmark).
     const ssrc = ((b[off + 8]! << 24) | (b[off + 9]! << 16) | (b[off + 10]! << 8) | b[off + 11]!) >>> 0;
     let stream =
       flow.lastSsrc === ssrc ? flow.lastStream : (flow.streams?.find((x) => x.ssrc === ssrc) ?? null);
