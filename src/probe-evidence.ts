@@ -24,8 +24,9 @@ const Streams = z.array(
  */
 function lossEvidence(probe: ProbeResult): StreamLoss[] {
   return DIRECTIONS.flatMap((dir) => {
-    const streams = Streams.safeParse(probe[dir].streams);
-    if (!streams.success || streams.data.length === 0) {
+    const listed = probe[dir].streams;
+    const streams = Array.isArray(listed) && listed.length > 0 ? Streams.safeParse(listed) : undefined;
+    if (!streams?.success) {
       return [{ label: `${dir} path`, lost: probe[dir].lost, expected: probe[dir].sent }];
     }
     return streams.data.map((s) => ({
