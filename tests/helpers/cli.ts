@@ -1,7 +1,7 @@
 // Runs the real `voipready` CLI (bin/voipready.js → dist/) as a child process, optionally inside a
 // network namespace and behind a privilege-dropping wrapper, with a hard timeout. Every child is
 // tracked so a test's afterAll can kill whatever is still running, even after a failure.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +54,16 @@ export interface CliProcess {
 }
 
 const live = new Set<ChildProcess>();
+
+/**
+ * `chrt --fifo 50`: run a child at real-time priority, out of reach of the busy processes it shares
+ * the CPUs with (nice does not help across sessions with autogroup scheduling), or undefined where
+ * the kernel or container refuses real-time scheduling.
+ */
+export function realtimeWrapper(): string[] | undefined {
+  const wrapper = ['chrt', '--fifo', '50'];
+  return spawnSync(wrapper[0]!, [...wrapper.slice(1), 'true']).status === 0 ? wrapper : undefined;
+}
 
 /** Why the CLI cannot be spawned, or undefined when it can. */
 export function cliUnavailableReason(): string | undefined {

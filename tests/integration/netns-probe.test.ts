@@ -12,6 +12,7 @@ import {
   killAllCli,
   type ProbeJson,
   parseProbeJson,
+  realtimeWrapper,
   runCli,
   startCli,
   warmUpReflector,
@@ -40,12 +41,13 @@ const FORWARD_MEDIA = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MED
 const REVERSE_MEDIA = `ip saddr ${DC_ADDR} ip daddr ${SITE_ADDR} udp sport ${MEDIA_PORT} ${RTP}`;
 const FORWARD_SIGNALLING = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${SIGNALLING_PORT} ${RTP}`;
 /**
- * The reflector runs SCHED_FIFO, as a reflector on its own data-centre host effectively does. Here it
- * shares two cores with the probe, dumpcap and other test files; at normal priority its arrival
- * timestamps (taken in JS, Node has no kernel receive timestamps) then lag the wire by up to ~20 ms
- * under that load and its max jitter drifts >1 ms from tshark's. See docs/probe-testing.md.
+ * The reflector runs SCHED_FIFO where allowed, as a reflector on its own data-centre host
+ * effectively does. Here it shares two cores with the probe, dumpcap and other test files; at
+ * normal priority its arrival timestamps (taken in JS: Node has no kernel receive timestamps) then
+ * lag the wire by up to ~20 ms under that load and its max jitter drifts >1 ms from tshark's.
+ * See docs/probe-testing.md.
  */
-const REFLECTOR_PRIORITY = ['chrt', '--fifo', '50'];
+const REFLECTOR_PRIORITY = realtimeWrapper() ?? [];
 
 function checkOf(json: ProbeJson, id: string) {
   const check = json.checks.find((c) => c.id === id);
