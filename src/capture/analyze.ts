@@ -88,6 +88,7 @@ export interface CaptureCall {
   callId: string;
   from: string | null;
   to: string | null;
+  /** The codec in use: the busiest audio stream's, else the first of the SDP's audio codecs. */
   codec: string | null;
   /** ISO 8601; null only when the capture's timestamp is damaged beyond a date. */
   start: string | null;
@@ -611,13 +612,14 @@ export class CaptureAnalyzer implements TransportHandler {
       .filter((s) => s.endpoint !== null || this.plausible(s))
       .sort((a, b) => a.stats.firstMs - b.stats.firstMs)
       .map((s) => this.describeStream(s, callStreams));
+    const byId = new Map(streams.map((s) => [s.id, s]));
     const calls: CaptureCall[] = [...this.calls.values()]
       .sort((a, b) => a.firstEpochS - b.firstEpochS)
       .map((c) => ({
         callId: c.callId,
         from: c.from,
         to: c.to,
-        codec: c.codec,
+        codec: codecInUse((callStreams.get(c.callId) ?? []).map((id) => byId.get(id)!)) ?? c.codec,
         start: isoTime(c.firstEpochS),
         end: isoTime(c.lastEpochS),
         messages: c.messages,
@@ -774,6 +776,20 @@ export class CaptureAnalyzer implements TransportHandler {
         : c,
     );
   }
+}
+
+/**
+ * The codec a call used: that of its audio stream with the most packets, as seen on the wire
+ * (an answer may list several codecs, or a sender may use another); null without audio streams.
+ */
+function codecInUse(streams: CaptureStream[]): string | null {
+  let best: CaptureStream | null = null;
+  for (const s of streams) {
+    if (s.media !== 'audio' || s.codec === null) continue;
+    if (s.codec === 'telephone-event' || s.codec === 'CN') continue;
+    if (!best || s.packets > best.packets) best = s;
+  }
+  return best?.codec ?? null;
 }
 
 /**
