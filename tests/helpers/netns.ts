@@ -68,6 +68,12 @@ export interface Topology {
   counters(): Promise<Record<string, NftCounter>>;
   /** Limits one direction to a token bucket (tbf on the router's egress that way): a thin link. */
   shape(direction: Direction, shaping: Shaping): Promise<void>;
+  /**
+   * A second, slow queue on one direction (htb: a 1 Gbit/s default class and one of rateKbit):
+   * packets an nft rule moves into it with `meta priority set <returned class id>` are held back
+   * behind their successors — reordering, which this kernel cannot get from netem.
+   */
+  slowLane(direction: Direction, rateKbit: number): Promise<string>;
   /** Packets sent and dropped by that direction's shaper (`tc -s -j`): ground truth for queue drops. */
   shaperStats(direction: Direction): Promise<QdiscStats>;
   /** Kills every process still inside the namespaces and deletes them. Safe to call twice. */
@@ -232,6 +238,7 @@ export async function createTopology(): Promise<Topology> {
   }
 
   const nft = (args: string[]) => run('ip', ['netns', 'exec', router, 'nft', ...args]);
+  const tc = (args: string[]) => run('ip', ['netns', 'exec', router, 'tc', ...args]);
   return {
     id,
     site,
@@ -263,11 +270,7 @@ export async function createTopology(): Promise<Topology> {
       return out;
     },
     async shape(direction, { rateKbit, burstBytes, latencyMs }) {
-      await run('ip', [
-        'netns',
-        'exec',
-        router,
-        'tc',
+      await tc([
         'qdisc',
         'replace',
         'dev',
@@ -282,22 +285,36 @@ export async function createTopology(): Promise<Topology> {
         `${latencyMs}ms`,
       ]);
     },
+    async slowLane(direction, rateKbit) {
+      const dev = routerEgress(direction);
+      await tc(['qdisc', 'replace', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '10']);
+      await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '1gbit']);
+      await tc([
+        'class',
+        'add',
+        'dev',
+        dev,
+        'parent',
+        '1:',
+        'classid',
+        '1:20',
+        'htb',
+        'rate',
+        `${rateKbit}kbit`,
+        'ceil',
+        `${rateKbit}kbit`,
+      ]);
+      return '1:20';
+    },
     async shaperStats(direction) {
       const [q] = JSON.parse(
-        await run('ip', [
-          'netns',
-          'exec',
-          router,
-          'tc',
-          '-s',
-          '-j',
-          'qdisc',
-          'show',
-          'dev',
-          routerEgress(direction),
-        ]),
-      ) as Array<{ kind: string; packets: number; drops: number }>;
-      if (q?.kind !== 'tbf') throw new Error(`no shaper on the ${direction} path`);
+        await tc(['-s', '-j', 'qdisc', 'show', 'dev', routerEgress(direction)]),
+      ) as Array<{
+        kind: string;
+        packets: number;
+        drops: number;
+      }>;
+      if (q?.kind !== 'tbf' && q?.kind !== 'htb') throw new Error(`no shaper on the ${direction} path`);
       return { packets: q.packets, drops: q.drops };
     },
     destroy,
