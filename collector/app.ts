@@ -1,11 +1,12 @@
 // The collector as a Fastify app: services decorated on the root instance, one route plugin per
 // resource, auth and metrics as hooks. Side effects (store, clock, InfluxDB writer) come in, so
 // tests drive the app with inject() and move the clock.
-import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { errorMessage } from '../src/errors.js';
 import { bearerToken, type Principal, RateLimiter, TokenTable } from './auth.js';
 import { IngestService } from './ingest.js';
+import { lineLogger } from './log.js';
 import { type CollectorMetrics, createMetrics, ingestResult } from './metrics.js';
 import { assessmentRoutes } from './routes/assessments.js';
 import { healthRoutes } from './routes/health.js';
@@ -47,14 +48,15 @@ export interface AppOptions {
   store: ReportStore;
   now?: () => number;
   influx?: InfluxOutboxWriter;
-  logger?: FastifyServerOptions['logger'];
+  /** Defaults to no logging. */
+  logger?: FastifyBaseLogger;
 }
 
 export function buildApp(opts: AppOptions): FastifyInstance {
   const { config, store } = opts;
   const now = opts.now ?? Date.now;
   const app = Fastify({
-    logger: opts.logger ?? false,
+    loggerInstance: opts.logger ?? lineLogger('silent', process.stderr),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     // A client that trickles a request (slowloris) is cut off rather than held forever.

@@ -1,6 +1,6 @@
 // Starting and stopping a collector: open the store, start the InfluxDB writer when configured,
 // listen. Used by `voipready collector` and by tests that need a real listening collector.
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { UserError } from '../src/errors.js';
 import { buildApp } from './app.js';
@@ -13,7 +13,7 @@ export interface StartOptions {
   host: string;
   port: number;
   now?: () => number;
-  logger?: FastifyServerOptions['logger'];
+  logger?: FastifyBaseLogger;
 }
 
 export interface RunningCollector {
@@ -52,7 +52,7 @@ export async function startCollector(opts: StartOptions): Promise<RunningCollect
     store,
     ...(opts.now ? { now: opts.now } : {}),
     ...(influx ? { influx } : {}),
-    logger: opts.logger ?? false,
+    ...(opts.logger ? { logger: opts.logger } : {}),
   });
   app.addHook('onClose', async () => {
     await influx?.stop();

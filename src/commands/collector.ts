@@ -123,6 +123,13 @@ export const command: Command = {
       values.port !== undefined
         ? parseIntFlag(values.port as string, '--port', 0, 65535)
         : config.listen.port;
+    const logLevel = io.env.VOIPREADY_LOG_LEVEL ?? 'warn';
+    const { isLogLevel, lineLogger } = await import('../../collector/log.js');
+    if (!isLogLevel(logLevel)) {
+      throw new UserError(
+        `VOIPREADY_LOG_LEVEL "${logLevel}" is not one of trace, debug, info, warn, error, fatal, silent`,
+      );
+    }
     const { startCollector } = await import('../../collector/server.js');
     // Handlers first: a SIGTERM right after the "listening" line must still shut down gracefully.
     const signalled = waitForSignal();
@@ -131,7 +138,7 @@ export const command: Command = {
       dataDir,
       host,
       port,
-      logger: { level: io.env.VOIPREADY_LOG_LEVEL ?? 'warn' },
+      logger: lineLogger(logLevel, io.stdout),
     });
     const sinks = config.influxdb
       ? `SQLite + InfluxDB ${config.influxdb.url}/${config.influxdb.database}`
