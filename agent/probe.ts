@@ -24,7 +24,7 @@ import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from './net/ra
 import { wallNowMs } from './net/wall-clock.js';
 import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
 import { buildProbeResult, type DirectionCounts, type StreamMeasurement } from './probe/result.js';
-import { Samples } from './probe/timing.js';
+import { Histogram, Mean } from './probe/timing.js';
 
 export interface ProbeOptions {
   /** host:port of the reflector's media port. */
@@ -204,9 +204,9 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
   const bySsrc = new Map<number, StreamState>();
   let raw: RawUdp | undefined;
   let localDscpReason: string | undefined;
-  const rttMs = new Samples();
-  const oneWayForwardMs = new Samples();
-  const oneWayReverseMs = new Samples();
+  const rtt = new Histogram();
+  const oneWayForward = new Mean();
+  const oneWayReverse = new Mean();
 
   const onMessage = (msg: Buffer, srcIp: string, srcPort: number, arrivalMs: number, dscp: number | null) => {
     if (srcIp !== peerIp) return;
@@ -229,14 +229,14 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     if (s.sendSequences[slot] !== m.echoedSequence) return;
     const sentMs = s.sendTimes[slot]!;
     const holdMs = m.holdUs / 1000;
-    rttMs.push(Math.max(0, arrivalMs - sentMs - holdMs));
+    rtt.add(arrivalMs - sentMs - holdMs);
     // The reflector's 32-bit microsecond arrival stamp, unwrapped next to our send time.
     const sentUs = sentMs * 1000;
     const diff =
       ((((m.arrivalUs - (sentUs % 0x100000000)) % 0x100000000) + 0x180000000) % 0x100000000) - 0x80000000;
     const reflectorArrivalMs = (sentUs + diff) / 1000;
-    oneWayForwardMs.push(reflectorArrivalMs - sentMs);
-    oneWayReverseMs.push(arrivalMs - (reflectorArrivalMs + holdMs));
+    oneWayForward.add(reflectorArrivalMs - sentMs);
+    oneWayReverse.add(arrivalMs - (reflectorArrivalMs + holdMs));
   };
 
   const sockets: dgram.Socket[] = [];
@@ -360,7 +360,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     sig.originMs = startMs;
     const sigTotal = Math.max(1, Math.floor(options.durationMs / SIGNALLING_INTERVAL_MS));
     let sigNext = 0;
-    const lateness = new Float64Array(perCall * n);
+    const lateness = new Histogram();
     let lastProgress = -1;
     const pacer = runPacer({
       startMs,
@@ -371,7 +371,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
       onSend: (e, idealMs) => {
         const k = Math.floor(e / slots);
         for (let i = e % slots; i < n; i += slots) {
-          lateness[k * n + i] = send(streams[i]!, k, mediaDscp) - idealMs;
+          lateness.add(send(streams[i]!, k, mediaDscp) - idealMs);
         }
         while (sigNext < sigTotal && startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
           send(sig, sigNext, signallingDscp);
@@ -480,10 +480,10 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
             }
           : null,
         localClock,
-        rttMs: rttMs.view(),
-        oneWayForwardMs: oneWayForwardMs.view(),
-        oneWayReverseMs: oneWayReverseMs.view(),
-        sendLatenessMs: lateness,
+        rtt: rtt.summary(),
+        oneWayForwardMs: oneWayForward.value,
+        oneWayReverseMs: oneWayReverse.value,
+        sendLateness: lateness.summary(),
       },
       policy,
     );

@@ -14,7 +14,7 @@ import {
 } from '../../src/policy.js';
 import { type ClockSync, type DscpCounts, PROBE_SCHEMA, type ProbeResult } from '../../src/schemas.js';
 import { decideOneWay } from '../net/clock-sync.js';
-import { type Summary, summarize } from './timing.js';
+import type { Summary } from './timing.js';
 
 /** One direction of one stream. */
 export interface DirectionCounts {
@@ -67,11 +67,13 @@ export interface ProbeMeasurement {
   /** From the reflector's summaries; null when none arrived. */
   reflector: ReflectorReport | null;
   localClock: ClockSync;
-  rttMs: ArrayLike<number>;
-  oneWayForwardMs: ArrayLike<number>;
-  oneWayReverseMs: ArrayLike<number>;
+  /** Round trips on the agent's clock, less the reflector's hold time; undefined without replies. */
+  rtt: Summary | undefined;
+  /** Mean one-way delays from the two clocks' stamps (meaningful only when both are synchronised). */
+  oneWayForwardMs: number | null;
+  oneWayReverseMs: number | null;
   /** How late each packet left relative to its ideal time on the grid, ms. */
-  sendLatenessMs: ArrayLike<number>;
+  sendLateness: Summary | undefined;
 }
 
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -196,12 +198,6 @@ const timing = (s: Summary | undefined) =>
     ? { p50Ms: round(s.p50), p99Ms: round(s.p99), maxMs: round(s.max), samples: s.samples }
     : { p50Ms: null, p99Ms: null, maxMs: null, samples: 0 };
 
-function mean(v: ArrayLike<number>): number {
-  let sum = 0;
-  for (let i = 0; i < v.length; i++) sum += v[i]!;
-  return sum / v.length;
-}
-
 export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
   const { forward: fwdView, reverse: revView } = dscpViews(m);
   const forward = direction(m.media, 'forward', fwdView, m.mediaDscp);
@@ -229,12 +225,12 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
     },
   };
 
-  const rtt = summarize(m.rttMs);
+  const rtt = m.rtt;
   const peerClock = m.reflector?.clock ?? null;
   const decision = decideOneWay(m.localClock, peerClock);
   const oneWay =
-    decision.oneWay && m.oneWayForwardMs.length > 0 && m.oneWayReverseMs.length > 0
-      ? { forward: round(mean(m.oneWayForwardMs)), reverse: round(mean(m.oneWayReverseMs)), estimated: false }
+    decision.oneWay && m.oneWayForwardMs !== null && m.oneWayReverseMs !== null
+      ? { forward: round(m.oneWayForwardMs), reverse: round(m.oneWayReverseMs), estimated: false }
       : rtt
         ? { forward: round(rtt.mean / 2), reverse: round(rtt.mean / 2), estimated: true }
         : { forward: null, reverse: null, estimated: true };
@@ -321,7 +317,7 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
     mos: r === null ? null : round(mosFromR(r), 2),
     checks,
     ready: isReady(checks),
-    sendTiming: timing(summarize(m.sendLatenessMs)),
+    sendTiming: timing(m.sendLateness),
     reflectorSendTiming: m.reflector
       ? {
           p50Ms: round(m.reflector.holdUs.p50 / 1000),

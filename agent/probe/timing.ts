@@ -50,21 +50,76 @@ export class SampleRing {
   }
 }
 
-/** An append-only series of samples in a typed array (no per-sample garbage for the collector). */
-export class Samples {
-  private values = new Float64Array(1024);
-  length = 0;
+/**
+ * Delays in a log-linear histogram (the HdrHistogram layout): microsecond buckets below 1.024 ms,
+ * then 512 buckets per power of two, so a percentile is within 0.2 % of the true sample while
+ * memory stays at 68 kB however long the run (a one-hour, 500-call probe sends 90 million
+ * packets). Count, mean, min and max are exact. Negative values count as 0.
+ */
+export class Histogram {
+  private readonly counts = new Uint32Array(1024 + 31 * 512);
+  private n = 0;
+  private sum = 0;
+  private min = Number.POSITIVE_INFINITY;
+  private max = Number.NEGATIVE_INFINITY;
 
-  push(v: number): void {
-    if (this.length === this.values.length) {
-      const grown = new Float64Array(this.values.length * 2);
-      grown.set(this.values);
-      this.values = grown;
-    }
-    this.values[this.length++] = v;
+  add(ms: number): void {
+    const v = Math.max(0, ms);
+    this.n++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+    this.counts[Histogram.index(Math.round(v * 1000))]!++;
   }
 
-  view(): Float64Array {
-    return this.values.subarray(0, this.length);
+  private static index(us: number): number {
+    if (us < 1024) return us;
+    const shift = Math.min(31, Math.floor(Math.log2(us)) - 9); // us >> shift is in 512..1023
+    return 1024 + (shift - 1) * 512 + (Math.min(1023, Math.floor(us / 2 ** shift)) - 512);
+  }
+
+  /** The middle of bucket i, in ms. */
+  private static value(i: number): number {
+    if (i < 1024) return i / 1000;
+    const shift = Math.floor((i - 1024) / 512) + 1;
+    const mantissa = 512 + ((i - 1024) % 512);
+    return ((mantissa + 0.5) * 2 ** shift) / 1000;
+  }
+
+  summary(): Summary | undefined {
+    if (this.n === 0) return undefined;
+    const at = (q: number) => {
+      const rank = Math.max(1, Math.ceil(q * this.n));
+      let seen = 0;
+      for (let i = 0; i < this.counts.length; i++) {
+        seen += this.counts[i]!;
+        if (seen >= rank) return Math.min(this.max, Math.max(this.min, Histogram.value(i)));
+      }
+      return this.max;
+    };
+    return {
+      min: this.min,
+      mean: this.sum / this.n,
+      p50: at(0.5),
+      p95: at(0.95),
+      p99: at(0.99),
+      max: this.max,
+      samples: this.n,
+    };
+  }
+}
+
+/** A running mean (for one-way delays, which may be negative when clocks disagree). */
+export class Mean {
+  private sum = 0;
+  count = 0;
+
+  add(v: number): void {
+    this.sum += v;
+    this.count++;
+  }
+
+  get value(): number | null {
+    return this.count === 0 ? null : this.sum / this.count;
   }
 }

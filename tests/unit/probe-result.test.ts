@@ -6,6 +6,7 @@ import {
   type ProbeMeasurement,
   type StreamMeasurement,
 } from '../../agent/probe/result.js';
+import { summarize } from '../../agent/probe/timing.js';
 import { CODECS } from '../../src/codecs.js';
 import { DEFAULT_POLICY } from '../../src/policy.js';
 import { ProbeResult } from '../../src/schemas.js';
@@ -57,10 +58,10 @@ function measurement(over: Partial<ProbeMeasurement> = {}): ProbeMeasurement {
       holdUs: { p50: 40, p99: 100, max: 500, samples: 3300 },
     },
     localClock: unsynced,
-    rttMs: [20, 22, 24, 26, 28],
-    oneWayForwardMs: [9, 11],
-    oneWayReverseMs: [14, 16],
-    sendLatenessMs: [0.1, 0.2, 0.3],
+    rtt: summarize([20, 22, 24, 26, 28]),
+    oneWayForwardMs: 10,
+    oneWayReverseMs: 15,
+    sendLateness: summarize([0.1, 0.2, 0.3]),
     ...over,
   };
 }
@@ -151,9 +152,9 @@ describe('probe result assembly', () => {
         media: [silent(1), silent(2)],
         signalling: silent(3),
         reflector: null,
-        rttMs: [],
-        oneWayForwardMs: [],
-        oneWayReverseMs: [],
+        rtt: undefined,
+        oneWayForwardMs: null,
+        oneWayReverseMs: null,
       }),
       DEFAULT_POLICY,
     );
