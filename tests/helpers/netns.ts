@@ -39,6 +39,8 @@ export interface NftImpairments {
   counters: string[];
   /** Rules for the router's forward hook (type filter, policy accept), one per line. */
   forward: string[];
+  /** Table family: inet (IPv4 and IPv6, the default) or ip (IPv4 only; needed by `dup to ADDR`). */
+  family?: 'inet' | 'ip';
 }
 
 export type Direction = 'forward' | 'reverse';
@@ -239,15 +241,17 @@ export async function createTopology(): Promise<Topology> {
 
   const nft = (args: string[]) => run('ip', ['netns', 'exec', router, 'nft', ...args]);
   const tc = (args: string[]) => run('ip', ['netns', 'exec', router, 'tc', ...args]);
+  let tableFamily: 'inet' | 'ip' = 'inet';
   return {
     id,
     site,
     router,
     dc,
-    async impair({ counters, forward }) {
-      await nft(['delete', 'table', 'inet', NFT_TABLE]).catch(() => undefined);
+    async impair({ counters, forward, family = 'inet' }) {
+      for (const f of ['inet', 'ip']) await nft(['delete', 'table', f, NFT_TABLE]).catch(() => undefined);
+      tableFamily = family;
       const ruleset = [
-        `table inet ${NFT_TABLE} {`,
+        `table ${family} ${NFT_TABLE} {`,
         ...counters.map((c) => `  counter ${c} {}`),
         '  chain forward {',
         '    type filter hook forward priority 0; policy accept;',
@@ -259,7 +263,7 @@ export async function createTopology(): Promise<Topology> {
       await runWithInput('ip', ['netns', 'exec', router, 'nft', '-f', '-'], ruleset);
     },
     async counters() {
-      const doc = JSON.parse(await nft(['-j', 'list', 'counters', 'table', 'inet', NFT_TABLE])) as {
+      const doc = JSON.parse(await nft(['-j', 'list', 'counters', 'table', tableFamily, NFT_TABLE])) as {
         nftables: Array<{ counter?: { name: string; packets: number; bytes: number } }>;
       };
       const out: Record<string, NftCounter> = {};

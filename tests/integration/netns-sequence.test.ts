@@ -1,9 +1,10 @@
-// Reordering on a real path, counted as reordering and not as loss. This kernel has no netem, so
-// the router makes it with two queues: nft moves 20 of every 100 forward RTP probes
+// Reordering and duplication on a real path, each counted as what it is and never as loss.
+// This kernel has no netem, so the router reorders with two queues: nft moves 20 of every 100 forward RTP probes
 // (`numgen inc`, deterministic bursts) into a slow 80 kbit/s htb class; the packets that follow a
 // burst take the fast class and overtake its tail. The truth is read off a capture at the
 // reflector's interface: per stream, a packet whose sequence number is below the highest already
-// seen arrived out of order.
+// seen arrived out of order. Duplicates come from nft `dup to`, which sends a copy of chosen
+// packets on to the reflector and counts them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,7 @@ import { type RtpPacket, rtpPackets, startCapture } from '../helpers/tshark.js';
 
 const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
 const MEDIA_PORT = 5004;
+const FORWARD_MEDIA = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} @th,64,8 0x80`;
 
 /** Late arrivals per RFC 3550 A.1 sequence arithmetic: below the highest sequence seen in the stream. */
 function lateArrivals(packets: RtpPacket[]): number {
@@ -49,22 +51,15 @@ function lateArrivals(packets: RtpPacket[]): number {
 }
 
 describe.skipIf(unavailable !== undefined)(
-  `reordering on a routed path ${unavailable ? `(skipped: ${unavailable})` : ''}`,
+  `reordering and duplication on a routed path ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology;
     let reflector: CliProcess;
     let dir: string;
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'vr-netns-reorder-'));
+      dir = mkdtempSync(join(tmpdir(), 'vr-netns-sequence-'));
       topo = await createTopology();
-      const slow = await topo.slowLane('forward', 80);
-      await topo.impair({
-        counters: ['slow_lane'],
-        forward: [
-          `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} @th,64,8 0x80 numgen inc mod 100 < 20 counter name "slow_lane" meta priority set ${slow}`,
-        ],
-      });
       reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
       await reflector.waitForStderr(/reflector listening/, 10_000);
     });
@@ -75,7 +70,34 @@ describe.skipIf(unavailable !== undefined)(
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
+    async function probe() {
+      const run = await runCli(
+        [
+          'probe',
+          '--peer',
+          `${DC_ADDR}:${MEDIA_PORT}`,
+          '--calls',
+          '4',
+          '--duration',
+          '3s',
+          '--wait',
+          '1s',
+          '--json',
+        ],
+        { ns: topo.site, timeoutMs: 30_000 },
+      );
+      expect(run.timedOut).toBe(false);
+      return parseProbeJson(run.stdout);
+    }
+
     it('counts exactly the reorders seen on the wire, and none of them as loss', async () => {
+      const slow = await topo.slowLane('forward', 80);
+      await topo.impair({
+        counters: ['slow_lane'],
+        forward: [
+          `${FORWARD_MEDIA} numgen inc mod 100 < 20 counter name "slow_lane" meta priority set ${slow}`,
+        ],
+      });
       const capture = await startCapture({ ns: topo.dc, iface: HOST_IFACE, file: join(dir, 'dc.pcapng') });
       const run = await runCli(
         [
@@ -105,6 +127,24 @@ describe.skipIf(unavailable !== undefined)(
       expect(json.forward.received).toBe(json.forward.sent);
       expect(json.forward.duplicates).toBe(0);
       expect(json.reverse.reordered).toBe(0);
+      expect(json.checks.find((c) => c.id === 'loss')?.status).toBe('pass');
+    });
+
+    it('counts exactly the duplicates the router made, and none of them as loss', async () => {
+      await topo.impair({
+        family: 'ip',
+        counters: ['duplicated'],
+        forward: [
+          `${FORWARD_MEDIA} numgen random mod 100 < 5 counter name "duplicated" dup to ${DC_ADDR} device "eth1"`,
+        ],
+      });
+      const json = await probe();
+      const duplicated = (await topo.counters()).duplicated!.packets;
+      expect(duplicated).toBeGreaterThan(0);
+      expect(json.forward.duplicates).toBe(duplicated);
+      expect(json.forward.streams.reduce((sum, s) => sum + s.duplicates, 0)).toBe(duplicated);
+      expect(json.forward.received).toBe(json.forward.sent);
+      expect(json.forward.lost).toBe(0);
       expect(json.checks.find((c) => c.id === 'loss')?.status).toBe('pass');
     });
   },
