@@ -175,6 +175,7 @@ export class SqliteStore implements ReportStore {
   private drained: (() => void) | undefined;
   /** Outbox rows up to here are in InfluxDB; their delete is queued on the writer thread. */
   private ackedThrough = 0;
+  private dispatchScheduled = false;
   private readonly stmt;
 
   constructor(dataDir: string, opts: { synchronous?: 'full' | 'normal' } = {}) {
@@ -255,7 +256,14 @@ export class SqliteStore implements ReportStore {
     };
     return new Promise((resolve, reject) => {
       this.pending.push({ row, resolve, reject });
-      if (!this.inFlight) this.dispatch();
+      // Wait for the end of this event-loop turn: every report parsed in it goes in one message.
+      if (!this.inFlight && !this.dispatchScheduled) {
+        this.dispatchScheduled = true;
+        setImmediate(() => {
+          this.dispatchScheduled = false;
+          if (!this.inFlight) this.dispatch();
+        });
+      }
     });
   }
 
