@@ -14,9 +14,22 @@ const Streams = z.array(
     srcPort: z.number().int(),
     dstPort: z.number().int(),
     sent: z.number().int().nonnegative(),
+    received: z.number().int().nonnegative(),
     lost: z.number().int(),
+    duplicates: z.number().int().nonnegative(),
+    reordered: z.number().int().nonnegative(),
+    jitterMs: z.number().nonnegative(),
+    jitterMaxMs: z.number().nonnegative(),
   }),
 );
+export type ProbeStream = z.infer<typeof Streams>[number];
+
+/** The RTP streams (one per call) a direction lists, or undefined when it lists none (valid). */
+export function listedStreams(d: DirectionStats): ProbeStream[] | undefined {
+  if (!Array.isArray(d.streams) || d.streams.length === 0) return undefined;
+  const parsed = Streams.safeParse(d.streams);
+  return parsed.success ? parsed.data : undefined;
+}
 
 /**
  * "No more than 1% loss in any RTP stream": per stream when the probe listed its streams, else the
@@ -24,12 +37,9 @@ const Streams = z.array(
  */
 function lossEvidence(probe: ProbeResult): StreamLoss[] {
   return DIRECTIONS.flatMap((dir) => {
-    const listed = probe[dir].streams;
-    const streams = Array.isArray(listed) && listed.length > 0 ? Streams.safeParse(listed) : undefined;
-    if (!streams?.success) {
-      return [{ label: `${dir} path`, lost: probe[dir].lost, expected: probe[dir].sent }];
-    }
-    return streams.data.map((s) => ({
+    const streams = listedStreams(probe[dir]);
+    if (!streams) return [{ label: `${dir} path`, lost: probe[dir].lost, expected: probe[dir].sent }];
+    return streams.map((s) => ({
       label: `${dir} path, stream ${s.ssrc} (port ${s.srcPort} → ${s.dstPort})`,
       lost: s.lost,
       expected: s.sent,

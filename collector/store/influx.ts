@@ -2,12 +2,14 @@
 // with their report (so a report is never lost while InfluxDB is down), then this writer drains the
 // outbox in order, retrying with exponential backoff and full jitter.
 //
-// Schema (docs/collector.md): measurement `voipready_rtp`, one point per direction per probed
-// stream set, at the probe's start time; tags site, agent, peer, codec, direction; fields the
-// direction's measurements plus the stream's round trip and E-model figures.
+// Schema (docs/collector.md): measurement `voipready_rtp`, one point per direction per RTP stream
+// (per direction when the probe did not list its streams), at the probe's start time; tags site,
+// agent, peer, codec, direction, stream; fields the stream's measurements plus the direction's
+// delay and DSCP and the probe's round trip and E-model figures.
 import { InfluxDB, type IPoint } from 'influx';
 import type { InfluxConfig } from '../../src/config/collector.js';
 import { errorMessage } from '../../src/errors.js';
+import { listedStreams } from '../../src/probe-evidence.js';
 import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas.js';
 import type { Assessment } from '../assessment.js';
 import type { ReportStore, SeriesPoint } from './store.js';
@@ -53,18 +55,51 @@ function directionFields(probe: ProbeResult, direction: 'forward' | 'reverse'): 
   return fields;
 }
 
-/** The points one report becomes: per probe, one per direction. */
+/**
+ * The points one report becomes: per probe and direction, one per RTP stream (call) when the probe
+ * listed its streams (tag `stream`: the call's index, low-cardinality; its SSRC is a field), else
+ * one for the direction as a whole.
+ */
 export function pointsFromReport(report: AgentReport, assessment: Assessment): SeriesPoint[] {
   return report.probes.flatMap((probe, i) => {
     const startedMs = probe.startedAt ? Date.parse(probe.startedAt) : Number.NaN;
     const timeMs = Number.isFinite(startedMs) ? startedMs : Date.parse(assessment.measuredAt);
     const peerReady = assessment.peers[i]?.ready ?? false;
-    return (['forward', 'reverse'] as const).map((direction) => ({
-      measurement: RTP_MEASUREMENT,
-      tags: { site: report.site, agent: report.agent, peer: probe.peer, codec: probe.codec, direction },
-      fields: { ...directionFields(probe, direction), peerReady, reportId: report.reportId },
-      timeMs,
-    }));
+    return (['forward', 'reverse'] as const).flatMap((direction) => {
+      const tags = {
+        site: report.site,
+        agent: report.agent,
+        peer: probe.peer,
+        codec: probe.codec,
+        direction,
+      };
+      const fields: SeriesPoint['fields'] = {
+        ...directionFields(probe, direction),
+        peerReady,
+        reportId: report.reportId,
+      };
+      const streams = listedStreams(probe[direction]);
+      if (!streams) return [{ measurement: RTP_MEASUREMENT, tags, fields, timeMs }];
+      // the direction's longest loss burst says nothing about one stream
+      const { maxBurstLoss: _directionOnly, ...shared } = fields;
+      return streams.map((s, index) => ({
+        measurement: RTP_MEASUREMENT,
+        tags: { ...tags, stream: String(index) },
+        fields: {
+          ...shared,
+          ssrc: s.ssrc,
+          sent: s.sent,
+          received: s.received,
+          lost: s.lost,
+          lossPct: s.sent > 0 ? (100 * Math.max(0, s.lost)) / s.sent : 0,
+          duplicates: s.duplicates,
+          reordered: s.reordered,
+          jitterMs: s.jitterMs,
+          jitterMaxMs: s.jitterMaxMs,
+        },
+        timeMs,
+      }));
+    });
   });
 }
 

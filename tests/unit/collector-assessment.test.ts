@@ -77,6 +77,10 @@ describe('collector assessment', () => {
       sent: 100,
       received: i === 7 ? 97 : 100,
       lost: i === 7 ? 3 : 0,
+      duplicates: 0,
+      reordered: 0,
+      jitterMs: 1,
+      jitterMaxMs: 2,
     }));
     const report = sampleReport({
       reportId: 'rep-0000007',
@@ -155,5 +159,40 @@ describe('collector assessment', () => {
     // unknown is not pass: no dscpHonoured field at all
     expect(rev?.fields).not.toHaveProperty('dscpHonoured');
     expect(fwd?.timeMs).toBe(Date.parse(report.probes[0]!.startedAt!));
+  });
+
+  it('makes one point per RTP stream when the probe lists its streams (tag stream, SSRC as a field)', () => {
+    const stream = (i: number, jitterMs: number) => ({
+      ssrc: `0x0000000${i}`,
+      srcPort: 16000 + 2 * i,
+      dstPort: 4000,
+      sent: 250,
+      received: 250 - i,
+      lost: i,
+      duplicates: 0,
+      reordered: 0,
+      jitterMs,
+      jitterMaxMs: jitterMs * 2,
+    });
+    const report = sampleReport({
+      reportId: 'rep-0000008',
+      forward: { streams: [stream(0, 1.5), stream(1, 2.5)] } as never,
+    });
+    const points = pointsFromReport(report, assess(report));
+    // forward: two streams; reverse lists none: one point for the direction
+    expect(points.map((p) => [p.tags.direction, p.tags.stream])).toEqual([
+      ['forward', '0'],
+      ['forward', '1'],
+      ['reverse', undefined],
+    ]);
+    expect(points[0]?.fields).not.toHaveProperty('maxBurstLoss');
+    expect(points[2]?.fields).toHaveProperty('maxBurstLoss', 0);
+    expect(points[1]?.fields).toMatchObject({
+      ssrc: '0x00000001',
+      jitterMs: 2.5,
+      lost: 1,
+      lossPct: 0.4,
+      sent: 250,
+    });
   });
 });
