@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../collector/app.js';
 import { hashToken } from '../../collector/auth.js';
+import { pointsFromReport } from '../../collector/store/influx.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
 import { CollectorConfig } from '../../src/config/collector.js';
-import { REPORT_SCHEMA } from '../../src/schemas.js';
+import { type AgentReport, REPORT_SCHEMA } from '../../src/schemas.js';
 import { cliUnavailableReason, killAllCli, parseProbeJson, runCli, startCli } from '../helpers/cli.js';
 
 const unavailable = cliUnavailableReason();
@@ -80,6 +81,26 @@ describe.skipIf(unavailable)(
         // same status, value, limit and evidence, check by check
         expect(hq.checks).toEqual(probe.checks);
         expect(hq.ready).toBe(probe.ready);
+        // the probe lists its two calls' streams: InfluxDB gets one point per call and direction
+        const assessment = (await app.inject({ url: `/api/v1/assessments/${hq.assessmentId}` })).json();
+        const report = {
+          schema: REPORT_SCHEMA,
+          reportId: 'x',
+          site: 'hq',
+          agent: 'a',
+          createdAt: '',
+          probes: [probe],
+        };
+        const points = pointsFromReport(report as AgentReport, assessment);
+        expect(points.map((p) => `${p.tags.direction}/${p.tags.stream}`)).toEqual([
+          'forward/0',
+          'forward/1',
+          'reverse/0',
+          'reverse/1',
+        ]);
+        expect(points.reduce((n, p) => n + Number(p.fields.sent), 0)).toBe(
+          probe.forward.sent + probe.reverse.sent,
+        );
 
         expect((await post('strict', `${AGENT}-strict`)).statusCode).toBe(202);
         const strict = (await app.inject({ url: '/api/v1/sites/strict/readiness' })).json();
