@@ -449,6 +449,8 @@ export class CaptureAnalyzer implements TransportHandler {
     if (!m.callId) return;
     let call = this.calls.get(m.callId);
     if (!call) {
+      // A call is an INVITE dialog (RFC 3261 §13); REGISTER, OPTIONS, SUBSCRIBE… are no calls.
+      if (m.method !== 'INVITE' && m.cseqMethod !== 'INVITE') return;
       if (this.calls.size >= LIMITS.calls) {
         this.warn(WARN_CALLS);
         return;

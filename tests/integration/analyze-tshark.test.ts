@@ -7,6 +7,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { analyzeCapture, type CaptureResult, type CaptureStream } from '../../src/capture/analyze.js';
 import { fileSource, memorySource } from '../../src/capture/reader.js';
@@ -46,6 +47,7 @@ function tsharkStats(file: string): Promise<{ streams: RtpStreamRow[]; sipMessag
 const rtpStreams = async (file: string) => (await tsharkStats(file)).streams;
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'captures');
+const execFileP = promisify(execFile);
 
 /** Captures that are not readable captures at all, or that tshark cannot read: tested elsewhere. */
 const UNREADABLE = new Set([
@@ -132,6 +134,23 @@ describe('agreement with tshark (-z rtp,streams, -z sip,stat) on the public samp
     const { streams: rows, sipMessages } = await tsharkStats(file);
     const r = analyzeCapture(fileSource(file), name);
     expect(r.sip.messages).toBe(sipMessages);
+    if (sipMessages > 0) {
+      // Calls are INVITE dialogs: as many as tshark sees distinct Call-IDs in INVITE transactions.
+      const { stdout } = await execFileP('tshark', [
+        '-r',
+        file,
+        '-Y',
+        'sip.CSeq.method == "INVITE"',
+        '-T',
+        'fields',
+        '-e',
+        'sip.Call-ID',
+      ]).catch(
+        (err: { stdout: string }) => err, // a damaged file: tshark exits non-zero after the packets it read
+      );
+      const invites = new Set(stdout.split('\n').filter((l) => l !== ''));
+      expect(r.calls.map((c) => c.callId).sort()).toEqual([...invites].sort());
+    }
     const found = compare(r, rows);
     expect(found).toEqual(DEVIATIONS[name] ?? {});
     // Where the figures agree, they agree with real content: at least one stream was compared.
