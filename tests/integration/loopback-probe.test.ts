@@ -189,6 +189,61 @@ describe.skipIf(unavailable !== undefined)(
       expect(stopped.counters.replied).toBe(60);
     });
 
+    it('over IPv6 (::1): measures delay, jitter and loss; DSCP unknown with the IPv6 reason', async () => {
+      const proc = startCli(['reflector', '--listen', '[::1]:0']);
+      const line = await proc.waitForStderr(/^reflector listening on/, 10_000);
+      const m =
+        /\[::1\]:(\d+) \(media\), \[::1\]:(\d+) \(signalling\); DSCP readable: no \(DSCP over IPv6/.exec(
+          line,
+        )!;
+      expect(m, line).not.toBeNull();
+      const out = await runCli(
+        [
+          'probe',
+          '--peer',
+          `[::1]:${m[1]}`,
+          '--signalling-port',
+          m[2]!,
+          '--duration',
+          '1s',
+          '--wait',
+          '200ms',
+          '--json',
+        ],
+        { timeoutMs: 20_000 },
+      );
+      await proc.stop();
+      expect(out.code, out.stderr).toBe(1);
+      const json = parseProbeJson(out.stdout);
+      expect(json.forward).toMatchObject({ sent: 50, received: 50, lost: 0, dscpSent: null });
+      expect(json.reverse).toMatchObject({ sent: 50, received: 50, lost: 0 });
+      const dscp = json.checks.find((c) => c.id === 'dscp-rtp')!;
+      expect(dscp.status).toBe('unknown');
+      expect(dscp.evidence).toContain('DSCP over IPv6 is not readable');
+      expect(json.checks.find((c) => c.id === 'loss')!.status).toBe('pass');
+    });
+
+    it('judges against a policy file: a 1 µs latency limit fails a loopback path', async () => {
+      const policy = join(dir, 'strict.yaml');
+      writeFileSync(policy, 'latency:\n  maxMs: 0.001\njitter:\n  severity: warn\n');
+      const r = await startReflector();
+      const out = await runCli(
+        probeArgs(r, ['--duration', '500ms', '--wait', '100ms', '--json', '--policy', policy]),
+        {
+          timeoutMs: 20_000,
+        },
+      );
+      await stopReflector(r);
+      expect(out.code, out.stderr).toBe(1);
+      const latency = parseProbeJson(out.stdout).checks.find((c) => c.id === 'latency')!;
+      expect(latency).toMatchObject({ status: 'fail', limit: 0.001 });
+      const bad = await runCli(['probe', '--peer', '127.0.0.1:5004', '--policy', join(dir, 'missing.yaml')], {
+        timeoutMs: 10_000,
+      });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^voipready probe: cannot read policy file .*missing\.yaml: ENOENT\n$/);
+    });
+
     it('port in use and bad addresses: one line, exit 2', async () => {
       const holder: Socket = createSocket('udp4');
       await new Promise<void>((res) => holder.bind(0, '127.0.0.1', () => res()));
