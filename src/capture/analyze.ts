@@ -154,8 +154,6 @@ interface Flow {
   lastStream: Stream | null;
   /** Streams on this flow by SSRC: usually one, so a short array. */
   streams: Stream[] | null;
-  /** The reverse direction carries RTP: tshark then takes this flow as RTP too (a conversation). */
-  reverseIsRtp: boolean;
 }
 
 interface Call {
@@ -272,25 +270,12 @@ export class CaptureAnalyzer implements TransportHandler {
       lastSsrc: -1,
       lastStream: null,
       streams: null,
-      reverseIsRtp: this.reverseFlow(p)?.streams != null,
     };
     if (!this.flows.set(p, flow)) {
       this.warn(WARN_FLOWS);
       return null;
     }
     return flow;
-  }
-
-  /** The flow of the opposite direction, if seen: looked up by swapping the packet's addresses. */
-  private reverseFlow(p: Decoded): Flow | undefined {
-    const swap = () => {
-      for (let i = 0; i < 4; i++) [p.src[i], p.dst[i]] = [p.dst[i]!, p.src[i]!];
-      [p.srcPort, p.dstPort] = [p.dstPort, p.srcPort];
-    };
-    swap();
-    const reverse = this.flows.get(p);
-    swap();
-    return reverse;
   }
 
   udp(p: Decoded): void {
@@ -324,18 +309,12 @@ export class CaptureAnalyzer implements TransportHandler {
       this.rtcp(b, off, len);
       return;
     }
-    // tshark's rtp.heuristic_rtp: version 2, an even destination port, and no other dissector
-    // claiming the port; RTCP-conflicting payload types (72–76) are not RTP (RFC 5761 §4).
-    // Like tshark, a flow whose reverse direction was found to be RTP is RTP too (a conversation).
-    if (
-      len >= 12 &&
-      b[off]! >> 6 === 2 &&
-      ((p.dstPort & 1) === 0 || flow.reverseIsRtp) &&
-      !NOT_RTP_PORTS.has(p.srcPort) &&
-      !NOT_RTP_PORTS.has(p.dstPort)
-    ) {
+    // Like tshark's rtp.heuristic_rtp: version 2 and no other protocol owning the port; payload
+    // types 72–79 would read as RTCP (RFC 5761 §4). Unlike it, odd ports are not refused (SCCP and
+    // MGCP set up RTP on them): streams found this way must behave like RTP (plausible()).
+    if (len >= 12 && b[off]! >> 6 === 2 && !NOT_RTP_PORTS.has(p.srcPort) && !NOT_RTP_PORTS.has(p.dstPort)) {
       const pt = b[off + 1]! & 0x7f;
-      if (pt < 72 || pt > 76) this.rtp(flow, p, b, off, len);
+      if (pt < 72 || pt > 79) this.rtp(flow, p, b, off, len);
     }
   }
 
@@ -362,11 +341,7 @@ export class CaptureAnalyzer implements TransportHandler {
       };
       this.streams.push(stream);
       this.streamsBySsrc.set(ssrc, stream);
-      if (!flow.streams) {
-        flow.streams = [];
-        const reverse = this.reverseFlow(p);
-        if (reverse) reverse.reverseIsRtp = true;
-      }
+      if (!flow.streams) flow.streams = [];
       flow.streams.push(stream);
     }
     flow.lastSsrc = ssrc;
@@ -590,13 +565,15 @@ export class CaptureAnalyzer implements TransportHandler {
   }
 
   /**
-   * Whether a stream found only by the heuristic behaves like RTP: more than one packet, and most
-   * sequence steps small (other UDP traffic whose first bits read "version 2" has random SSRCs and
-   * sequence numbers). Those that fail are left out of the streams and counted in a warning.
+   * Whether a stream found only by the heuristic behaves like RTP: more than one packet, at least
+   * half of the sequence steps small and a quarter of them forward (other UDP traffic whose first
+   * bits read "version 2" has random or fixed sequence fields). Those that fail are left out of
+   * the streams and counted in a warning.
    */
   private plausible(s: Stream): boolean {
     const st = s.stats;
-    if (st.packets > 1 && st.plausibleSteps * 2 >= st.packets - 1) return true;
+    const steps = st.packets - 1;
+    if (steps > 0 && st.plausibleSteps * 2 >= steps && st.forwardSteps * 4 >= steps) return true;
     this.implausible++;
     return false;
   }

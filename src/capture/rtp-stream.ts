@@ -69,9 +69,11 @@ export class RtpStreamStats {
   packets = 0;
   /**
    * Steps from one packet's sequence number to the next that look like RTP: forward or back by at
-   * most 1000, or a duplicate. Random bytes that happen to start with version 2 rarely do (≈ 3 %).
+   * most 1000, or a repeat; and of those, the forward ones. Random bytes that happen to start with
+   * version 2 rarely step like that (≈ 3 %), and fixed fields never step forward.
    */
   plausibleSteps = 0;
+  forwardSteps = 0;
   firstMs = 0;
   lastMs = 0;
   readonly sequence: SequenceTracker;
@@ -167,6 +169,7 @@ export class RtpStreamStats {
     }
     const step = (seq - this.stopSeq) & 0xffff;
     if (step <= 1000 || step >= 65536 - 1000) this.plausibleSteps++;
+    if (step >= 1 && step <= 1000) this.forwardSteps++;
     this.stopSeq = seq;
     this.lastMs = relMs;
     this.packets++;

@@ -61,10 +61,6 @@ type Field = 'packets' | 'lost' | 'jitter' | 'maxDelta' | 'present' | 'extra';
  * Each entry names the fields that differ; the test asserts they really do, so the list stays true.
  */
 const DEVIATIONS: Record<string, Record<string, Field[]>> = {
-  // SCCP (Skinny) sets up these streams on odd ports; we do not parse SCCP, heuristics skip odd ports.
-  'ntop__nDPI/skinny.pcap': { '0x7C1071E8': ['present'], '0xF6BF57E2': ['present'] },
-  // Two packets before the reverse direction proved the conversation is RTP (odd port).
-  'ntop__nDPI/rtp.pcapng': { '0x001A7E73': ['packets'] },
   // A fax call: tshark stops counting RTP where the SDP offer/answer switched the port to T.38
   // (m=image) and back, following its own conversation rules; we follow the latest SDP seen.
   'ntop__nDPI/FAX-Call-t38-CA-TDM-SIP-FB-1.pcap': { '0x0EAF0EAF': ['packets'] },

@@ -346,12 +346,19 @@ describe('analyze: generated captures with known truth', () => {
       });
     }
     const r = analyze(writePcap(frames));
-    // 7001 is odd: tshark's heuristic skips odd destination ports unless the reverse flow is RTP.
+    // 7001 is odd: tshark's heuristic would skip it; ours takes it because it behaves like RTP.
     expect(r.streams.map((s) => [s.dst, s.foundBy, s.packets, s.clockRate, s.jitterMaxMs])).toEqual([
       [`${B}:7002`, 'heuristic', 50, null, null],
+      [`${A}:7001`, 'heuristic', 50, 8000, 0],
     ]);
-    expect(r.checks.find((c) => c.id === 'jitter')!.status).toBe('unknown');
+    expect(r.checks.find((c) => c.id === 'jitter')!.evidence).toMatch(/on s2 .*\(PCMU\)/);
     expect(r.checks.find((c) => c.id === 'dscp-sip')!.status).toBe('unknown');
+    // Opus alone, without SDP: no clock rate, so no jitter to judge.
+    const opusOnly = analyze(writePcap(frames.filter((_, i) => i % 2 === 0)));
+    expect(opusOnly.checks.find((c) => c.id === 'jitter')).toMatchObject({
+      status: 'unknown',
+      evidence: 'not measured: no stream has a known clock rate (dynamic payload types without SDP)',
+    });
   });
 
   it('does not take other UDP traffic that starts with "version 2" bits for RTP', () => {
