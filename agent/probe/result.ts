@@ -272,7 +272,8 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
     ],
     bandwidth: { codec: m.codec, calls: m.calls },
     unknownReasons: {
-      latency: 'no reply came back from the reflector, so no round trip was timed',
+      latency:
+        'no reply came back from the reflector, so no round trip was timed (is it running and reachable, with the same --secret-file as the probe?)',
       jitter: 'no RTP packet arrived in either direction',
       loss: 'no RTP packet was sent',
     },
