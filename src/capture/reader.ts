@@ -161,6 +161,10 @@ export function readCapture(source: ByteSource, name: string, onPacket: PacketHa
     if (magicBE === 0x0a0d0d0a) return readPcapng(w, name, onPacket);
     if (magicBE === 0xa1b2c3d4 || magicBE === 0xd4c3b2a1 || magicBE === 0xa1b23c4d || magicBE === 0x4d3cb2a1)
       return readPcap(w, name, magicBE, onPacket);
+    if (b[s] === 0x1f && b[s + 1] === 0x8b)
+      throw new UserError(
+        `${name}: is gzip-compressed; decompress it first, e.g. gunzip -c ${name} | voipready analyze -`,
+      );
     throw new UserError(`${name}: not a pcap or pcapng file (${describeStart(b.subarray(s), w.available)})`);
   } finally {
     source.close();

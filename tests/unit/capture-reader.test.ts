@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { memorySource, readCapture } from '../../src/capture/reader.js';
 import { UserError } from '../../src/errors.js';
@@ -80,6 +81,9 @@ describe('pcap reader', () => {
       "test.pcap: not a pcap or pcapng file (starts with 'GET ')",
     );
     expect(err(Buffer.from([0xd4, 0xc3]))).toMatch(/too short/);
+    expect(err(gzipSync(writePcap(frames)))).toBe(
+      'test.pcap: is gzip-compressed; decompress it first, e.g. gunzip -c test.pcap | voipready analyze -',
+    );
     expect(err(writePcap([]).subarray(0, 20))).toMatch(/file header cut short/);
   });
 });
