@@ -167,6 +167,24 @@ describe('analyze: generated captures with known truth', () => {
     ]);
   });
 
+  it('adopts SDP that arrives after the stream started (a late or re-sent INVITE)', () => {
+    const frames = callFrames({ order: range(40) });
+    const [invite, ok] = [frames[0]!, frames[1]!];
+    frames.splice(0, 2);
+    // The offer/answer are captured only after the first 10 RTP packets.
+    frames.splice(
+      10,
+      0,
+      { ...invite, time: frames[9]!.time + 0.001 },
+      { ...ok, time: frames[9]!.time + 0.002 },
+    );
+    const r = analyze(writePcap(frames));
+    expect(r.streams.map((s) => [s.foundBy, s.callId, s.packets, s.codec])).toEqual([
+      ['sdp', 'call-1@test', 40, 'PCMA'],
+    ]);
+    expect(r.calls[0]!.streams).toEqual(['s1']);
+  });
+
   it('counts loss, a burst, duplicates and reorders exactly', () => {
     // 0..199 with 50..54 lost (burst 5), 100 lost, 120 sent twice, 150/151 swapped.
     const order = range(200).filter((n) => !(n >= 50 && n <= 54) && n !== 100);
