@@ -6,6 +6,7 @@
 // (per direction when the probe did not list its streams), at the probe's start time; tags site,
 // agent, peer, codec, direction, stream; fields the stream's measurements plus the direction's
 // delay and DSCP and the probe's round trip and E-model figures.
+import { setTimeout as delay } from 'node:timers/promises';
 import { InfluxDB, type IPoint } from 'influx';
 import type { InfluxConfig } from '../../src/config/collector.js';
 import { errorMessage } from '../../src/errors.js';
@@ -15,6 +16,9 @@ import type { Assessment } from '../assessment.js';
 import type { ReportStore, SeriesPoint } from './store.js';
 
 export const RTP_MEASUREMENT = 'voipready_rtp';
+
+/** After writing a part batch, wait this long before the next write. */
+const LINGER_MS = 100;
 
 /** 1 when every packet that arrived carried the mark sent, 0 when some did not, undefined when unknown. */
 export function dscpHonoured(d: Pick<DirectionStats, 'dscpSent' | 'dscpReceived'>): number | undefined {
@@ -180,10 +184,11 @@ export class InfluxOutboxWriter {
     this.ready = true;
   }
 
-  private async writeBatch(): Promise<boolean> {
+  /** Writes the oldest outbox points; returns how many (0: the outbox is empty). */
+  private async writeBatch(): Promise<number> {
     const { store, config } = this.opts;
     const batch = store.outboxPeek(config.batchPoints);
-    if (!batch) return false;
+    if (!batch) return 0;
     const points: IPoint[] = batch.points.map((p) => ({
       measurement: p.measurement,
       tags: p.tags,
@@ -197,7 +202,7 @@ export class InfluxOutboxWriter {
     });
     store.outboxAck(batch.lastSeq);
     this.opts.events.onWrite(points.length);
-    return true;
+    return points.length;
   }
 
   private async run(): Promise<void> {
@@ -210,7 +215,9 @@ export class InfluxOutboxWriter {
         const wrote = await this.writeBatch();
         this.failing = false;
         failures = 0;
-        if (!wrote) await this.sleep(this.opts.idleMs ?? 1000);
+        if (wrote === 0) await this.sleep(this.opts.idleMs ?? 1000);
+        // A part batch: let more points gather (fewer, larger writes; pokes do not cut this short).
+        else if (wrote < this.opts.config.batchPoints) await delay(LINGER_MS);
       } catch (err) {
         this.failing = true;
         failures++;
