@@ -52,16 +52,15 @@ function dscpEvidence(
   d: DirectionStats | SignallingDirection,
   expected: number,
 ): DscpEvidence {
-  const seen = Object.keys(d.dscpReceived).length > 0;
-  // Packets arrived but no mark was read: the marks were not readable (e.g. no raw socket).
-  const readable = seen || (d.received === 0 && d.dscpUnknownReason === undefined);
-  return {
-    label,
-    expected,
-    sent: d.dscpSent,
-    received: readable ? d.dscpReceived : null,
-    ...(d.dscpUnknownReason !== undefined ? { unknownReason: d.dscpUnknownReason } : {}),
-  };
+  // A direction the probe could not read, or whose sender did not mark, says nothing about the
+  // path: unknown with the reason, never a rewrite (an unmarked packet arriving as CS0 is not one).
+  if (d.dscpUnknownReason !== undefined || d.dscpSent === null) {
+    const unknownReason = d.dscpUnknownReason ?? 'the sender did not mark its packets';
+    return { label, expected, sent: d.dscpSent, received: null, unknownReason };
+  }
+  // Packets arrived but no mark was read: the marks were not readable.
+  const readable = Object.keys(d.dscpReceived).length > 0 || d.received === 0;
+  return { label, expected, sent: d.dscpSent, received: readable ? d.dscpReceived : null };
 }
 
 /** Why the probe itself reported a check as unknown ("not measured: <reason>"), by check id. */
@@ -73,7 +72,15 @@ function unknownReasons(probe: ProbeResult): Partial<Record<CheckId, string>> {
   return reasons;
 }
 
-export function evidenceFromProbe(probe: ProbeResult, policy: Policy): NetworkEvidence {
+/**
+ * `reasons`: why a check could not be measured, for a document whose own checks do not say yet (the
+ * probe judging the document it just measured); the document's unknown checks take precedence.
+ */
+export function evidenceFromProbe(
+  probe: ProbeResult,
+  policy: Policy,
+  reasons: Partial<Record<CheckId, string>> = {},
+): NetworkEvidence {
   const { forward, reverse, oneWayMs } = probe;
   const hasDelay = oneWayMs.forward !== null || oneWayMs.reverse !== null;
   const codec = codecByName(probe.codec);
@@ -103,6 +110,6 @@ export function evidenceFromProbe(probe: ProbeResult, policy: Policy): NetworkEv
       dscpEvidence('reverse path', probe.signalling.reverse, policy['dscp-sip'].class),
     ],
     ...(codec ? { bandwidth: { codec, calls: probe.calls } } : {}),
-    unknownReasons: unknownReasons(probe),
+    unknownReasons: { ...reasons, ...unknownReasons(probe) },
   };
 }
