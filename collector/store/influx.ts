@@ -77,11 +77,9 @@ export function pointsFromReport(report: AgentReport, assessment: Assessment): S
         codec: probe.codec,
         direction,
       };
-      const fields: SeriesPoint['fields'] = {
-        ...directionFields(probe, direction),
-        peerReady,
-        reportId: report.reportId,
-      };
+      const fields = directionFields(probe, direction);
+      fields.peerReady = peerReady;
+      fields.reportId = report.reportId;
       const streams = listedStreams(probe[direction]);
       if (!streams) return [{ measurement: RTP_MEASUREMENT, tags, fields, timeMs }];
       // the direction's longest loss burst says nothing about one stream
