@@ -32,7 +32,7 @@ export function parseHostPort(
   allowPortZero = false,
 ): HostPort {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
-  if (!m || !m[1]) throw new UserError(`${flag} "${text}" is not HOST:PORT`);
+  if (!m?.[1]) throw new UserError(`${flag} "${text}" is not HOST:PORT`);
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (port === undefined) throw new UserError(`${flag} "${text}" needs a port (HOST:PORT)`);
   const min = allowPortZero ? 0 : 1;

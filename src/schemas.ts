@@ -114,7 +114,10 @@ export const Identifier = z
   .string()
   .min(1)
   .max(64)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    'letters, digits, ".", "_" and "-" only, starting with a letter or digit',
+  );
 
 /** What an agent sends to POST /api/v1/reports: one measurement shape from probe to dashboard. */
 export const AgentReport = z.strictObject({

@@ -42,7 +42,7 @@ describe('interarrival jitter (RFC 3550 A.8)', () => {
     // Arrivals 0, 20, 45, 60 ms with timestamps every 20 ms: D = 0, 5, -5.
     const j = new JitterEstimator(8000);
     const arrivals = [0, 20, 45, 60];
-    arrivals.forEach((t, i) => j.update(t, i * 160));
+    for (const [i, t] of arrivals.entries()) j.update(t, i * 160);
     let expected = 0;
     for (const d of [0, 5, 5]) expected += (d - expected) / 16;
     expect(j.jitterMs).toBeCloseTo(expected, 12);
