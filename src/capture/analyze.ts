@@ -129,6 +129,8 @@ interface Stream {
   ssrc: number;
   stats: RtpStreamStats;
   dscp: Uint32Array;
+  /** UDP payload bytes (RTP header included), for telling video from audio without SDP. */
+  payloadBytes: number;
   rtcp?: {
     reports: number;
     fractionLost: number;
@@ -219,6 +221,23 @@ function dscpRecord(counts: Uint32Array): Record<string, number> {
   const out: Record<string, number> = {};
   for (let d = 0; d < 64; d++) if (counts[d]! > 0) out[String(d)] = counts[d]!;
   return out;
+}
+
+/**
+ * A stream of unknown media (dynamic payload type, no SDP) looks like video when frames span
+ * several packets — many packets repeat the previous timestamp and the marker ends each frame
+ * (RFC 3551 §4.1, RFC 6184 §5.1) — and packets are large. DTMF events repeat timestamps too, but
+ * are 4 bytes long.
+ */
+function looksLikeVideo(s: Stream): boolean {
+  const st = s.stats;
+  const steps = st.packets - 1;
+  return (
+    st.packets >= 10 &&
+    st.sameTimestampSteps * 5 >= steps &&
+    st.markers * 20 >= st.packets &&
+    s.payloadBytes / st.packets >= 200
+  );
 }
 
 function rtcpOf(stream: Stream): NonNullable<Stream['rtcp']> {
@@ -338,6 +357,7 @@ export class CaptureAnalyzer implements TransportHandler {
         ssrc,
         stats: new RtpStreamStats(this.sequenceBudget),
         dscp: new Uint32Array(64),
+        payloadBytes: 0,
       };
       this.streams.push(stream);
       this.streamsBySsrc.set(ssrc, stream);
@@ -360,6 +380,7 @@ export class CaptureAnalyzer implements TransportHandler {
       pt >= 96 ? flow.endpoint?.rtpmap.get(pt) : undefined,
     );
     stream.dscp[p.dscp]!++;
+    stream.payloadBytes += len;
   }
 
   private rtcp(b: Uint8Array, off: number, len: number): void {
@@ -642,7 +663,7 @@ export class CaptureAnalyzer implements TransportHandler {
     const media: CaptureStream['media'] =
       endpoint && (endpoint.media === 'audio' || endpoint.media === 'video')
         ? endpoint.media
-        : (known?.media ?? 'unknown');
+        : (known?.media ?? (looksLikeVideo(s) ? 'video' : 'unknown'));
     if (endpoint) {
       const list = callStreams.get(endpoint.callId) ?? [];
       list.push(s.id);
@@ -707,7 +728,13 @@ export class CaptureAnalyzer implements TransportHandler {
     const label = (s: CaptureStream) => `${s.id} ${s.src} → ${s.dst} (${s.codec ?? `PT ${s.payloadType}`})`;
     const withClock = streams.filter((s) => s.jitterMaxMs !== null);
     const dscpRtp: DscpEvidence[] = streams.map((s) => ({
-      label: label(s) + (s.media === 'unknown' ? ', media type unknown: judged as audio' : ''),
+      label:
+        label(s) +
+        (s.media === 'unknown'
+          ? ', media type unknown: judged as audio'
+          : s.foundBy === 'heuristic' && s.clockRate === null && s.media === 'video'
+            ? ', media type video by its packet pattern'
+            : ''),
       expected: s.media === 'video' ? policy['dscp-rtp'].video : policy['dscp-rtp'].audio,
       sent: null,
       received: s.dscp,

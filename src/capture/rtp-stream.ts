@@ -74,6 +74,9 @@ export class RtpStreamStats {
    */
   plausibleSteps = 0;
   forwardSteps = 0;
+  /** Packets carrying the previous packet's timestamp, and marker bits: video's signature (RFC 3551 §4.1). */
+  sameTimestampSteps = 0;
+  markers = 0;
   firstMs = 0;
   lastMs = 0;
   readonly sequence: SequenceTracker;
@@ -122,6 +125,8 @@ export class RtpStreamStats {
       this.lastPt = pt;
       return;
     }
+    if (ts === this.lastRawTs) this.sameTimestampSteps++;
+    if (marker) this.markers++;
     // Extended timestamp: unwrap the 32-bit field by the signed difference to the previous one.
     this.extTs += (ts - this.lastRawTs) | 0;
     this.lastRawTs = ts;

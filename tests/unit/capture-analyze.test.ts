@@ -439,6 +439,39 @@ describe('analyze: generated captures with known truth', () => {
     expect(r.streams[0]!.rtcp).toMatchObject({ reports: 1, cumulativeLost: 0 });
   });
 
+  it('tells video from its packet pattern when no SDP says so (frames over several packets)', () => {
+    const frames: Frame[] = [];
+    for (let n = 0; n < 90; n++) {
+      // 30 frames of 3 packets: one timestamp per frame, the marker on its last packet.
+      const spec = {
+        ssrc: 77,
+        payloadType: 96,
+        timestampStep: 0,
+        timestampStart: 1000 + Math.floor(n / 3) * 3000,
+        payloadBytes: 1000,
+      };
+      frames.push({
+        time: T0 + n * 0.011,
+        bytes: frameFor(
+          1,
+          udpPacket(
+            { src: A, dst: B, srcPort: 9000, dstPort: 9002, dscp: 34 },
+            rtpPacket(spec, n, n % 3 === 2),
+          ),
+        ),
+      });
+    }
+    const r = analyze(writePcap(frames));
+    expect(r.streams.map((s) => [s.media, s.foundBy, s.packets])).toEqual([['video', 'heuristic', 90]]);
+    expect(r.checks.find((c) => c.id === 'dscp-rtp')).toMatchObject({ status: 'pass', value: 'AF41' });
+    expect(r.ready).toBe(false); // video alone: no audio
+    // The same pattern with small payloads (as DTMF events repeat timestamps) is not video.
+    const small = frames.map((f) => ({ ...f, bytes: f.bytes.subarray(0, f.bytes.length - 990) }));
+    for (const f of small)
+      Buffer.from(f.bytes.buffer, f.bytes.byteOffset).writeUInt16BE(f.bytes.length - 14, 16);
+    expect(analyze(writePcap(small)).streams[0]!.media).toBe('unknown');
+  });
+
   it('judges SDP video against AF41 and needs audio to be ready', () => {
     const frames: Frame[] = [
       {
