@@ -298,9 +298,14 @@ export function judgeDscp(
  * The bandwidth rule holds when the path carried the run's N concurrent calls without breaking the
  * delay, jitter and loss rules, and N covers the calls the site plans.
  */
-export function judgeBandwidth(e: BandwidthEvidence | undefined, underLoad: Check[], policy: Policy): Check {
+export function judgeBandwidth(
+  e: BandwidthEvidence | undefined,
+  underLoad: Check[],
+  policy: Policy,
+  reason = 'no call-shaped load was sent',
+): Check {
   const { plannedCalls, severity } = policy.bandwidth;
-  if (!e) return unknown('bandwidth', 'no call-shaped load was sent', plannedCalls, 'calls');
+  if (!e) return unknown('bandwidth', reason, plannedCalls, 'calls');
   const bw: Bandwidth = bandwidthPerCall(e.codec);
   const rate =
     `${e.calls} × ${e.codec.name} at ${round(bw.ipKbps, 1)} kbit/s IP (${round(bw.ethernetKbps, 1)} kbit/s Ethernet) per call ` +
@@ -346,7 +351,7 @@ export function judgeNetwork(e: NetworkEvidence, policy: Policy = DEFAULT_POLICY
   const loss = judgeLoss(e.loss, policy, why.loss);
   const dscpRtp = judgeDscp('dscp-rtp', e.dscpRtp, policy, why['dscp-rtp'] ?? 'no RTP marks observed');
   const dscpSip = judgeDscp('dscp-sip', e.dscpSip, policy, why['dscp-sip'] ?? 'no signalling marks observed');
-  const bandwidth = judgeBandwidth(e.bandwidth, [latency, jitter, loss], policy);
+  const bandwidth = judgeBandwidth(e.bandwidth, [latency, jitter, loss], policy, why.bandwidth);
   return [latency, jitter, loss, dscpRtp, dscpSip, bandwidth];
 }
 

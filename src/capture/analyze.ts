@@ -774,13 +774,10 @@ export class CaptureAnalyzer implements TransportHandler {
         loss: 'no RTP stream in the capture',
         'dscp-rtp': 'no RTP stream in the capture',
         'dscp-sip': 'no SIP message in the capture',
+        bandwidth: "a capture cannot show the path's capacity",
       },
     };
-    return judgeNetwork(evidence, policy).map((c) =>
-      c.id === 'bandwidth'
-        ? { ...c, value: null, evidence: "not measured: a capture cannot show the path's capacity" }
-        : c,
-    );
+    return judgeNetwork(evidence, policy);
   }
 }
 
