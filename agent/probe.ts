@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { parseHostPort } from '../src/args.js';
 import { CODECS, type CodecName } from '../src/codecs.js';
 import { dscpFromTos } from '../src/dscp.js';
-import { UserError } from '../src/errors.js';
+import { errorMessage, UserError } from '../src/errors.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy.js';
 import { JitterEstimator, RTP_HEADER_BYTES, SequenceTracker } from '../src/rtp.js';
 import type { ClockSync, DscpCounts, ProbeResult } from '../src/schemas.js';
@@ -23,7 +23,12 @@ import { detectClockSync } from './net/clock-sync.js';
 import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from './net/raw-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
 import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
-import { buildProbeResult, type DirectionCounts, type StreamMeasurement } from './probe/result.js';
+import {
+  buildProbeResult,
+  type DirectionCounts,
+  type StreamMeasurement,
+  unsentProbeResult,
+} from './probe/result.js';
 import { Histogram, Mean } from './probe/timing.js';
 
 export interface ProbeOptions {
@@ -50,6 +55,8 @@ export interface ProbeDeps {
   useRawSocket: boolean;
   /** Even source ports are picked at random from this range (RTP convention, RFC 3550 §11). */
   portRange: [number, number];
+  /** Resolves the peer's host name (tests inject failures such as EAI_AGAIN). */
+  lookup: (host: string) => Promise<{ address: string }>;
 }
 
 export const MAX_CALLS = 500;
@@ -72,12 +79,27 @@ const MIN_SLOT_MS = 4;
 /** Send times kept per stream to match replies (RTT): 2^10 packets, 20 s at 20 ms. */
 const SEND_RING = 1024;
 
+/**
+ * RFC 6761 §6.4: name resolution libraries "SHOULD recognize 'invalid' names as special and
+ * SHOULD always return immediately with a negative response". glibc asks the configured server
+ * instead, so we answer them here.
+ */
+function resolveHost(host: string): Promise<{ address: string }> {
+  if (/(^|\.)invalid\.?$/i.test(host)) {
+    return Promise.reject(
+      Object.assign(new Error(`${host} is an RFC 6761 invalid name`), { code: 'ENOTFOUND' }),
+    );
+  }
+  return lookup(host);
+}
+
 const defaultDeps: ProbeDeps = {
   now: wallNowMs,
   ticker: mainThreadTicker(),
   clockSync: () => detectClockSync(),
   useRawSocket: true,
   portRange: [16384, 32766],
+  lookup: resolveHost,
 };
 
 const randomU32 = () => (Math.random() * 0x100000000) >>> 0;
@@ -188,17 +210,33 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
   const mediaDscp = policy['dscp-rtp'].audio;
   const signallingDscp = policy['dscp-sip'].class;
 
-  let peerIp: string;
-  if (isIP(host)) peerIp = host;
-  else {
+  const perCall = Math.floor(options.durationMs / codec.ptimeMs);
+  const sigTotal = Math.max(1, Math.floor(options.durationMs / SIGNALLING_INTERVAL_MS));
+  const localClockPromise = d.clockSync();
+
+  let peerIp = host;
+  if (!isIP(host)) {
     try {
-      peerIp = (await lookup(host)).address;
+      peerIp = (await d.lookup(host)).address;
     } catch (err) {
-      throw new UserError(`cannot resolve peer "${host}": ${(err as NodeJS.ErrnoException).code ?? err}`);
+      // Failure is data: a name that does not resolve is a not-ready result, not an exception.
+      return unsentProbeResult(
+        {
+          peer: options.peer,
+          codec,
+          calls: options.calls,
+          durationMs: options.durationMs,
+          startedAt: new Date(d.now()).toISOString(),
+          packetsPerCall: perCall,
+          signallingPackets: sigTotal,
+          localClock: await localClockPromise,
+          reason: `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+        },
+        policy,
+      );
     }
   }
   const family = isIP(peerIp) as 4 | 6;
-  const localClockPromise = d.clockSync();
 
   const streams: StreamState[] = [];
   const bySsrc = new Map<number, StreamState>();
@@ -353,12 +391,10 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     const n = options.calls;
     const slots = Math.max(1, Math.min(n, Math.floor(codec.ptimeMs / MIN_SLOT_MS)));
     const stepMs = codec.ptimeMs / slots;
-    const perCall = Math.floor(options.durationMs / codec.ptimeMs);
     const total = perCall * slots;
     const startMs = d.now() + 20;
     for (const s of streams) s.originMs = startMs + (s.index % slots) * stepMs;
     sig.originMs = startMs;
-    const sigTotal = Math.max(1, Math.floor(options.durationMs / SIGNALLING_INTERVAL_MS));
     let sigNext = 0;
     const lateness = new Histogram();
     let lastProgress = -1;

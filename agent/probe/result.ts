@@ -3,16 +3,16 @@
 // clocks), E-model R/MOS and the policy's checks. Pure: no sockets, no clocks.
 import { bandwidthPerCall, type Codec } from '../../src/codecs.js';
 import { mosFromR, mouthToEarMs, rFactor } from '../../src/emodel.js';
+import { isReady, judgeNetwork, type Policy } from '../../src/policy.js';
+import { evidenceFromProbe } from '../../src/probe-evidence.js';
 import {
-  type DscpEvidence,
-  isReady,
-  judgeNetwork,
-  type NetworkEvidence,
-  type Policy,
-  type StreamJitter,
-  type StreamLoss,
-} from '../../src/policy.js';
-import { type ClockSync, type DscpCounts, PROBE_SCHEMA, type ProbeResult } from '../../src/schemas.js';
+  type Check,
+  type CheckId,
+  type ClockSync,
+  type DscpCounts,
+  PROBE_SCHEMA,
+  type ProbeResult,
+} from '../../src/schemas.js';
 import { decideOneWay } from '../net/clock-sync.js';
 import type { Summary } from './timing.js';
 
@@ -180,51 +180,104 @@ function dscpViews(m: ProbeMeasurement): { forward: DirectionView; reverse: Dire
   };
 }
 
-function dscpEvidence(
-  view: DirectionView,
-  expected: number,
-  sentClass: number,
-  stats: { dscpReceived: DscpCounts },
-): DscpEvidence {
-  // Marks are judged only when this direction's sender marked and its receiver could read them.
-  if (view.dscpUnknownReason) {
-    return { label: view.label, expected, sent: null, received: null, unknownReason: view.dscpUnknownReason };
-  }
-  return { label: view.label, expected, sent: sentClass, received: stats.dscpReceived };
-}
-
 const timing = (s: Summary | undefined) =>
   s
     ? { p50Ms: round(s.p50), p99Ms: round(s.p99), maxMs: round(s.max), samples: s.samples }
     : { p50Ms: null, p99Ms: null, maxMs: null, samples: 0 };
 
+/** Why a check is unknown when nothing came back: the probe's own words, kept in its document's checks. */
+const NO_REPLY_REASONS = {
+  latency:
+    'no reply came back from the reflector, so no round trip was timed (is it running and reachable, with the same --secret-file as the probe?)',
+  jitter: 'no RTP packet arrived in either direction',
+  loss: 'no RTP packet was sent',
+};
+
+type Measured = Pick<
+  ProbeResult,
+  | 'schema'
+  | 'peer'
+  | 'codec'
+  | 'calls'
+  | 'durationS'
+  | 'privileged'
+  | 'startedAt'
+  | 'forward'
+  | 'reverse'
+  | 'signalling'
+  | 'rttMs'
+  | 'oneWayMs'
+>;
+
+/**
+ * Judges the measured document the way the collector re-judges it (src/probe-evidence.ts), so the
+ * probe's checks and a collector's with the same policy cannot disagree; adds R/MOS and the
+ * codec's bandwidth and E-model figures.
+ */
+function judged<H extends Measured, T extends object>(
+  head: H,
+  tail: T,
+  codec: Codec,
+  policy: Policy,
+  reasons: Partial<Record<CheckId, string>>,
+) {
+  const { forward, reverse, oneWayMs } = head;
+  let r: number | null = null;
+  if (oneWayMs.forward !== null && oneWayMs.reverse !== null) {
+    const worstLossPct = Math.max(forward.lossPct, reverse.sent > 0 ? reverse.lossPct : 0);
+    const worstJitter = Math.max(forward.jitterMs, reverse.jitterMs);
+    r = rFactor({
+      codec,
+      mouthToEarMs: mouthToEarMs(codec, Math.max(oneWayMs.forward, oneWayMs.reverse), worstJitter),
+      lossPct: worstLossPct,
+    });
+  }
+  const bw = bandwidthPerCall(codec);
+  const kbps = (v: number) => round(v, 1);
+  const draft = {
+    ...head,
+    rFactor: r === null ? null : round(r, 1),
+    mos: r === null ? null : round(mosFromR(r), 2),
+    checks: [] as Check[],
+    ready: false,
+    ...tail,
+    bandwidth: {
+      codec: codec.name,
+      packetsPerSecond: bw.packetsPerSecond,
+      ipBytesPerPacket: bw.ipBytesPerPacket,
+      perCall: { ipKbps: kbps(bw.ipKbps), ethernetKbps: kbps(bw.ethernetKbps) },
+      total: { ipKbps: kbps(bw.ipKbps * head.calls), ethernetKbps: kbps(bw.ethernetKbps * head.calls) },
+    },
+    emodel: {
+      ie: codec.ie,
+      bpl: codec.bpl,
+      approximate: codec.emodelApproximate,
+      source: 'ITU-T G.107 (06/2015) with Ie/Bpl from ITU-T G.113 Appendix I (src/codecs.ts)',
+    },
+  } satisfies ProbeResult;
+  // The whole document, as a collector would receive it, is what gets judged.
+  const checks = judgeNetwork(evidenceFromProbe(draft, policy, reasons), policy);
+  return { ...draft, checks, ready: isReady(checks) } satisfies ProbeResult;
+}
+
+const signallingOf = (d: ReturnType<typeof direction>) => ({
+  sent: d.sent,
+  received: d.received,
+  lost: d.lost,
+  lossPct: d.lossPct,
+  dscpSent: d.dscpSent,
+  dscpReceived: d.dscpReceived,
+  ...(d.dscpUnknownReason !== undefined ? { dscpUnknownReason: d.dscpUnknownReason } : {}),
+});
+
 export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
   const { forward: fwdView, reverse: revView } = dscpViews(m);
   const forward = direction(m.media, 'forward', fwdView, m.mediaDscp);
   const reverse = direction(m.media, 'reverse', revView, m.mediaDscp);
-  const sigForward = direction([m.signalling], 'forward', fwdView, m.signallingDscp);
-  const sigReverse = direction([m.signalling], 'reverse', revView, m.signallingDscp);
   const signalling = {
-    forward: {
-      sent: sigForward.sent,
-      received: sigForward.received,
-      lost: sigForward.lost,
-      lossPct: sigForward.lossPct,
-      dscpSent: sigForward.dscpSent,
-      dscpReceived: sigForward.dscpReceived,
-      ...(fwdView.dscpUnknownReason ? { dscpUnknownReason: fwdView.dscpUnknownReason } : {}),
-    },
-    reverse: {
-      sent: sigReverse.sent,
-      received: sigReverse.received,
-      lost: sigReverse.lost,
-      lossPct: sigReverse.lossPct,
-      dscpSent: sigReverse.dscpSent,
-      dscpReceived: sigReverse.dscpReceived,
-      ...(revView.dscpUnknownReason ? { dscpUnknownReason: revView.dscpUnknownReason } : {}),
-    },
+    forward: signallingOf(direction([m.signalling], 'forward', fwdView, m.signallingDscp)),
+    reverse: signallingOf(direction([m.signalling], 'reverse', revView, m.signallingDscp)),
   };
-
   const rtt = m.rtt;
   const peerClock = m.reflector?.clock ?? null;
   const decision = decideOneWay(m.localClock, peerClock);
@@ -234,113 +287,110 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
       : rtt
         ? { forward: round(rtt.mean / 2), reverse: round(rtt.mean / 2), estimated: true }
         : { forward: null, reverse: null, estimated: true };
-
-  const jitter: StreamJitter[] = [];
-  if (forward.received > 1) jitter.push({ label: 'forward path', jitterMs: forward.jitterMs });
-  if (reverse.received > 1) jitter.push({ label: 'reverse path', jitterMs: reverse.jitterMs });
-  const loss: StreamLoss[] = [];
-  for (const which of ['forward', 'reverse'] as const) {
-    const d = which === 'forward' ? forward : reverse;
-    for (const s of d.streams) {
-      loss.push({
-        label: `${which} path, stream ${s.ssrc} (port ${s.srcPort} → ${s.dstPort})`,
-        lost: s.lost,
-        expected: s.sent,
-      });
-    }
-  }
-  const evidence: NetworkEvidence = {
-    ...(oneWay.forward !== null && oneWay.reverse !== null
-      ? {
-          latency: {
-            forwardMs: oneWay.forward,
-            reverseMs: oneWay.reverse,
-            estimated: oneWay.estimated,
-            basis: decision.basis,
-          },
-        }
-      : {}),
-    jitter,
-    loss,
-    dscpRtp: [
-      dscpEvidence(fwdView, policy['dscp-rtp'].audio, m.mediaDscp, forward),
-      dscpEvidence(revView, policy['dscp-rtp'].audio, m.mediaDscp, reverse),
-    ],
-    dscpSip: [
-      dscpEvidence(fwdView, policy['dscp-sip'].class, m.signallingDscp, sigForward),
-      dscpEvidence(revView, policy['dscp-sip'].class, m.signallingDscp, sigReverse),
-    ],
-    bandwidth: { codec: m.codec, calls: m.calls },
-    unknownReasons: {
-      latency:
-        'no reply came back from the reflector, so no round trip was timed (is it running and reachable, with the same --secret-file as the probe?)',
-      jitter: 'no RTP packet arrived in either direction',
-      loss: 'no RTP packet was sent',
-    },
-  };
-  const checks = judgeNetwork(evidence, policy);
-
-  let r: number | null = null;
-  if (oneWay.forward !== null && oneWay.reverse !== null) {
-    const worstLossPct = Math.max(forward.lossPct, reverse.sent > 0 ? reverse.lossPct : 0);
-    const worstJitter = Math.max(forward.jitterMs, reverse.jitterMs);
-    r = rFactor({
-      codec: m.codec,
-      mouthToEarMs: mouthToEarMs(m.codec, Math.max(oneWay.forward, oneWay.reverse), worstJitter),
-      lossPct: worstLossPct,
-    });
-  }
-  const bw = bandwidthPerCall(m.codec);
-  const kbps = (v: number) => round(v, 1);
-  return {
-    schema: PROBE_SCHEMA,
-    peer: m.peer,
-    codec: m.codec.name,
-    calls: m.calls,
-    durationS: m.durationMs / 1000,
-    privileged: m.privileged,
-    startedAt: m.startedAt,
-    forward,
-    reverse,
-    signalling,
-    rttMs: rtt
-      ? {
-          min: round(rtt.min),
-          mean: round(rtt.mean),
-          p50: round(rtt.p50),
-          p95: round(rtt.p95),
-          p99: round(rtt.p99),
-          max: round(rtt.max),
-        }
-      : null,
-    oneWayMs: oneWay,
-    rFactor: r === null ? null : round(r, 1),
-    mos: r === null ? null : round(mosFromR(r), 2),
-    checks,
-    ready: isReady(checks),
-    sendTiming: timing(m.sendLateness),
-    reflectorSendTiming: m.reflector
-      ? {
-          p50Ms: round(m.reflector.holdUs.p50 / 1000),
-          p99Ms: round(m.reflector.holdUs.p99 / 1000),
-          maxMs: round(m.reflector.holdUs.max / 1000),
-          samples: m.reflector.holdUs.samples,
-        }
-      : null,
-    clockSync: { local: m.localClock, peer: peerClock },
-    latencyBasis: decision.basis,
-    bandwidth: {
+  return judged(
+    {
+      schema: PROBE_SCHEMA,
+      peer: m.peer,
       codec: m.codec.name,
-      packetsPerSecond: bw.packetsPerSecond,
-      ipBytesPerPacket: bw.ipBytesPerPacket,
-      perCall: { ipKbps: kbps(bw.ipKbps), ethernetKbps: kbps(bw.ethernetKbps) },
-      total: { ipKbps: kbps(bw.ipKbps * m.calls), ethernetKbps: kbps(bw.ethernetKbps * m.calls) },
+      calls: m.calls,
+      durationS: m.durationMs / 1000,
+      privileged: m.privileged,
+      startedAt: m.startedAt,
+      forward,
+      reverse,
+      signalling,
+      rttMs: rtt
+        ? {
+            min: round(rtt.min),
+            mean: round(rtt.mean),
+            p50: round(rtt.p50),
+            p95: round(rtt.p95),
+            p99: round(rtt.p99),
+            max: round(rtt.max),
+          }
+        : null,
+      oneWayMs: oneWay,
     },
-    emodel: {
-      ie: m.codec.ie,
-      bpl: m.codec.bpl,
-      approximate: m.codec.emodelApproximate,
-      source: 'ITU-T G.107 (06/2015) with Ie/Bpl from ITU-T G.113 Appendix I (src/codecs.ts)',
+    {
+      sendTiming: timing(m.sendLateness),
+      reflectorSendTiming: m.reflector
+        ? {
+            p50Ms: round(m.reflector.holdUs.p50 / 1000),
+            p99Ms: round(m.reflector.holdUs.p99 / 1000),
+            maxMs: round(m.reflector.holdUs.max / 1000),
+            samples: m.reflector.holdUs.samples,
+          }
+        : null,
+      clockSync: { local: m.localClock, peer: peerClock },
+      latencyBasis: decision.basis,
     },
-  } satisfies ProbeResult;
+    m.codec,
+    policy,
+    NO_REPLY_REASONS,
+  );
+}
+
+/** A run that could not start (the peer's name does not resolve): what it would have sent. */
+export interface UnsentRun {
+  peer: string;
+  codec: Codec;
+  calls: number;
+  durationMs: number;
+  startedAt: string;
+  /** Packets each call (and the signalling stream) would have sent. */
+  packetsPerCall: number;
+  signallingPackets: number;
+  localClock: ClockSync;
+  /** Why nothing was sent, e.g. "cannot resolve dc.example: ENOTFOUND". */
+  reason: string;
+}
+
+/**
+ * Failure is data (blackbox_exporter's probe_success 0): every packet the run would have sent, and
+ * every reply, counts as lost; latency, jitter and DSCP are unknown with the reason.
+ */
+export function unsentProbeResult(u: UnsentRun, policy: Policy) {
+  const lostDirection = (calls: number, packets: number) => ({
+    sent: calls * packets,
+    received: 0,
+    lost: calls * packets,
+    lossPct: calls * packets > 0 ? 100 : 0,
+    duplicates: 0,
+    reordered: 0,
+    maxBurstLoss: packets,
+    jitterMs: 0,
+    jitterMaxMs: 0,
+    dscpSent: null,
+    dscpReceived: {},
+    dscpUnknownReason: u.reason,
+    streams: [],
+  });
+  const media = lostDirection(u.calls, u.packetsPerCall);
+  const sig = signallingOf(lostDirection(1, u.signallingPackets));
+  const decision = decideOneWay(u.localClock, null);
+  return judged(
+    {
+      schema: PROBE_SCHEMA,
+      peer: u.peer,
+      codec: u.codec.name,
+      calls: u.calls,
+      durationS: u.durationMs / 1000,
+      privileged: false,
+      startedAt: u.startedAt,
+      forward: media,
+      reverse: { ...media },
+      signalling: { forward: sig, reverse: { ...sig } },
+      rttMs: null,
+      oneWayMs: { forward: null, reverse: null, estimated: true },
+    },
+    {
+      sendTiming: timing(undefined),
+      reflectorSendTiming: null,
+      clockSync: { local: u.localClock, peer: null },
+      latencyBasis: decision.basis,
+    },
+    u.codec,
+    policy,
+    { latency: u.reason, jitter: u.reason, loss: u.reason },
+  );
 }

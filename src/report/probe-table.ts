@@ -14,6 +14,13 @@ function columns(rows: string[][]): string[] {
   );
 }
 
+/** A check's value or limit with its unit: "150 ms", "1 call", "4 calls", "EF". */
+function withUnit(v: number | string | null, unit: string | null): string {
+  if (v === null) return '-';
+  if (!unit || typeof v !== 'number') return String(v);
+  return `${v} ${unit === 'calls' && v === 1 ? 'call' : unit}`;
+}
+
 const STATUS_LABEL = { pass: 'PASS', warn: 'WARN', fail: 'FAIL', unknown: 'UNKNOWN' } as const;
 
 function marksOf(d: {
@@ -58,8 +65,8 @@ export function renderProbeTable(r: ProbeResult): string {
       ...r.checks.map((c) => [
         c.id,
         STATUS_LABEL[c.status],
-        c.value === null ? '-' : `${c.value}${c.unit && typeof c.value === 'number' ? ` ${c.unit}` : ''}`,
-        c.limit === null ? '-' : `${c.limit}${c.unit && typeof c.limit === 'number' ? ` ${c.unit}` : ''}`,
+        withUnit(c.value, c.unit),
+        withUnit(c.limit, c.unit),
         c.evidence,
       ]),
     ]),

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProbeResult } from '../../src/schemas.js';
 import {
   type CliProcess,
   cliUnavailableReason,
@@ -299,6 +300,38 @@ describe.skipIf(unavailable !== undefined)(
       expect(json.ready).toBe(false);
       // 1 s sending + 0.5 s wait + at most 1.5 s of summary retries, plus process start-up.
       expect(out.elapsedMs).toBeLessThan(6000);
+    });
+
+    it('a peer name that does not resolve: the document says why, exit 1, not 2; rows say "1 call"/"4 calls"', async () => {
+      // RFC 6761: .invalid never resolves and is answered locally, so no DNS query leaves the host.
+      const peer = 'no-such-host.invalid:5004';
+      const out = await runCli(['probe', '--peer', peer, '--duration', '1s', '--json'], {
+        timeoutMs: 20_000,
+      });
+      expect(out.code, out.stderr).toBe(1);
+      expect(out.stderr).toBe('');
+      // The contract, not the run-timing extras: nothing was sent, so nothing was timed.
+      const json = ProbeResult.parse(JSON.parse(out.stdout));
+      expect(json.sendTiming).toEqual({ p50Ms: null, p99Ms: null, maxMs: null, samples: 0 });
+      const reason = 'cannot resolve no-such-host.invalid: ENOTFOUND';
+      for (const d of [json.forward, json.reverse]) {
+        expect(d).toMatchObject({ sent: 50, received: 0, lost: 50, lossPct: 100, dscpUnknownReason: reason });
+      }
+      expect(json.checks.find((c) => c.id === 'latency')!.evidence).toBe(`not measured: ${reason}`);
+      expect(json.ready).toBe(false);
+      for (const [calls, unit] of [
+        ['1', 'call'],
+        ['4', 'calls'],
+      ] as const) {
+        const human = await runCli(['probe', '--peer', peer, '--duration', '1s', '--calls', calls], {
+          timeoutMs: 20_000,
+        });
+        expect(human.code, human.stderr).toBe(1);
+        const row = human.stdout.split('\n').find((l) => l.startsWith('bandwidth '));
+        expect(row).toMatch(
+          new RegExp(`^bandwidth +FAIL +${calls} ${unit} +${calls} ${unit} +${calls} × g711u`),
+        );
+      }
     });
 
     it.skipIf(!isRoot)(

@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runProbe } from '../../agent/probe.js';
 import type { QueueFs } from '../../agent/queue/durable-queue.js';
 import { type ProbeRequest, startAgent } from '../../agent/service/agent.js';
 import type { Clock } from '../../agent/service/clock.js';
@@ -10,7 +11,9 @@ import type { Log } from '../../agent/service/log.js';
 import { runSchedule } from '../../agent/service/scheduler.js';
 import type { SendOutcome } from '../../agent/uplink/post-report.js';
 import { sampleProbe } from '../../bench/collector-report.js';
+import { assessReport } from '../../collector/assessment.js';
 import { AgentConfig } from '../../src/config/agent.js';
+import { DEFAULT_POLICY } from '../../src/policy.js';
 import { AgentReport } from '../../src/schemas.js';
 
 /** Virtual time: sleeps wait until the test moves the clock past them. */
@@ -230,5 +233,47 @@ describe('agent service', () => {
       /queue over maxReports 2: dropped the 1 oldest undelivered report\(s\): agent-1-/,
     );
     expect(agent.queue.ids()).toEqual(produced().slice(2, 4));
+  });
+
+  it('a peer whose name does not resolve is sent as a not-ready report naming the cause, not skipped', async () => {
+    const clock = new FakeClock();
+    const sent: string[] = [];
+    const unresolvable = AgentConfig.parse({
+      agent: {
+        name: 'agent-1',
+        site: 'branch-01',
+        collector: { url: 'http://127.0.0.1:1', token: 't' },
+        queue: { dir },
+        // RFC 6761: .invalid never resolves and is answered locally, so no DNS query leaves the host.
+        probes: [{ peer: 'no-such-host.invalid:5004', interval: '1m', duration: '1s' }],
+      },
+    }).agent;
+    const agent = await startAgent(unresolvable, {
+      probe: (r) => runProbe(r),
+      send: async (body): Promise<SendOutcome> => {
+        sent.push(body);
+        return { kind: 'acked', status: 202 };
+      },
+      clock,
+      log,
+    });
+    await clock.runUntil(() => sent.length >= 1);
+    await agent.stop();
+    const report = AgentReport.parse(JSON.parse(sent[0]!));
+    expect(report.probes[0]).toMatchObject({ peer: 'no-such-host.invalid:5004', ready: false });
+    // The collector's assessment of that report: the site is not ready, and says why.
+    const assessment = assessReport({
+      report,
+      policy: DEFAULT_POLICY,
+      assessmentId: 'a-1',
+      receivedAtMs: clock.now(),
+      validForMs: 3_600_000,
+    });
+    expect(assessment.ready).toBe(false);
+    const latency = assessment.checks.find((c) => c.id === 'latency')!;
+    expect(latency).toMatchObject({ status: 'unknown' });
+    expect(latency.evidence).toContain('cannot resolve no-such-host.invalid: ENOTFOUND');
+    expect(assessment.checks.find((c) => c.id === 'loss')).toMatchObject({ status: 'fail', value: 100 });
+    expect(logs.some((l) => l.event === 'probe.done' && l.fields?.ready === false)).toBe(true);
   });
 });

@@ -5,10 +5,12 @@ import {
   type DirectionCounts,
   type ProbeMeasurement,
   type StreamMeasurement,
+  unsentProbeResult,
 } from '../../agent/probe/result.js';
 import { summarize } from '../../agent/probe/timing.js';
 import { CODECS } from '../../src/codecs.js';
-import { DEFAULT_POLICY } from '../../src/policy.js';
+import { DEFAULT_POLICY, judgeNetwork } from '../../src/policy.js';
+import { evidenceFromProbe } from '../../src/probe-evidence.js';
 import { ProbeResult } from '../../src/schemas.js';
 
 const counts = (over: Partial<DirectionCounts> = {}): DirectionCounts => ({
@@ -172,5 +174,113 @@ describe('probe result assembly', () => {
     expect(r.rttMs).toBeNull();
     expect(r.mos).toBeNull();
     expect(r.ready).toBe(false);
+  });
+});
+
+describe('the probe and the collector judge one document alike', () => {
+  /** The collector's re-judgement (collector/assessment.ts) of the document as it arrives: JSON. */
+  const rejudged = (doc: ProbeResult) => {
+    const received = ProbeResult.parse(JSON.parse(JSON.stringify(doc)));
+    return judgeNetwork(evidenceFromProbe(received, DEFAULT_POLICY), DEFAULT_POLICY);
+  };
+  const m = measurement();
+  const silent = (ssrc: number) =>
+    stream(ssrc, {
+      forwardSource: 'none',
+      forward: counts({ received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
+      reverse: counts({ sent: 0, received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
+    });
+  const cases: [string, ProbeResult, Record<string, string>][] = [
+    ['clean', buildProbeResult(m, DEFAULT_POLICY), { 'dscp-rtp': 'pass' }],
+    [
+      'reverse rewrite',
+      buildProbeResult(
+        { ...m, media: m.media.map((s) => ({ ...s, reverse: counts({ dscp: { '0': 1500 } }) })) },
+        DEFAULT_POLICY,
+      ),
+      { 'dscp-rtp': 'fail' },
+    ],
+    [
+      // The reflector (privileged) reads what an agent without CAP_NET_RAW sent: unmarked, CS0.
+      'unprivileged agent, privileged reflector',
+      buildProbeResult(
+        {
+          ...m,
+          privileged: false,
+          localDscpReason: NEEDS_CAP_NET_RAW,
+          media: m.media.map((s) => ({
+            ...s,
+            forward: counts({ dscp: { '0': 1500 } }),
+            reverse: counts({ dscp: {} }),
+          })),
+          signalling: { ...m.signalling, forward: counts({ sent: 300, received: 300, dscp: { '0': 300 } }) },
+        },
+        DEFAULT_POLICY,
+      ),
+      { 'dscp-rtp': 'unknown', 'dscp-sip': 'unknown' },
+    ],
+    [
+      'unreachable',
+      buildProbeResult(
+        {
+          ...m,
+          media: [silent(1), silent(2)],
+          signalling: silent(3),
+          reflector: null,
+          rtt: undefined,
+          oneWayForwardMs: null,
+          oneWayReverseMs: null,
+        },
+        DEFAULT_POLICY,
+      ),
+      { latency: 'unknown', loss: 'fail' },
+    ],
+    [
+      'unresolvable',
+      unsentProbeResult(
+        {
+          peer: 'dc.invalid:5004',
+          codec: CODECS.g711u,
+          calls: 2,
+          durationMs: 1000,
+          startedAt: '2026-11-26T01:00:00.000Z',
+          packetsPerCall: 50,
+          signallingPackets: 10,
+          localClock: unsynced,
+          reason: 'cannot resolve dc.invalid: ENOTFOUND',
+        },
+        DEFAULT_POLICY,
+      ),
+      { latency: 'unknown', loss: 'fail', 'dscp-rtp': 'unknown' },
+    ],
+  ];
+  it.each(cases)('%s', (_, doc, expected) => {
+    expect(ProbeResult.safeParse(doc).success).toBe(true);
+    expect(rejudged(doc)).toEqual(doc.checks);
+    expect(doc.checks.filter((c) => c.id in expected).map((c) => [c.id, c.status])).toEqual(
+      Object.entries(expected),
+    );
+  });
+
+  it('an unmarked sender is never reported as a rewrite, and the reason is kept', () => {
+    const doc = cases[2]![1];
+    expect(doc.forward).toMatchObject({ dscpSent: null, dscpReceived: { '0': 3000 } });
+    const dscp = byId(doc, 'dscp-rtp');
+    expect(dscp.evidence).not.toContain('arrived as');
+    expect(dscp.evidence).toContain(
+      `forward path: the agent could not mark its packets: ${NEEDS_CAP_NET_RAW}`,
+    );
+    // A document without the reason (an older agent) still says the sender did not mark.
+    const { dscpUnknownReason: _, ...bare } = doc.forward;
+    const older = rejudged({ ...doc, forward: bare });
+    expect(byId({ ...doc, checks: older }, 'dscp-rtp').evidence).toContain(
+      'forward path: the sender did not mark its packets',
+    );
+  });
+
+  it('keeps the evidence wording of a rewrite', () => {
+    expect(byId(cases[1]![1], 'dscp-rtp').evidence).toContain(
+      'EF sent, arrived as CS0 (3000 of 3000) on reverse path',
+    );
   });
 });

@@ -73,4 +73,45 @@ describe('runProbe', () => {
     await expect(runProbe({ ...base, peer: 'no-port' })).rejects.toThrow(UserError);
     await expect(runProbe({ ...base, waitMs: -1 })).rejects.toThrow(/wait/);
   });
+
+  it('a host name that does not resolve is data: 100 % loss both ways, the cause in the checks, not ready', async () => {
+    const base = { codec: 'g711u' as CodecName, calls: 2, durationMs: 60_000 };
+    const started = Date.now();
+    // RFC 6761: .invalid never resolves and is answered locally, so no DNS query leaves the host.
+    const r = await runProbe({ ...base, peer: 'no-such-host.invalid:5004' }, { clockSync: unsynced });
+    // Nothing was scheduled: it returns long before the minute the run would have taken.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(ProbeResult.safeParse(r).success).toBe(true);
+    const reason = 'cannot resolve no-such-host.invalid: ENOTFOUND';
+    for (const d of [r.forward, r.reverse]) {
+      expect(d).toMatchObject({
+        sent: 6000,
+        received: 0,
+        lost: 6000,
+        lossPct: 100,
+        dscpUnknownReason: reason,
+      });
+    }
+    expect(r.signalling.forward).toMatchObject({ sent: 600, lost: 600, dscpUnknownReason: reason });
+    const status = Object.fromEntries(r.checks.map((c) => [c.id, c.status]));
+    expect(status).toEqual({
+      latency: 'unknown',
+      jitter: 'unknown',
+      loss: 'fail',
+      'dscp-rtp': 'unknown',
+      'dscp-sip': 'unknown',
+      bandwidth: 'fail',
+    });
+    for (const id of ['latency', 'jitter', 'dscp-rtp', 'dscp-sip']) {
+      expect(r.checks.find((c) => c.id === id)!.evidence).toContain(reason);
+    }
+    expect(r.ready).toBe(false);
+    // A resolver that cannot answer now (EAI_AGAIN) is named as such.
+    const again = Object.assign(new Error('getaddrinfo EAI_AGAIN'), { code: 'EAI_AGAIN' });
+    const later = await runProbe(
+      { ...base, peer: 'dc.example:5004' },
+      { clockSync: unsynced, lookup: () => Promise.reject(again) },
+    );
+    expect(later.checks[0]!.evidence).toBe('not measured: cannot resolve dc.example: EAI_AGAIN');
+  });
 });
