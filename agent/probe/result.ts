@@ -193,35 +193,24 @@ const NO_REPLY_REASONS = {
   loss: 'no RTP packet was sent',
 };
 
-type Measured = Pick<
-  ProbeResult,
-  | 'schema'
-  | 'peer'
-  | 'codec'
-  | 'calls'
-  | 'durationS'
-  | 'privileged'
-  | 'startedAt'
-  | 'forward'
-  | 'reverse'
-  | 'signalling'
-  | 'rttMs'
-  | 'oneWayMs'
->;
+/** What was run, as every document states it. */
+type Run = Pick<ProbeMeasurement, 'peer' | 'codec' | 'calls' | 'durationMs' | 'startedAt' | 'privileged'>;
+type Measured = Pick<ProbeResult, 'forward' | 'reverse' | 'signalling' | 'rttMs' | 'oneWayMs'>;
 
 /**
  * Judges the measured document the way the collector re-judges it (src/probe-evidence.ts), so the
  * probe's checks and a collector's with the same policy cannot disagree; adds R/MOS and the
  * codec's bandwidth and E-model figures.
  */
-function judged<H extends Measured, T extends object>(
-  head: H,
+function judged<M extends Measured, T extends object>(
+  run: Run,
+  measured: M,
   tail: T,
-  codec: Codec,
   policy: Policy,
   reasons: Partial<Record<CheckId, string>>,
 ) {
-  const { forward, reverse, oneWayMs } = head;
+  const { codec } = run;
+  const { forward, reverse, oneWayMs } = measured;
   let r: number | null = null;
   if (oneWayMs.forward !== null && oneWayMs.reverse !== null) {
     const worstLossPct = Math.max(forward.lossPct, reverse.sent > 0 ? reverse.lossPct : 0);
@@ -235,7 +224,14 @@ function judged<H extends Measured, T extends object>(
   const bw = bandwidthPerCall(codec);
   const kbps = (v: number) => round(v, 1);
   const draft = {
-    ...head,
+    schema: PROBE_SCHEMA,
+    peer: run.peer,
+    codec: codec.name,
+    calls: run.calls,
+    durationS: run.durationMs / 1000,
+    privileged: run.privileged,
+    startedAt: run.startedAt,
+    ...measured,
     rFactor: r === null ? null : round(r, 1),
     mos: r === null ? null : round(mosFromR(r), 2),
     checks: [] as Check[],
@@ -246,7 +242,7 @@ function judged<H extends Measured, T extends object>(
       packetsPerSecond: bw.packetsPerSecond,
       ipBytesPerPacket: bw.ipBytesPerPacket,
       perCall: { ipKbps: kbps(bw.ipKbps), ethernetKbps: kbps(bw.ethernetKbps) },
-      total: { ipKbps: kbps(bw.ipKbps * head.calls), ethernetKbps: kbps(bw.ethernetKbps * head.calls) },
+      total: { ipKbps: kbps(bw.ipKbps * run.calls), ethernetKbps: kbps(bw.ethernetKbps * run.calls) },
     },
     emodel: {
       ie: codec.ie,
@@ -288,14 +284,8 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
         ? { forward: round(rtt.mean / 2), reverse: round(rtt.mean / 2), estimated: true }
         : { forward: null, reverse: null, estimated: true };
   return judged(
+    m,
     {
-      schema: PROBE_SCHEMA,
-      peer: m.peer,
-      codec: m.codec.name,
-      calls: m.calls,
-      durationS: m.durationMs / 1000,
-      privileged: m.privileged,
-      startedAt: m.startedAt,
       forward,
       reverse,
       signalling,
@@ -324,7 +314,6 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
       clockSync: { local: m.localClock, peer: peerClock },
       latencyBasis: decision.basis,
     },
-    m.codec,
     policy,
     NO_REPLY_REASONS,
   );
@@ -369,14 +358,8 @@ export function unsentProbeResult(u: UnsentRun, policy: Policy) {
   const sig = signallingOf(lostDirection(1, u.signallingPackets));
   const decision = decideOneWay(u.localClock, null);
   return judged(
+    { ...u, privileged: false },
     {
-      schema: PROBE_SCHEMA,
-      peer: u.peer,
-      codec: u.codec.name,
-      calls: u.calls,
-      durationS: u.durationMs / 1000,
-      privileged: false,
-      startedAt: u.startedAt,
       forward: media,
       reverse: { ...media },
       signalling: { forward: sig, reverse: { ...sig } },
@@ -389,7 +372,6 @@ export function unsentProbeResult(u: UnsentRun, policy: Policy) {
       clockSync: { local: u.localClock, peer: null },
       latencyBasis: decision.basis,
     },
-    u.codec,
     policy,
     { latency: u.reason, jitter: u.reason, loss: u.reason },
   );

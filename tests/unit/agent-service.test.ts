@@ -119,17 +119,20 @@ describe('agent service', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const config = (extra: Record<string, unknown> = {}) =>
+  const config = (
+    extra: Record<string, unknown> = {},
+    probes: Record<string, unknown>[] = [
+      { peer: '127.0.0.1:4000', interval: '1m', duration: '5s' },
+      { peer: '127.0.0.1:4001', interval: '2m', duration: '5s', codec: 'g729', calls: 3 },
+    ],
+  ) =>
     AgentConfig.parse({
       agent: {
         name: 'agent-1',
         site: 'branch-01',
         collector: { url: 'http://127.0.0.1:1', token: 't' },
         queue: { dir, ...extra },
-        probes: [
-          { peer: '127.0.0.1:4000', interval: '1m', duration: '5s' },
-          { peer: '127.0.0.1:4001', interval: '2m', duration: '5s', codec: 'g729', calls: 3 },
-        ],
+        probes,
       },
     }).agent;
 
@@ -238,16 +241,8 @@ describe('agent service', () => {
   it('a peer whose name does not resolve is sent as a not-ready report naming the cause, not skipped', async () => {
     const clock = new FakeClock();
     const sent: string[] = [];
-    const unresolvable = AgentConfig.parse({
-      agent: {
-        name: 'agent-1',
-        site: 'branch-01',
-        collector: { url: 'http://127.0.0.1:1', token: 't' },
-        queue: { dir },
-        // RFC 6761: .invalid never resolves and is answered locally, so no DNS query leaves the host.
-        probes: [{ peer: 'no-such-host.invalid:5004', interval: '1m', duration: '1s' }],
-      },
-    }).agent;
+    // RFC 6761: .invalid never resolves; the probe answers it itself, so no DNS query leaves the host.
+    const unresolvable = config({}, [{ peer: 'no-such-host.invalid:5004', interval: '1m', duration: '1s' }]);
     const agent = await startAgent(unresolvable, {
       probe: (r) => runProbe(r),
       send: async (body): Promise<SendOutcome> => {

@@ -70,6 +70,30 @@ function measurement(over: Partial<ProbeMeasurement> = {}): ProbeMeasurement {
 
 const byId = (r: ProbeResult, id: string) => r.checks.find((c) => c.id === id)!;
 
+/** Only the replies lost their EF mark, on every call. */
+function reverseRewritten(): ProbeMeasurement {
+  const m = measurement();
+  return { ...m, media: m.media.map((s) => ({ ...s, reverse: counts({ dscp: { '0': 1500 } }) })) };
+}
+
+/** Nothing came back: no reply, no summary. */
+function unreachable(): ProbeMeasurement {
+  const silent = (ssrc: number) =>
+    stream(ssrc, {
+      forwardSource: 'none',
+      forward: counts({ received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
+      reverse: counts({ sent: 0, received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
+    });
+  return measurement({
+    media: [silent(1), silent(2)],
+    signalling: silent(3),
+    reflector: null,
+    rtt: undefined,
+    oneWayForwardMs: null,
+    oneWayReverseMs: null,
+  });
+}
+
 describe('probe result assembly', () => {
   it('a clean run is ready, matches the contract schema, and estimates latency as RTT/2', () => {
     const r = buildProbeResult(measurement(), DEFAULT_POLICY);
@@ -104,9 +128,7 @@ describe('probe result assembly', () => {
   });
 
   it('names the reverse path when only the replies lost their EF mark, and fails dscp-rtp', () => {
-    const rewritten = (s: StreamMeasurement) => ({ ...s, reverse: counts({ dscp: { '0': 1500 } }) });
-    const m = measurement();
-    const r = buildProbeResult({ ...m, media: m.media.map(rewritten) }, DEFAULT_POLICY);
+    const r = buildProbeResult(reverseRewritten(), DEFAULT_POLICY);
     const dscp = byId(r, 'dscp-rtp');
     expect(dscp.status).toBe('fail');
     expect(dscp.evidence).toContain('EF sent, arrived as CS0 (3000 of 3000) on reverse path');
@@ -143,23 +165,7 @@ describe('probe result assembly', () => {
   });
 
   it('an unreachable peer: 100 % forward loss, unknown latency, not ready', () => {
-    const silent = (ssrc: number) =>
-      stream(ssrc, {
-        forwardSource: 'none',
-        forward: counts({ received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
-        reverse: counts({ sent: 0, received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
-      });
-    const r = buildProbeResult(
-      measurement({
-        media: [silent(1), silent(2)],
-        signalling: silent(3),
-        reflector: null,
-        rtt: undefined,
-        oneWayForwardMs: null,
-        oneWayReverseMs: null,
-      }),
-      DEFAULT_POLICY,
-    );
+    const r = buildProbeResult(unreachable(), DEFAULT_POLICY);
     expect(ProbeResult.safeParse(r).success).toBe(true);
     expect(r.forward).toMatchObject({
       sent: 3000,
@@ -184,22 +190,9 @@ describe('the probe and the collector judge one document alike', () => {
     return judgeNetwork(evidenceFromProbe(received, DEFAULT_POLICY), DEFAULT_POLICY);
   };
   const m = measurement();
-  const silent = (ssrc: number) =>
-    stream(ssrc, {
-      forwardSource: 'none',
-      forward: counts({ received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
-      reverse: counts({ sent: 0, received: 0, jitterMs: 0, jitterMaxMs: 0, dscp: {} }),
-    });
   const cases: [string, ProbeResult, Record<string, string>][] = [
     ['clean', buildProbeResult(m, DEFAULT_POLICY), { 'dscp-rtp': 'pass' }],
-    [
-      'reverse rewrite',
-      buildProbeResult(
-        { ...m, media: m.media.map((s) => ({ ...s, reverse: counts({ dscp: { '0': 1500 } }) })) },
-        DEFAULT_POLICY,
-      ),
-      { 'dscp-rtp': 'fail' },
-    ],
+    ['reverse rewrite', buildProbeResult(reverseRewritten(), DEFAULT_POLICY), { 'dscp-rtp': 'fail' }],
     [
       // The reflector (privileged) reads what an agent without CAP_NET_RAW sent: unmarked, CS0.
       'unprivileged agent, privileged reflector',
@@ -219,22 +212,7 @@ describe('the probe and the collector judge one document alike', () => {
       ),
       { 'dscp-rtp': 'unknown', 'dscp-sip': 'unknown' },
     ],
-    [
-      'unreachable',
-      buildProbeResult(
-        {
-          ...m,
-          media: [silent(1), silent(2)],
-          signalling: silent(3),
-          reflector: null,
-          rtt: undefined,
-          oneWayForwardMs: null,
-          oneWayReverseMs: null,
-        },
-        DEFAULT_POLICY,
-      ),
-      { latency: 'unknown', loss: 'fail' },
-    ],
+    ['unreachable', buildProbeResult(unreachable(), DEFAULT_POLICY), { latency: 'unknown', loss: 'fail' }],
     [
       'unresolvable',
       unsentProbeResult(
