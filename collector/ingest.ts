@@ -1,13 +1,27 @@
 // The ingest service: judge a report with its site's policy, commit it (with its time-series points
 // when InfluxDB is configured), and keep each site's latest assessment at hand for readiness and
 // /metrics.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { DEFAULT_POLICY } from '../src/policy.js';
 import type { AgentReport } from '../src/schemas.js';
 import { type Assessment, assessReport } from './assessment.js';
 import { pointsFromReport } from './store/influx.js';
 import type { ReportStore, SaveResult, SiteLatest } from './store/store.js';
+
+/**
+ * A new assessment id in the UUID version 7 layout (RFC 9562 §5.7): 48 bits of Unix milliseconds,
+ * then random bits. Ids made later sort later, so SQLite appends them at the right edge of the
+ * assessments' primary-key index instead of touching a random page of it for every report.
+ */
+export function timeOrderedId(nowMs: number): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(Math.max(0, Math.trunc(nowMs)) % 2 ** 48, 0, 6);
+  b[6] = 0x70 | (b[6]! & 0x0f); // version 7
+  b[8] = 0x80 | (b[8]! & 0x3f); // variant 10
+  const hex = b.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 export interface IngestDeps {
   store: ReportStore;
@@ -35,11 +49,12 @@ export class IngestService {
   async ingest(report: AgentReport): Promise<IngestOutcome> {
     const { store, config, now, timeSeries } = this.deps;
     const body = JSON.stringify(report);
+    const receivedAtMs = now();
     const assessment = assessReport({
       report,
       policy: config.sites[report.site]?.policy ?? DEFAULT_POLICY,
-      assessmentId: (this.deps.newId ?? randomUUID)(),
-      receivedAtMs: now(),
+      assessmentId: this.deps.newId?.() ?? timeOrderedId(receivedAtMs),
+      receivedAtMs,
       validForMs: config.readinessValidFor,
     });
     const points = timeSeries ? pointsFromReport(report, assessment) : [];

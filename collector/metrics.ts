@@ -168,19 +168,20 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
   };
 }
 
+const RESULT_BY_STATUS: Record<number, string> = {
+  200: 'duplicate',
+  202: 'stored',
+  400: 'invalid',
+  401: 'unauthorized',
+  403: 'forbidden',
+  409: 'conflict',
+  413: 'too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  503: 'unavailable',
+};
+
 /** The `result` label for a report post's HTTP status. */
 export function ingestResult(status: number): string {
-  const byStatus: Record<number, string> = {
-    200: 'duplicate',
-    202: 'stored',
-    400: 'invalid',
-    401: 'unauthorized',
-    403: 'forbidden',
-    409: 'conflict',
-    413: 'too_large',
-    415: 'unsupported_media_type',
-    429: 'rate_limited',
-    503: 'unavailable',
-  };
-  return byStatus[status] ?? (status >= 500 ? 'error' : 'invalid');
+  return RESULT_BY_STATUS[status] ?? (status >= 500 ? 'error' : 'invalid');
 }

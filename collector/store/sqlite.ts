@@ -250,7 +250,7 @@ export class SqliteStore implements ReportStore {
       body: e.body,
       assessmentId: a.assessmentId,
       measuredAtMs: Date.parse(a.measuredAt),
-      assessmentDoc: JSON.stringify(a),
+      assessmentDoc: encodeAssessment(a),
       outboxPoints: e.points.length,
       outboxDoc: e.points.length > 0 ? JSON.stringify(e.points) : '',
     };
@@ -363,6 +363,17 @@ export class SqliteStore implements ReportStore {
   }
 }
 
+/**
+ * The stored form of an assessment. With one peer the site's checks are that peer's checks: they
+ * are stored once (half the document to serialise, copy to the writer thread and write).
+ */
+function encodeAssessment(a: Assessment): string {
+  const single = a.peers.length === 1 && a.checks === a.peers[0]!.checks;
+  return JSON.stringify(single ? { ...a, checks: undefined } : a);
+}
+
 function decode(row: { doc: string; body: string }): SiteLatest {
-  return { assessment: JSON.parse(row.doc) as Assessment, report: JSON.parse(row.body) as AgentReport };
+  const assessment = JSON.parse(row.doc) as Assessment;
+  assessment.checks ??= assessment.peers[0]!.checks;
+  return { assessment, report: JSON.parse(row.body) as AgentReport };
 }
