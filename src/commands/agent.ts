@@ -6,7 +6,7 @@ import { systemClock } from '../../agent/service/clock.js';
 import { jsonLog, type Level } from '../../agent/service/log.js';
 import { postReport } from '../../agent/uplink/post-report.js';
 import type { Command } from '../cli.js';
-import { formatConfigError, parseAgentConfig } from '../config/agent.js';
+import { formatConfigError, loadConfigFile, parseAgentConfig } from '../config/agent.js';
 import { UserError } from '../errors.js';
 
 const USAGE = `Usage: voipready agent --config agent.yaml [--log-level info]
@@ -50,13 +50,7 @@ export const command: Command = {
     if (!(LEVELS as readonly string[]).includes(level)) {
       throw new UserError(`--log-level must be one of ${LEVELS.join(', ')}`);
     }
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      throw new UserError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-    }
-    const parsed = parseAgentConfig(text, file);
+    const parsed = await loadConfigFile(file, parseAgentConfig);
     if (!parsed.ok) {
       for (const e of parsed.errors) io.stderr.write(`${formatConfigError(e)}\n`);
       return 2;

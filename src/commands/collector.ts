@@ -1,9 +1,8 @@
 // `voipready collector`: the Fastify service that receives agents' reports, judges them, stores them
 // and exports metrics. With no config it runs on the embedded store in the default data directory.
-import { readFile } from 'node:fs/promises';
 import { parseIntFlag } from '../args.js';
 import type { Command, Io } from '../cli.js';
-import { formatConfigError } from '../config/agent.js';
+import { formatConfigError, loadConfigFile } from '../config/agent.js';
 import {
   type CollectorConfig,
   DEFAULT_COLLECTOR_HOST,
@@ -42,13 +41,7 @@ async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
 }
 
 async function loadConfig(file: string): Promise<CollectorConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UserError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
-  const result = parseCollectorConfig(text, file);
+  const result = await loadConfigFile(file, parseCollectorConfig);
   if (!result.ok) {
     const more =
       result.errors.length > 1 ? ` (and ${result.errors.length - 1} more; see voipready config check)` : '';

@@ -1,10 +1,12 @@
 // The agent's configuration file (YAML, validated with zod; unknown keys are errors, so a typo such
 // as `intervall:` is reported instead of silently running with a default).
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { parseDurationMs } from '../args.js';
 import { CODEC_NAMES, type CodecName } from '../codecs.js';
+import { UserError } from '../errors.js';
 import { Identifier } from '../schemas.js';
 
 /** One problem in a configuration file: `${file}: ${path}: ${message}` when printed. */
@@ -142,6 +144,20 @@ export function parseAgentConfig(text: string, file: string): ConfigResult<Agent
   if (a.collector.tokenFile) a.collector.tokenFile = resolve(base, a.collector.tokenFile);
   for (const p of a.probes) if (p.secretFile) p.secretFile = resolve(base, p.secretFile);
   return result;
+}
+
+/** Reads a config file and validates it with `parse`; an unreadable file is a UserError naming it. */
+export async function loadConfigFile<T>(
+  file: string,
+  parse: (text: string, file: string) => ConfigResult<T>,
+): Promise<ConfigResult<T>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  return parse(text, file);
 }
 
 export function formatConfigError(e: ConfigError): string {
