@@ -2,7 +2,8 @@
 // event loop with the collector: autocannon's API with a setupRequest that gives every request a
 // unique id (autocannon's own `-I` id replacement miscounts Content-Length). Usage:
 //   node dist/bench/collector-load.js '{"url":..., "headers":{...}, "body":"...[<id>]...", "connections":32, "seconds":10}'
-// Prints autocannon's result as JSON on stdout.
+// Prints autocannon's result as JSON on stdout, with `cpuS`: the CPU time (user + system) this load
+// generator spent while it ran, which shares the machine's cores with the collector.
 import { createRequire } from 'node:module';
 
 interface LoadSpec {
@@ -24,6 +25,7 @@ const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
 const prefix = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
 const baseMs = Date.now() - 3_600_000;
 let n = 0;
+const cpuBefore = process.cpuUsage();
 const result = await autocannon({
   url: spec.url,
   connections: spec.connections,
@@ -44,4 +46,5 @@ const result = await autocannon({
     },
   ],
 });
-process.stdout.write(`${JSON.stringify(result)}\n`);
+const cpu = process.cpuUsage(cpuBefore);
+process.stdout.write(`${JSON.stringify({ ...(result as object), cpuS: (cpu.user + cpu.system) / 1e6 })}\n`);
