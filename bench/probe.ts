@@ -13,7 +13,7 @@ import { type Summary, summarize } from '../agent/probe/timing.js';
 import {
   cliUnavailableReason,
   type ProbeJson,
-  parseProbeJson,
+  probeJson,
   realtimeWrapper,
   startCli,
   warmUpReflector,
@@ -34,6 +34,7 @@ import {
 } from '../tests/helpers/tshark.js';
 
 const MEDIA_PORT = 5004;
+const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
 const FOOTPRINT_S = Number(process.env.BENCH_SECONDS ?? 60);
 const PACING_S = Number(process.env.BENCH_PACING_SECONDS ?? 10);
 const PACING_CALLS = [1, 10, 50];
@@ -70,28 +71,11 @@ function captureLatenessMs(packets: RtpPacket[]): number[] {
 }
 
 function startReflector(topo: Topology, wrapper?: string[]) {
-  const reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], {
+  const reflector = startCli(['reflector', '--listen', PEER], {
     ns: topo.dc,
     ...(wrapper ? { wrapper } : {}),
   });
   return reflector;
-}
-
-function probeArgs(calls: number, seconds: number): string[] {
-  return [
-    'probe',
-    '--peer',
-    `${DC_ADDR}:${MEDIA_PORT}`,
-    '--codec',
-    'g711u',
-    '--calls',
-    `${calls}`,
-    '--duration',
-    `${seconds}s`,
-    '--wait',
-    '1s',
-    '--json',
-  ];
 }
 
 interface PacingRow {
@@ -146,7 +130,7 @@ async function pacingRun(
   const reflector = startReflector(topo, wrapper);
   try {
     await reflector.waitForStderr(/reflector listening/, 10_000);
-    await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, calls, { ns: topo.site });
+    await warmUpReflector(PEER, calls, { ns: topo.site });
     const siteCap = await startCapture({
       ns: topo.site,
       iface: HOST_IFACE,
@@ -157,17 +141,15 @@ async function pacingRun(
       iface: HOST_IFACE,
       file: join(dir, `dc-${calls}-${priority}.pcapng`),
     });
-    const probe = await startCli(probeArgs(calls, PACING_S), {
+    const { json: result } = await probeJson(PEER, {
       ns: topo.site,
       ...(wrapper ? { wrapper } : {}),
-      timeoutMs: (PACING_S + 30) * 1000,
-    }).done;
+      calls,
+      durationS: PACING_S,
+    });
     await new Promise((r) => setTimeout(r, 300));
     await siteCap.stop();
     await dcCap.stop();
-    if (probe.code === 2 || probe.timedOut)
-      throw new Error(`probe failed (${probe.code}): ${probe.stderr.trim()}`);
-    const result = parseProbeJson(probe.stdout);
     const sent = await rtpPackets(siteCap.file, `udp.dstport == ${MEDIA_PORT}`);
     // Forward: the reflector's figures against tshark at the reflector's interface (by SSRC);
     // reverse: the probe's own against tshark at the site's interface (by the call's port).
@@ -224,16 +206,14 @@ async function footprint(topo: Topology, dir: string) {
   const probeTime = join(dir, 'probe.time');
   const reflector = startReflector(topo, timeWrapper(reflectorTime));
   await reflector.waitForStderr(/reflector listening/, 10_000);
-  const probe = await startCli(probeArgs(FOOTPRINT_CALLS, FOOTPRINT_S), {
+  const { json: probeResult } = await probeJson(PEER, {
     ns: topo.site,
     wrapper: timeWrapper(probeTime),
-    timeoutMs: (FOOTPRINT_S + 60) * 1000,
-  }).done;
+    calls: FOOTPRINT_CALLS,
+    durationS: FOOTPRINT_S,
+  });
   process.kill(childOf(reflector.child.pid!), 'SIGTERM');
   await reflector.done;
-  if (probe.code === 2 || probe.timedOut)
-    throw new Error(`probe failed (${probe.code}): ${probe.stderr.trim()}`);
-  const probeResult = parseProbeJson(probe.stdout);
 
   // The reference: iperf3 carrying the same packets both ways — 172-byte UDP payloads (12-byte RTP
   // header + 160 bytes of G.711) at 50 calls x 50 packets/s = 2,500 packets/s = 3.44 Mbit/s each way.

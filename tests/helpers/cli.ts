@@ -151,18 +151,48 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
   return startCli(args, opts).done;
 }
 
+export interface ProbeRun {
+  run: CliResult;
+  json: ProbeJson;
+}
+
+/**
+ * `voipready probe --peer PEER --calls N --duration Ds --wait Ws --json`, checked to have finished
+ * in time with a verdict (exit 0 or 1) and one valid ProbeJson document.
+ */
+export async function probeJson(
+  peer: string,
+  opts: CliOptions & { calls: number; durationS?: number; waitS?: number },
+): Promise<ProbeRun> {
+  const { calls, durationS = 3, waitS = 1, ...cli } = opts;
+  const run = await runCli(
+    [
+      'probe',
+      '--peer',
+      peer,
+      '--calls',
+      `${calls}`,
+      '--duration',
+      `${durationS}s`,
+      '--wait',
+      `${waitS}s`,
+      '--json',
+    ],
+    { timeoutMs: (durationS + waitS + 25) * 1000, ...cli },
+  );
+  if (run.timedOut || (run.code !== 0 && run.code !== 1)) {
+    throw new Error(`probe ${run.timedOut ? 'timed out' : `exited ${run.code}`}: ${run.stderr.trim()}`);
+  }
+  return { run, json: parseProbeJson(run.stdout) };
+}
+
 /**
  * Runs a short probe against a freshly started reflector and discards it. A reflector's first
  * packets run cold code (measured: the first burst of 50 new streams stamped up to 7 ms late);
  * a long-running reflector answers every later probe warm, and that is what is measured.
  */
 export async function warmUpReflector(peer: string, calls: number, opts: CliOptions = {}): Promise<void> {
-  const run = await runCli(
-    ['probe', '--peer', peer, '--calls', `${calls}`, '--duration', '1s', '--wait', '0', '--json'],
-    { timeoutMs: 20_000, ...opts },
-  );
-  if (run.code !== 0 && run.code !== 1)
-    throw new Error(`warm-up probe failed (${run.code}): ${run.stderr.trim()}`);
+  await probeJson(peer, { ...opts, calls, durationS: 1, waitS: 0 });
 }
 
 /** Kills every CLI child still running (for afterAll/finally). */

@@ -11,9 +11,8 @@ import {
   cliUnavailableReason,
   killAllCli,
   type ProbeJson,
-  parseProbeJson,
+  probeJson,
   realtimeWrapper,
-  runCli,
   startCli,
   warmUpReflector,
 } from '../helpers/cli.js';
@@ -79,26 +78,8 @@ describe.skipIf(unavailable !== undefined)(
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    async function probe(peer = `${DC_ADDR}:${MEDIA_PORT}`) {
-      const run = await runCli(
-        [
-          'probe',
-          '--peer',
-          peer,
-          '--calls',
-          `${CALLS}`,
-          '--duration',
-          `${DURATION_S}s`,
-          '--wait',
-          `${WAIT_S}s`,
-          '--json',
-        ],
-        { ns: topo.site, timeoutMs: (DURATION_S + WAIT_S + 20) * 1000 },
-      );
-      expect(run.timedOut, run.stderr).toBe(false);
-      expect([0, 1], `exit ${run.code}; stderr: ${run.stderr}`).toContain(run.code);
-      return { run, json: parseProbeJson(run.stdout) };
-    }
+    const probe = (peer = `${DC_ADDR}:${MEDIA_PORT}`) =>
+      probeJson(peer, { ns: topo.site, calls: CALLS, durationS: DURATION_S, waitS: WAIT_S });
 
     /** An unreachable peer: 100 % loss, a failing verdict and exit 1, within duration + wait + 5 s. */
     async function expectTotalLossInTime(port: number) {

@@ -9,14 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type CliProcess,
-  cliUnavailableReason,
-  killAllCli,
-  parseProbeJson,
-  runCli,
-  startCli,
-} from '../helpers/cli.js';
+import { type CliProcess, cliUnavailableReason, killAllCli, probeJson, startCli } from '../helpers/cli.js';
 import {
   createTopology,
   DC_ADDR,
@@ -70,25 +63,7 @@ describe.skipIf(unavailable !== undefined)(
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    async function probe() {
-      const run = await runCli(
-        [
-          'probe',
-          '--peer',
-          `${DC_ADDR}:${MEDIA_PORT}`,
-          '--calls',
-          '4',
-          '--duration',
-          '3s',
-          '--wait',
-          '1s',
-          '--json',
-        ],
-        { ns: topo.site, timeoutMs: 30_000 },
-      );
-      expect(run.timedOut).toBe(false);
-      return parseProbeJson(run.stdout);
-    }
+    const probe = async () => (await probeJson(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.site, calls: 4 })).json;
 
     it('counts exactly the reorders seen on the wire, and none of them as loss', async () => {
       const slow = await topo.slowLane('forward', 80);
@@ -99,23 +74,8 @@ describe.skipIf(unavailable !== undefined)(
         ],
       });
       const capture = await startCapture({ ns: topo.dc, iface: HOST_IFACE, file: join(dir, 'dc.pcapng') });
-      const run = await runCli(
-        [
-          'probe',
-          '--peer',
-          `${DC_ADDR}:${MEDIA_PORT}`,
-          '--calls',
-          '4',
-          '--duration',
-          '3s',
-          '--wait',
-          '1s',
-          '--json',
-        ],
-        { ns: topo.site, timeoutMs: 30_000 },
-      );
+      const json = await probe();
       expect((await capture.stop()).dropped).toBe(0);
-      const json = parseProbeJson(run.stdout);
       expect((await topo.counters()).slow_lane!.packets).toBeGreaterThan(0);
       expect((await topo.shaperStats('forward')).drops).toBe(0);
 

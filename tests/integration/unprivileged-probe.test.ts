@@ -6,14 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  cliUnavailableReason,
-  killAllCli,
-  type ProbeJson,
-  parseProbeJson,
-  runCli,
-  startCli,
-} from '../helpers/cli.js';
+import { cliUnavailableReason, killAllCli, type ProbeJson, probeJson, startCli } from '../helpers/cli.js';
 
 const CAP_NET_RAW_BIT = 13n;
 const isRoot = process.getuid?.() === 0;
@@ -72,23 +65,11 @@ describe.skipIf(unavailable !== undefined)(
       });
       try {
         const listening = await reflector.waitForStderr(/reflector listening/, 10_000);
-        const probe = await runCli(
-          [
-            'probe',
-            '--peer',
-            `127.0.0.1:${port}`,
-            '--calls',
-            '2',
-            '--duration',
-            '3s',
-            '--wait',
-            '1s',
-            '--json',
-          ],
-          { wrapper: opts.probeWrapper, timeoutMs: 25_000 },
-        );
-        expect(probe.timedOut).toBe(false);
-        return { listening, probe, json: parseProbeJson(probe.stdout) };
+        const { run: probe, json } = await probeJson(`127.0.0.1:${port}`, {
+          wrapper: opts.probeWrapper,
+          calls: 2,
+        });
+        return { listening, probe, json };
       } finally {
         await reflector.stop();
       }
