@@ -292,11 +292,17 @@ describe('collector API: metrics and persistence', () => {
   it('keeps reports, assessments and readiness across a restart of the store', async () => {
     const first = open();
     const ack = (await post(first.app, report('rep-keep-0001'))).json() as { assessmentId: string };
+    const stored = (await get(first.app, `/api/v1/assessments/${ack.assessmentId}`)).json();
+    // One peer: the site's checks are the peer's (stored once, given back in full).
+    expect(stored.checks).toHaveLength(6);
+    expect(stored.checks).toEqual(stored.peers[0].checks);
     await first.app.close();
     const second = open({}, first.dir);
     expect(second.store.countReports()).toBe(1);
     const readiness = await get(second.app, '/api/v1/sites/hq/readiness');
     expect(readiness.json()).toMatchObject({ ready: true, assessmentId: ack.assessmentId });
+    expect(readiness.json().checks).toEqual(stored.checks);
+    expect((await get(second.app, `/api/v1/assessments/${ack.assessmentId}`)).json()).toEqual(stored);
     expect((await post(second.app, report('rep-keep-0001'))).statusCode).toBe(200);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sampleProbe, sampleReport } from '../../bench/collector-report.js';
 import { assessReport, readinessAt } from '../../collector/assessment.js';
+import { timeOrderedId } from '../../collector/ingest.js';
 import { pointsFromReport, RTP_MEASUREMENT } from '../../collector/store/influx.js';
 import { DEFAULT_POLICY, Policy } from '../../src/policy.js';
 
@@ -194,5 +195,17 @@ describe('collector assessment', () => {
       lossPct: 0.4,
       sent: 250,
     });
+  });
+});
+
+describe('assessment ids', () => {
+  it('are UUIDs of version 7 whose first 48 bits are the time, so later ids sort later', () => {
+    const ids = Array.from({ length: 1000 }, (_, i) => timeOrderedId(T0 + Math.floor(i / 10)));
+    for (const id of ids)
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(Number.parseInt(ids[0]!.replace('-', '').slice(0, 12), 16)).toBe(T0);
+    expect(new Set(ids).size).toBe(ids.length);
+    // Sorted by time across milliseconds (within one millisecond the random bits decide).
+    for (let i = 10; i < ids.length; i += 10) expect(ids[i]! > ids[i - 1]!).toBe(true);
   });
 });
