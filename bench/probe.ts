@@ -15,7 +15,7 @@ import {
   type ProbeJson,
   probeJson,
   realtimeWrapper,
-  startCli,
+  startReflector,
   warmUpReflector,
 } from '../tests/helpers/cli.js';
 import {
@@ -70,13 +70,8 @@ function captureLatenessMs(packets: RtpPacket[]): number[] {
   return out;
 }
 
-function startReflector(topo: Topology, wrapper?: string[]) {
-  const reflector = startCli(['reflector', '--listen', PEER], {
-    ns: topo.dc,
-    ...(wrapper ? { wrapper } : {}),
-  });
-  return reflector;
-}
+const reflectorIn = (topo: Topology, wrapper?: string[]) =>
+  startReflector(PEER, { ns: topo.dc, ...(wrapper ? { wrapper } : {}) });
 
 interface PacingRow {
   calls: number;
@@ -127,9 +122,8 @@ async function pacingRun(
   priority: PacingRow['priority'],
 ): Promise<PacingRow> {
   const wrapper = priority === 'fifo' ? FIFO : undefined;
-  const reflector = startReflector(topo, wrapper);
+  const reflector = await reflectorIn(topo, wrapper);
   try {
-    await reflector.waitForStderr(/reflector listening/, 10_000);
     await warmUpReflector(PEER, calls, { ns: topo.site });
     const siteCap = await startCapture({
       ns: topo.site,
@@ -204,8 +198,7 @@ function exitOf(cmd: string, args: string[]): Promise<number | null> {
 async function footprint(topo: Topology, dir: string) {
   const reflectorTime = join(dir, 'reflector.time');
   const probeTime = join(dir, 'probe.time');
-  const reflector = startReflector(topo, timeWrapper(reflectorTime));
-  await reflector.waitForStderr(/reflector listening/, 10_000);
+  const reflector = await reflectorIn(topo, timeWrapper(reflectorTime));
   const { json: probeResult } = await probeJson(PEER, {
     ns: topo.site,
     wrapper: timeWrapper(probeTime),

@@ -151,6 +151,22 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
   return startCli(args, opts).done;
 }
 
+export interface ReflectorProcess extends CliProcess {
+  /** The line the reflector printed once listening ("... DSCP readable: yes|no (reason)"). */
+  listening: string;
+}
+
+/** Starts `voipready reflector --listen ADDR:PORT` and resolves once it says it is listening. */
+export async function startReflector(listen: string, opts: CliOptions = {}): Promise<ReflectorProcess> {
+  const reflector = startCli(['reflector', '--listen', listen], opts);
+  try {
+    return { ...reflector, listening: await reflector.waitForStderr(/reflector listening/, 10_000) };
+  } catch (err) {
+    await reflector.stop();
+    throw err;
+  }
+}
+
 export interface ProbeRun {
   run: CliResult;
   json: ProbeJson;

@@ -10,12 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarize } from '../../agent/probe/timing.js';
 import { decodeMessage } from '../../src/wire.js';
 import {
-  type CliProcess,
   cliUnavailableReason,
   killAllCli,
   type ProbeJson,
   probeJson,
-  startCli,
+  type ReflectorProcess,
+  startReflector,
 } from '../helpers/cli.js';
 import {
   createTopology,
@@ -52,15 +52,14 @@ describe.skipIf(unavailable !== undefined)(
   `bandwidth over a ${LINK_KBIT} kbit/s link ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology;
-    let reflector: CliProcess;
+    let reflector: ReflectorProcess;
     let dir: string;
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'vr-netns-bandwidth-'));
       topo = await createTopology();
       await topo.shape('forward', { rateKbit: LINK_KBIT, burstBytes: 3000, latencyMs: 20 });
-      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
-      await reflector.waitForStderr(/reflector listening/, 10_000);
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
     });
     afterAll(async () => {
       await reflector?.stop();

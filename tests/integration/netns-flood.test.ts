@@ -5,7 +5,13 @@
 // counts the junk it forwarded.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliProcess, cliUnavailableReason, killAllCli, probeJson, startCli } from '../helpers/cli.js';
+import {
+  cliUnavailableReason,
+  killAllCli,
+  probeJson,
+  type ReflectorProcess,
+  startReflector,
+} from '../helpers/cli.js';
 import {
   createTopology,
   DC_ADDR,
@@ -45,12 +51,11 @@ describe.skipIf(unavailable !== undefined)(
   `reflector under a garbage flood ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology;
-    let reflector: CliProcess;
+    let reflector: ReflectorProcess;
 
     beforeAll(async () => {
       topo = await createTopology();
-      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
-      await reflector.waitForStderr(/reflector listening/, 10_000);
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
     });
     afterAll(async () => {
       await reflector?.stop();

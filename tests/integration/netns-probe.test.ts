@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type CliProcess,
   cliUnavailableReason,
   killAllCli,
   type ProbeJson,
   probeJson,
+  type ReflectorProcess,
   realtimeWrapper,
-  startCli,
+  startReflector,
   warmUpReflector,
 } from '../helpers/cli.js';
 import {
@@ -58,17 +58,17 @@ describe.skipIf(unavailable !== undefined)(
   `probe over a routed namespace path ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology;
-    let reflector: CliProcess;
+    let reflector: ReflectorProcess;
     let dir: string;
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'vr-netns-probe-'));
       topo = await createTopology();
-      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], {
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, {
         ns: topo.dc,
         wrapper: REFLECTOR_PRIORITY,
       });
-      await reflector.waitForStderr(/reflector listening on .*DSCP readable: yes/, 10_000);
+      expect(reflector.listening).toMatch(/DSCP readable: yes/);
       await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, CALLS, { ns: topo.site });
     });
     afterAll(async () => {
@@ -214,9 +214,9 @@ describe.skipIf(unavailable !== undefined)(
 
     it('over IPv6: counts forward drops exactly, and DSCP is unknown with the reason, never pass', async () => {
       const v6Port = MEDIA_PORT + 2000;
-      const v6 = startCli(['reflector', '--listen', `[${DC_ADDR6}]:${v6Port}`], { ns: topo.dc });
+      const v6 = await startReflector(`[${DC_ADDR6}]:${v6Port}`, { ns: topo.dc });
       try {
-        await v6.waitForStderr(/reflector listening on .*DSCP readable: no \(.*IPv6/, 10_000);
+        expect(v6.listening).toMatch(/DSCP readable: no \(.*IPv6/);
         await topo.impair({
           counters: ['fwd_rtp6_drop'],
           forward: [

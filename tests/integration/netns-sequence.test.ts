@@ -9,7 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliProcess, cliUnavailableReason, killAllCli, probeJson, startCli } from '../helpers/cli.js';
+import {
+  cliUnavailableReason,
+  killAllCli,
+  probeJson,
+  type ReflectorProcess,
+  startReflector,
+} from '../helpers/cli.js';
 import {
   createTopology,
   DC_ADDR,
@@ -47,14 +53,13 @@ describe.skipIf(unavailable !== undefined)(
   `reordering and duplication on a routed path ${unavailable ? `(skipped: ${unavailable})` : ''}`,
   () => {
     let topo: Topology;
-    let reflector: CliProcess;
+    let reflector: ReflectorProcess;
     let dir: string;
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'vr-netns-sequence-'));
       topo = await createTopology();
-      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`], { ns: topo.dc });
-      await reflector.waitForStderr(/reflector listening/, 10_000);
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
     });
     afterAll(async () => {
       await reflector?.stop();

@@ -6,7 +6,13 @@
 import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cliUnavailableReason, killAllCli, type ProbeJson, probeJson, startCli } from '../helpers/cli.js';
+import {
+  cliUnavailableReason,
+  killAllCli,
+  type ProbeJson,
+  probeJson,
+  startReflector,
+} from '../helpers/cli.js';
 
 const CAP_NET_RAW_BIT = 13n;
 const isRoot = process.getuid?.() === 0;
@@ -60,16 +66,13 @@ describe.skipIf(unavailable !== undefined)(
 
     async function run(opts: { probeWrapper: string[]; reflectorWrapper: string[] }) {
       const port = await freePortPair();
-      const reflector = startCli(['reflector', '--listen', `127.0.0.1:${port}`], {
-        wrapper: opts.reflectorWrapper,
-      });
+      const reflector = await startReflector(`127.0.0.1:${port}`, { wrapper: opts.reflectorWrapper });
       try {
-        const listening = await reflector.waitForStderr(/reflector listening/, 10_000);
         const { run: probe, json } = await probeJson(`127.0.0.1:${port}`, {
           wrapper: opts.probeWrapper,
           calls: 2,
         });
-        return { listening, probe, json };
+        return { listening: reflector.listening, probe, json };
       } finally {
         await reflector.stop();
       }
