@@ -263,6 +263,16 @@ async function main(): Promise<number> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'vr-bench-probe-'));
   const topo = await createTopology();
+  const cleanUp = async () => {
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Interrupted (Ctrl-C, kill): still remove the namespaces, their processes and the captures.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      void cleanUp().finally(() => process.exit(130));
+    });
+  }
   try {
     process.stdout.write(
       `voipready probe benchmark — namespaces site—router—dc, G.711 (20 ms), pacing runs ${PACING_S} s, footprint ${FOOTPRINT_S} s\n\n`,
@@ -326,8 +336,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
-    await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    await cleanUp();
   }
 }
 
