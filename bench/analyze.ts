@@ -1,13 +1,16 @@
 // bench:analyze — packets per second and peak RSS of `voipready analyze --json` against
 // `tshark -q -z rtp,streams` on the same large generated capture (many SIP calls, G.711 RTP with
 // some loss and jitter), at two sizes to show whether memory stays flat. Figures are printed side
-// by side, never asserted. Needs tshark and GNU time (/usr/bin/time, Debian package `time`).
-// Usage: npm run bench:analyze [-- --packets 5000000 --calls 400 --dir /tmp/voipready-bench-analyze]
+// by side, never asserted. A second table shows voipready's peak RSS against the number of RTP
+// streams (each call has two). Needs tshark and GNU time (/usr/bin/time, Debian package `time`).
+// Usage: npm run bench:analyze [-- --packets 5000000 --calls 400 --streams 1000,5000,10000
+//        --stream-packets 2000000 --dir /tmp/voipready-bench-analyze]
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { tableLines } from '../src/report/table.js';
 import { REPO_ROOT } from '../tests/helpers/cli.js';
 import { frameFor, rtpPacket, sipInvite, sipRequest, udpPacket } from '../tests/helpers/pcap-writer.js';
 import { parseRtpStreams } from '../tests/helpers/tshark.js';
@@ -17,6 +20,8 @@ const { values } = parseArgs({
     packets: { type: 'string', default: '5000000' },
     small: { type: 'string', default: '1000000' },
     calls: { type: 'string', default: '400' },
+    streams: { type: 'string', default: '1000,5000,10000' },
+    'stream-packets': { type: 'string', default: '2000000' },
     dir: { type: 'string', default: join(tmpdir(), 'voipready-bench-analyze') },
   },
 });
@@ -170,6 +175,28 @@ function timed(cmd: string[]): Promise<Run> {
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
+/** A cached generated capture of `packets` packets and `calls` calls, named by both. */
+function capture(packets: number, calls: number): string {
+  const file = join(values.dir!, `calls-${calls}-${packets}.pcap`);
+  const t = Date.now();
+  const reused = existsSync(file);
+  generate(file, packets, calls);
+  const mb = statSync(file).size / 2 ** 20;
+  console.log(
+    `capture: ${file} (${fmt(packets)} packets, ${calls} calls, ${fmt(mb)} MiB; ${reused ? 'reused' : `written in ${fmt((Date.now() - t) / 1000, 1)} s`})`,
+  );
+  return file;
+}
+
+const analyze = (file: string) =>
+  timed([process.execPath, join(REPO_ROOT, 'bin', 'voipready.js'), 'analyze', '--json', file]);
+
+/** Figures right-aligned, the first and last columns left. */
+function printTable(header: string[], rows: string[][]): void {
+  const alignRight = header.map((_, i) => i).slice(1, -1);
+  console.log(['', ...tableLines(header, rows, { rule: true, alignRight })].join('\n'));
+}
+
 async function main(): Promise<void> {
   const big = Number(values.packets);
   const small = Number(values.small);
@@ -179,21 +206,8 @@ async function main(): Promise<void> {
   let ratio = 0;
   let cpuRatio = 0;
   for (const packets of [small, big]) {
-    const file = join(values.dir!, `calls-${calls}-${packets}.pcap`);
-    const t = Date.now();
-    const reused = existsSync(file);
-    generate(file, packets, calls);
-    const mb = statSync(file).size / 2 ** 20;
-    console.log(
-      `capture: ${file} (${fmt(packets)} packets, ${calls} calls, ${fmt(mb)} MiB; ${reused ? 'reused' : `written in ${fmt((Date.now() - t) / 1000, 1)} s`})`,
-    );
-    const ours = await timed([
-      process.execPath,
-      join(REPO_ROOT, 'bin', 'voipready.js'),
-      'analyze',
-      '--json',
-      file,
-    ]);
+    const file = capture(packets, calls);
+    const ours = await analyze(file);
     const theirs = await timed(['tshark', '-r', file, '-q', '-z', 'rtp,streams']);
     const doc = JSON.parse(ours.stdout) as { packets: number; streams: Array<{ lost: number }> };
     const ref = parseRtpStreams(theirs.stdout);
@@ -223,14 +237,27 @@ async function main(): Promise<void> {
     ratio = theirs.wallS / ours.wallS;
     cpuRatio = theirs.cpuS / ours.cpuS;
   }
-  const header = ['tool', 'packets', 'wall s', 'packets/s', 'packets/CPU-s', 'peak RSS MiB', 'result'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) =>
-    r.map((c, i) => (i === 0 || i === 6 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(['', line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'));
+  printTable(['tool', 'packets', 'wall s', 'packets/s', 'packets/CPU-s', 'peak RSS MiB', 'result'], rows);
   console.log(
     `\nat ${fmt(big)} packets voipready has ${fmt(ratio, 2)}x tshark's throughput by wall time, ${fmt(cpuRatio, 2)}x by CPU time (target ≥ 5x); peak RSS target < 150 MiB at any size`,
   );
+  // Memory against the number of streams: what each stream costs (the analyzer bounds them at 10,000).
+  const streamPackets = Number(values['stream-packets']);
+  const streamRows: string[][] = [];
+  for (const streams of values.streams!.split(',').map(Number)) {
+    const file = capture(streamPackets, Math.ceil(streams / 2));
+    const ours = await analyze(file);
+    const doc = JSON.parse(ours.stdout) as { streams: unknown[] };
+    streamRows.push([
+      'voipready analyze --json',
+      fmt(streamPackets),
+      fmt(doc.streams.length),
+      fmt(ours.wallS, 2),
+      fmt(streamPackets / ours.cpuS),
+      fmt(ours.maxRssMb),
+    ]);
+  }
+  printTable(['tool', 'packets', 'streams', 'wall s', 'packets/CPU-s', 'peak RSS MiB'], streamRows);
 }
 
 main().catch((err) => {

@@ -137,17 +137,22 @@ export class SequenceTracker {
   private maxExt = -1;
   private minExt = -1;
   private origin = 0;
-  private seen = new Uint8Array(1024);
+  private seen: Uint8Array;
 
   /**
    * maxSpan bounds the sequence span tracked (the bitmap grows to maxSpan/8 bytes at most), and a
    * budget shared by many trackers bounds their growth together; packets that would need more are
-   * counted in outOfWindow. Hostile input cannot make the trackers allocate more.
+   * counted in outOfWindow. Hostile input cannot make the trackers allocate more. initialBytes is
+   * the bitmap's first size (it doubles as needed): smaller saves memory where there are thousands
+   * of short streams.
    */
   constructor(
     private readonly maxSpan = Number.POSITIVE_INFINITY,
     private readonly budget?: { bytes: number },
-  ) {}
+    initialBytes = 1024,
+  ) {
+    this.seen = new Uint8Array(initialBytes);
+  }
 
   /** Accepts a 16-bit sequence number. Returns 'new' | 'duplicate' | 'reordered' | 'ignored'. */
   add(seq: number): 'new' | 'duplicate' | 'reordered' | 'ignored' {

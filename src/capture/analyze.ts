@@ -11,9 +11,14 @@ import {
 import type { Check } from '../schemas.js';
 import { Decoded, PacketDecoder, TCP_FIN, TCP_RST, TCP_SYN, type TransportHandler } from './decode.js';
 import { FlowTable } from './flow-table.js';
-import { type ByteSource, type CaptureFormat, readCapture } from './reader.js';
+import { type ByteSource, type CaptureFormat, type PacketTime, readCapture } from './reader.js';
 import { isRtcp, parseRtcp, type XrVoipMetrics } from './rtcp.js';
-import { type PayloadMapping, RtpStreamStats, staticPayload } from './rtp-stream.js';
+import {
+  FIRST_SEQUENCE_BITMAP_BYTES,
+  type PayloadMapping,
+  RtpStreamStats,
+  staticPayload,
+} from './rtp-stream.js';
 import { headerEnd, looksLikeSip, nameAddrUri, parseSdp, parseSipMessage, type SipMessage } from './sip.js';
 
 export const CAPTURE_SCHEMA = 'voipready.capture/1';
@@ -29,7 +34,7 @@ export const LIMITS = {
   tcpOutOfOrderSegments: 32,
   rttSamples: 10_000,
   senderReports: 10_000,
-  /** Growth of all streams' duplicate/reorder bitmaps together (each starts at 1 KiB). */
+  /** Growth of all streams' duplicate/reorder bitmaps together beyond 1 KiB each. */
   sequenceBitmapBytes: 8 * 1024 * 1024,
 } as const;
 
@@ -117,7 +122,7 @@ export interface CaptureResult {
 interface Endpoint {
   media: string;
   rtcp: boolean;
-  rtpmap: Map<number, PayloadMapping>;
+  rtpmap: ReadonlyMap<number, PayloadMapping>;
   callId: string;
 }
 
@@ -128,7 +133,10 @@ interface Stream {
   endpoint: Endpoint | null;
   ssrc: number;
   stats: RtpStreamStats;
-  dscp: Uint32Array;
+  /** DSCP marks: most streams carry one, so its count is kept apart and a table made only for others. */
+  dscpMain: number;
+  dscpMainCount: number;
+  dscpOthers: Uint32Array | null;
   /** UDP payload bytes (RTP header included), for telling video from audio without SDP. */
   payloadBytes: number;
   rtcp?: {
@@ -139,6 +147,9 @@ interface Stream {
     xr?: XrVoipMetrics;
   };
 }
+
+/** One shared map for the many media without a=rtpmap lines (an empty Map costs ~200 bytes). */
+const NO_RTPMAP: ReadonlyMap<number, PayloadMapping> = new Map();
 
 const KIND_UNDECIDED = 0;
 const KIND_SDP = 1; // an SDP-announced media endpoint (RTP, or RTCP when endpoint.rtcp)
@@ -215,6 +226,13 @@ function isoTime(epochS: number): string | null {
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
 }
 
+/**
+ * A copy of a string cut from a SIP message that does not keep the whole message alive (V8's
+ * slices of a string share its characters): thousands of calls would otherwise hold every INVITE.
+ * The text was decoded as latin1, so it round-trips.
+ */
+const detached = (s: string) => Buffer.from(s, 'latin1').toString('latin1');
+
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
 
 function dscpRecord(counts: Uint32Array): Record<string, number> {
@@ -240,6 +258,13 @@ function looksLikeVideo(s: Stream): boolean {
   );
 }
 
+/** A stream's DSCP counts as one table. */
+function streamMarks(s: Stream): Uint32Array {
+  const counts = s.dscpOthers ? s.dscpOthers.slice() : new Uint32Array(64);
+  counts[s.dscpMain]! += s.dscpMainCount;
+  return counts;
+}
+
 function rtcpOf(stream: Stream): NonNullable<Stream['rtcp']> {
   if (!stream.rtcp) stream.rtcp = { reports: 0, fractionLost: 0, cumulativeLost: 0, jitterUnits: 0 };
   return stream.rtcp;
@@ -260,7 +285,10 @@ export class CaptureAnalyzer implements TransportHandler {
   private readonly rttMs: number[] = [];
   /** The latest stream of each SSRC: what RTCP reports refer to. */
   private readonly streamsBySsrc = new Map<number, Stream>();
-  private readonly sequenceBudget = { bytes: LIMITS.sequenceBitmapBytes };
+  /** Bitmaps start at half a KiB, so their growth to the first KiB is added to the shared bound. */
+  private readonly sequenceBudget = {
+    bytes: LIMITS.sequenceBitmapBytes + LIMITS.streams * (1024 - FIRST_SEQUENCE_BITMAP_BYTES),
+  };
   private generation = 0;
   private sipMessages = 0;
   private implausible = 0;
@@ -356,7 +384,9 @@ export class CaptureAnalyzer implements TransportHandler {
         endpoint: flow.endpoint,
         ssrc,
         stats: new RtpStreamStats(this.sequenceBudget),
-        dscp: new Uint32Array(64),
+        dscpMain: p.dscp,
+        dscpMainCount: 0,
+        dscpOthers: null,
         payloadBytes: 0,
       };
       this.streams.push(stream);
@@ -379,7 +409,11 @@ export class CaptureAnalyzer implements TransportHandler {
       pt,
       pt >= 96 ? flow.endpoint?.rtpmap.get(pt) : undefined,
     );
-    stream.dscp[p.dscp]!++;
+    if (p.dscp === stream.dscpMain) stream.dscpMainCount++;
+    else {
+      stream.dscpOthers ??= new Uint32Array(64);
+      stream.dscpOthers[p.dscp]!++;
+    }
     stream.payloadBytes += len;
   }
 
@@ -451,17 +485,19 @@ export class CaptureAnalyzer implements TransportHandler {
         this.warn(WARN_CALLS);
         return;
       }
+      const from = nameAddrUri(m.from);
+      const to = nameAddrUri(m.to);
       call = {
-        callId: m.callId,
-        from: nameAddrUri(m.from),
-        to: nameAddrUri(m.to),
+        callId: detached(m.callId),
+        from: from === null ? null : detached(from),
+        to: to === null ? null : detached(to),
         codec: null,
         firstEpochS: p.epochS,
         lastEpochS: p.epochS,
         messages: 0,
         status: null,
       };
-      this.calls.set(m.callId, call);
+      this.calls.set(call.callId, call);
     }
     call.messages++;
     call.lastEpochS = p.epochS;
@@ -472,8 +508,7 @@ export class CaptureAnalyzer implements TransportHandler {
 
   private sdp(call: Call, body: string): void {
     for (const media of parseSdp(body)) {
-      const rtpmap = new Map<number, PayloadMapping>();
-      for (const [pt, mapping] of media.rtpmap) rtpmap.set(pt, mapping);
+      const rtpmap = media.rtpmap.size === 0 ? NO_RTPMAP : new Map(media.rtpmap);
       if (media.media === 'audio' && media.payloadTypes.length > 0) {
         const first = media.payloadTypes[0]!;
         call.codec = rtpmap.get(first)?.encoding ?? staticPayload(first)?.encoding ?? String(first);
@@ -493,7 +528,7 @@ export class CaptureAnalyzer implements TransportHandler {
       this.warn(WARN_ENDPOINTS);
       return;
     }
-    this.endpoints.set(key, endpoint);
+    this.endpoints.set(detached(key), endpoint);
     this.generation++;
   }
 
@@ -697,7 +732,7 @@ export class CaptureAnalyzer implements TransportHandler {
       jitterMaxMs: clock === 0 ? null : round(st.jitterMaxMs),
       jitterMeanMs: clock === 0 ? null : round(st.jitterMeanMs),
       maxDeltaMs: round(st.maxDeltaMs),
-      dscp: dscpRecord(s.dscp),
+      dscp: dscpRecord(streamMarks(s)),
       ...(rtcp
         ? {
             rtcp: {
@@ -816,17 +851,18 @@ export function analyzeCapture(
 ): CaptureResult {
   const analyzer = new CaptureAnalyzer();
   const decoder = new PacketDecoder(analyzer, (m) => analyzer.warn(m));
-  let lastMs = 0;
-  const summary = readCapture(source, name, (linkType, data, offset, capLen, _origLen, relMs, epochS) => {
-    lastMs = relMs;
-    decoder.packet(linkType, data, offset, capLen, relMs, epochS);
+  // The reader's time object, kept (not its double, which a closure would box per packet) for the last time.
+  let clock: PacketTime = { relMs: 0, epochS: 0 };
+  const summary = readCapture(source, name, (linkType, data, offset, capLen, _origLen, time) => {
+    clock = time;
+    decoder.packet(linkType, data, offset, capLen, time);
   });
   const warnings = [...summary.warnings];
   const result = analyzer.build(
     name,
     summary.format,
     summary.packets,
-    lastMs / 1000,
+    clock.relMs / 1000,
     options.policy ?? DEFAULT_POLICY,
   );
   result.warnings = [...warnings, ...result.warnings];

@@ -1,6 +1,7 @@
 // Link layer → IP → UDP/TCP decoding straight from the capture buffer. One Decoded object is reused
 // for every packet (no per-packet allocation on the common path). IPv4 (RFC 791 §3.2) and IPv6
 // (RFC 8200 §4.5) fragments are reassembled in bounded tables; IP-in-IP tunnels are followed.
+import type { PacketTime } from './reader.js';
 
 /** Link types (https://www.tcpdump.org/linktypes.html). */
 export const LINKTYPE = {
@@ -107,11 +108,11 @@ export class PacketDecoder {
     private readonly warn: (message: string) => void,
   ) {}
 
-  packet(linkType: number, b: Uint8Array, off: number, len: number, relMs: number, epochS: number): void {
+  packet(linkType: number, b: Uint8Array, off: number, len: number, time: PacketTime): void {
     const p = this.p;
     p.frame++;
-    p.relMs = relMs;
-    p.epochS = epochS;
+    p.relMs = time.relMs;
+    p.epochS = time.epochS;
     p.data = b;
     const end = off + len;
     switch (linkType) {

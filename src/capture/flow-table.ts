@@ -19,7 +19,8 @@ export class FlowTable<T> {
       h = Math.imul(h ^ p.dst[i]!, 0x01000193);
     }
     h = Math.imul(h ^ ((p.srcPort << 16) | p.dstPort), 0x01000193);
-    return (h ^ (h >>> 15)) >>> 0;
+    // 30 bits: a small integer, which a call returns without boxing it on the heap.
+    return (h ^ (h >>> 15)) & 0x3fffffff;
   }
 
   private matches(slot: number, p: Decoded): boolean {

@@ -7,6 +7,13 @@ import { JitterEstimator, SequenceTracker } from '../rtp.js';
 /** Sequence span tracked per stream for duplicates/reorders: 2^23 numbers, a 1 MiB bitmap at most. */
 export const MAX_SEQUENCE_SPAN = 1 << 23;
 
+/**
+ * A stream's first bitmap: 4096 sequence numbers, the kernel tracker's 3000 early ones and the first
+ * ~1000 packets (20 s at 50 packets/s); it doubles as a stream goes on. Half the tracker's default,
+ * which matters with thousands of short streams.
+ */
+export const FIRST_SEQUENCE_BITMAP_BYTES = 512;
+
 // RFC 3551 §6 Table 4/5: payload type → encoding name and clock rate (static assignments).
 const STATIC_PT: Record<number, [string, number, 'audio' | 'video']> = {
   0: ['PCMU', 8000, 'audio'],
@@ -104,7 +111,7 @@ export class RtpStreamStats {
 
   /** sequenceBudget: bitmap bytes all streams of a capture may still grow by, shared. */
   constructor(sequenceBudget?: { bytes: number }) {
-    this.sequence = new SequenceTracker(MAX_SEQUENCE_SPAN, sequenceBudget);
+    this.sequence = new SequenceTracker(MAX_SEQUENCE_SPAN, sequenceBudget, FIRST_SEQUENCE_BITMAP_BYTES);
   }
 
   /**

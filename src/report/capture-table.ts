@@ -1,16 +1,9 @@
 // The human-readable `voipready analyze` output: calls, streams and verdicts as plain-text tables.
 import type { CaptureResult, CaptureStream } from '../capture/analyze.js';
 import { dscpName } from '../dscp.js';
+import { tableLines } from './table.js';
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
-}
+const table = (header: string[], rows: string[][]) => tableLines(header, rows, { rule: true }).join('\n');
 
 const ms = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
 

@@ -2,17 +2,7 @@
 // summary of what was measured, as plain text for a terminal.
 import { dscpName } from '../dscp.js';
 import type { DirectionStats, ProbeResult } from '../schemas.js';
-
-/** Left-aligned columns separated by two spaces; the last column is never padded. */
-function columns(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) =>
-    r
-      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd(),
-  );
-}
+import { tableLines } from './table.js';
 
 /** A check's value or limit with its unit: "150 ms", "1 call", "4 calls", "EF". */
 function withUnit(v: number | string | null, unit: string | null): string {
@@ -60,20 +50,20 @@ export function renderProbeTable(r: ProbeResult): string {
     '',
   );
   out.push(
-    ...columns([
+    ...tableLines(
       ['CHECK', 'STATUS', 'VALUE', 'LIMIT', 'EVIDENCE'],
-      ...r.checks.map((c) => [
+      r.checks.map((c) => [
         c.id,
         STATUS_LABEL[c.status],
         withUnit(c.value, c.unit),
         withUnit(c.limit, c.unit),
         c.evidence,
       ]),
-    ]),
+    ),
   );
   out.push('');
   out.push(
-    ...columns([
+    ...tableLines(
       [
         'DIRECTION',
         'SENT',
@@ -86,9 +76,11 @@ export function renderProbeTable(r: ProbeResult): string {
         'JITTER MAX ms',
         'DSCP',
       ],
-      directionRow('forward (agent → reflector)', r.forward),
-      directionRow('reverse (reflector → agent)', r.reverse),
-    ]),
+      [
+        directionRow('forward (agent → reflector)', r.forward),
+        directionRow('reverse (reflector → agent)', r.reverse),
+      ],
+    ),
   );
   const sig = r.signalling;
   out.push(

@@ -17,7 +17,7 @@ function read(bytes: Uint8Array) {
   const summary = readCapture(
     memorySource(bytes),
     'test.pcap',
-    (linkType, data, off, capLen, _o, relMs, epochS) =>
+    (linkType, data, off, capLen, _o, { relMs, epochS }) =>
       seen.push({ linkType, length: capLen, relMs, epochS, first: data[off]! }),
   );
   return { seen, summary };
