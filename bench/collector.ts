@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashToken, newToken } from '../collector/auth.js';
 import { pointsFromReport } from '../collector/store/influx.js';
+import { tableLines } from '../src/report/table.js';
 import { CLI_BIN } from '../tests/helpers/cli.js';
 import { influxQuery, startInfluxd } from '../tests/helpers/influxd.js';
 import type { Service } from '../tests/helpers/service.js';
@@ -251,9 +252,7 @@ function table(rows: Row[]): string {
     r.stored === undefined ? '-' : `${r.stored}/${r.load.ok}`,
     r.note,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...lines.map(fmt)].join('\n');
+  return tableLines(header, lines, { rule: true, alignRight: [1, 2, 3, 4, 5] }).join('\n');
 }
 
 async function main(): Promise<void> {
