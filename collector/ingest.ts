@@ -1,7 +1,7 @@
 // The ingest service: judge a report with its site's policy, commit it (with its time-series points
 // when InfluxDB is configured), and keep each site's latest assessment at hand for readiness and
 // /metrics.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { DEFAULT_POLICY } from '../src/policy.js';
 import type { AgentReport } from '../src/schemas.js';
@@ -60,7 +60,6 @@ export class IngestService {
     const result = await store.save({
       report,
       body,
-      bodySha256: createHash('sha256').update(body).digest('hex'),
       receivedAtMs: Date.parse(assessment.assessedAt),
       assessment,
       points,

@@ -65,7 +65,6 @@ interface WriteRow {
   agent: string;
   createdAt: string;
   receivedAtMs: number;
-  bodySha256: string;
   body: string;
   assessmentId: string;
   measuredAtMs: number;
@@ -91,6 +90,7 @@ function writerThread(): void {
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const data = workerData as WriterData;
   const Sqlite = require(data.driver) as typeof import('better-sqlite3');
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
   const db = new Sqlite(data.file);
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${data.synchronous}`);
@@ -113,16 +113,18 @@ function writerThread(): void {
   );
   const insertOutbox = db.prepare('INSERT INTO influx_outbox (n_points, points) VALUES (?, ?)');
   const saveOne = (r: WriteRow): SaveResult => {
+    // Hashed here rather than on the main thread, which parses, validates and judges the next reports.
+    const bodySha256 = createHash('sha256').update(r.body).digest('hex');
     const inserted = insertReport.run(
       r.reportId,
       r.site,
       r.agent,
       r.createdAt,
       r.receivedAtMs,
-      r.bodySha256,
+      bodySha256,
       r.body,
     );
-    if (inserted.changes === 0) return reportSha.get(r.reportId) === r.bodySha256 ? 'duplicate' : 'conflict';
+    if (inserted.changes === 0) return reportSha.get(r.reportId) === bodySha256 ? 'duplicate' : 'conflict';
     insertAssessment.run(r.assessmentId, r.reportId, r.site, r.measuredAtMs, r.assessmentDoc);
     upsertSite.run(r.site, r.assessmentId, r.measuredAtMs);
     if (r.outboxPoints > 0) insertOutbox.run(r.outboxPoints, r.outboxDoc);
@@ -246,7 +248,6 @@ export class SqliteStore implements ReportStore {
       agent: e.report.agent,
       createdAt: e.report.createdAt,
       receivedAtMs: e.receivedAtMs,
-      bodySha256: e.bodySha256,
       body: e.body,
       assessmentId: a.assessmentId,
       measuredAtMs: Date.parse(a.measuredAt),

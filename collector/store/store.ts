@@ -14,8 +14,8 @@ export interface SeriesPoint {
 
 export interface NewReport {
   report: AgentReport;
-  /** SHA-256 of the stored body: a repeat of a report id with other content is a conflict. */
-  bodySha256: string;
+  /** The report as stored; the store keeps its SHA-256, so a repeat of the id with other content is
+   * a conflict. */
   body: string;
   receivedAtMs: number;
   assessment: Assessment;
