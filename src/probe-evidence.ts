@@ -3,26 +3,18 @@
 import { z } from 'zod';
 import { codecByName } from './codecs.js';
 import type { DscpEvidence, NetworkEvidence, Policy, StreamLoss } from './policy.js';
-import type { CheckId, DirectionStats, ProbeResult, SignallingDirection } from './schemas.js';
+import {
+  type CheckId,
+  type DirectionStats,
+  type ProbeResult,
+  ProbeStream,
+  type SignallingDirection,
+} from './schemas.js';
 
 const DIRECTIONS = ['forward', 'reverse'] as const;
 
 /** Per-stream counts a probe may add to a direction (`streams`, beyond the contract keys). */
-const Streams = z.array(
-  z.looseObject({
-    ssrc: z.string(),
-    srcPort: z.number().int(),
-    dstPort: z.number().int(),
-    sent: z.number().int().nonnegative(),
-    received: z.number().int().nonnegative(),
-    lost: z.number().int(),
-    duplicates: z.number().int().nonnegative(),
-    reordered: z.number().int().nonnegative(),
-    jitterMs: z.number().nonnegative(),
-    jitterMaxMs: z.number().nonnegative(),
-  }),
-);
-export type ProbeStream = z.infer<typeof Streams>[number];
+const Streams = z.array(ProbeStream);
 
 /** The RTP streams (one per call) a direction lists, or undefined when it lists none (valid). */
 export function listedStreams(d: DirectionStats): ProbeStream[] | undefined {

@@ -58,6 +58,24 @@ export const DirectionStats = z.looseObject({
 });
 export type DirectionStats = z.infer<typeof DirectionStats>;
 
+/**
+ * One RTP stream (one call) as the probe lists it in `forward.streams` / `reverse.streams`, beyond
+ * the contract keys: the stream's SSRC, its UDP ports and its own counts.
+ */
+export const ProbeStream = z.looseObject({
+  ssrc: z.string().regex(/^0x[0-9a-fA-F]{8}$/),
+  srcPort: z.number().int().min(1).max(65535),
+  dstPort: z.number().int().min(1).max(65535),
+  sent: z.number().int().nonnegative(),
+  received: z.number().int().nonnegative(),
+  lost: z.number().int(),
+  duplicates: z.number().int().nonnegative(),
+  reordered: z.number().int().nonnegative(),
+  jitterMs: z.number().nonnegative(),
+  jitterMaxMs: z.number().nonnegative(),
+});
+export type ProbeStream = z.infer<typeof ProbeStream>;
+
 export const SignallingDirection = z.looseObject({
   sent: z.number().int().nonnegative(),
   received: z.number().int().nonnegative(),

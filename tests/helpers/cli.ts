@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ClockSync, DirectionStats, ProbeResult } from '../../src/schemas.js';
+import { ClockSync, DirectionStats, ProbeResult, ProbeStream } from '../../src/schemas.js';
 
 /** The directory holding package.json (this file also runs compiled, from dist/tests/helpers). */
 function findRepoRoot(): string {
@@ -223,18 +223,6 @@ export async function killAllCli(): Promise<void> {
   await Promise.all(waits);
 }
 
-const StreamStats = z.object({
-  ssrc: z.string().regex(/^0x[0-9a-fA-F]{8}$/),
-  srcPort: z.number().int().min(1).max(65535),
-  dstPort: z.number().int().min(1).max(65535),
-  sent: z.number().int().nonnegative(),
-  received: z.number().int().nonnegative(),
-  lost: z.number().int(),
-  duplicates: z.number().int().nonnegative(),
-  reordered: z.number().int().nonnegative(),
-  jitterMs: z.number().nonnegative(),
-  jitterMaxMs: z.number().nonnegative(),
-});
 const Timing = z.object({
   p50Ms: z.number().nonnegative(),
   p99Ms: z.number().nonnegative(),
@@ -247,8 +235,8 @@ const Timing = z.object({
  * contract (ProbeResult) plus the extra keys agreed with the probe's author.
  */
 export const ProbeJson = ProbeResult.extend({
-  forward: DirectionStats.extend({ streams: z.array(StreamStats) }),
-  reverse: DirectionStats.extend({ streams: z.array(StreamStats) }),
+  forward: DirectionStats.extend({ streams: z.array(ProbeStream) }),
+  reverse: DirectionStats.extend({ streams: z.array(ProbeStream) }),
   sendTiming: Timing,
   reflectorSendTiming: Timing.nullable().optional(),
   clockSync: z.object({ local: ClockSync, peer: ClockSync.nullable() }),
