@@ -71,6 +71,21 @@ export function analysisClockRate(pt: number, mapping: PayloadMapping | undefine
   return mapping.clockRate;
 }
 
+/**
+ * One RTP packet as add() reads it. The analyzer fills one such object per packet rather than
+ * passing the fields as arguments: a call the optimiser does not inline boxes a time (a double) or
+ * a timestamp above 2^30 on the heap, garbage on every packet.
+ */
+export interface RtpPacketFields {
+  /** Capture time, ms. */
+  relMs: number;
+  seq: number;
+  /** The 32-bit RTP timestamp. */
+  ts: number;
+  marker: boolean;
+  pt: number;
+}
+
 /** One RTP stream: one SSRC on one (source, destination) address/port pair. */
 export class RtpStreamStats {
   packets = 0;
@@ -115,10 +130,11 @@ export class RtpStreamStats {
   }
 
   /**
-   * Feeds one packet in capture order. relMs: capture time; ts: 32-bit RTP timestamp.
+   * Feeds one packet in capture order; mapping: what SDP said its payload type is.
    * Mirrors tshark's rtppacket_analyse (ui/tap-rtp-analysis.c) for the figures it prints.
    */
-  add(relMs: number, seq: number, ts: number, marker: boolean, pt: number, mapping?: PayloadMapping): void {
+  add(packet: RtpPacketFields, mapping?: PayloadMapping): void {
+    const { relMs, seq, ts, marker, pt } = packet;
     this.sequence.add(seq);
     if (this.lastPt !== pt && !this.payloadTypes.includes(pt) && this.payloadTypes.length < 16)
       this.payloadTypes.push(pt);

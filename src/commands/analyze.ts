@@ -1,5 +1,6 @@
 // `voipready analyze FILE [--json] [--policy F]`: judge a pcap/pcapng capture offline.
 import { once } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
 import { analyzeCapture, type CaptureResult } from '../capture/analyze.js';
 import { fileSource } from '../capture/reader.js';
 import type { Command } from '../cli.js';
@@ -43,6 +44,18 @@ export function* captureJsonChunks(result: CaptureResult): Generator<string> {
   yield `${out}${result.streams.length === 0 ? '' : '\n  '}]${tail}\n`;
 }
 
+/**
+ * The analyzer makes next to no garbage (nothing per packet) and its per-stream state lives until
+ * the end, so a large young generation buys nothing: V8 grows it to 2 × 16 MiB anyway while the
+ * state of thousands of streams survives its first collections. Keeping it at its first size takes
+ * ≈ 25 MiB off the peak RSS at 10,000 streams (≈ 10 MiB at hundreds) at no measurable CPU cost
+ * (docs/analyze.md, "Memory"). V8 reads this flag each time it would grow the space, so setting it
+ * now takes effect; it only concerns this short-lived process.
+ */
+function keepYoungGenerationSmall(): void {
+  setFlagsFromString('--semi-space-growth-factor=1');
+}
+
 export const command: Command = {
   usage: USAGE,
   options: {
@@ -54,6 +67,7 @@ export const command: Command = {
     if (positionals.length !== 1) throw new UserError('needs exactly one FILE (or - for stdin)');
     const file = positionals[0]!;
     const policy = typeof values.policy === 'string' ? loadPolicy(values.policy) : DEFAULT_POLICY;
+    keepYoungGenerationSmall();
     const result = analyzeCapture(fileSource(file), file, { policy });
     if (values.json) {
       // Waiting for 'drain' keeps a slow reader (a pipe) from queueing the whole document in memory.

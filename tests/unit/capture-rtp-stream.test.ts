@@ -49,13 +49,13 @@ describe('RtpStreamStats (tshark 4.0 definitions)', () => {
     arrivalMs: number,
     extra: { marker?: boolean; pt?: number; ts?: number; seq?: number } = {},
   ) =>
-    stats.add(
-      arrivalMs,
-      extra.seq ?? 1000 + n,
-      extra.ts ?? 5000 + n * 160,
-      extra.marker ?? false,
-      extra.pt ?? 8,
-    );
+    stats.add({
+      relMs: arrivalMs,
+      seq: extra.seq ?? 1000 + n,
+      ts: extra.ts ?? 5000 + n * 160,
+      marker: extra.marker ?? false,
+      pt: extra.pt ?? 8,
+    });
 
   it('counts expected and lost from the first and last sequence numbers, duplicates as received', () => {
     const s = new RtpStreamStats();
@@ -103,12 +103,12 @@ describe('RtpStreamStats (tshark 4.0 definitions)', () => {
     expect(analysisClockRate(101, { encoding: 'telephone-event', clockRate: 8000 })).toBe(0);
     // L16 at 44.1 kHz: tshark divides by 44, not 44.1. 441 units late by 10 ms of arrival → D = 0.
     const s = new RtpStreamStats();
-    s.add(0, 1, 0, false, 10);
-    s.add(10, 2, 440, false, 10);
+    s.add({ relMs: 0, seq: 1, ts: 0, marker: false, pt: 10 });
+    s.add({ relMs: 10, seq: 2, ts: 440, marker: false, pt: 10 });
     expect(s.jitterMs).toBe(0);
     const opus = new RtpStreamStats();
-    opus.add(0, 1, 0, false, 111);
-    opus.add(20, 2, 960, false, 111);
+    opus.add({ relMs: 0, seq: 1, ts: 0, marker: false, pt: 111 });
+    opus.add({ relMs: 20, seq: 2, ts: 960, marker: false, pt: 111 });
     expect([opus.jitterMs, opus.jitterMaxMs, opus.clockRate]).toEqual([null, 0, 0]);
   });
 });
