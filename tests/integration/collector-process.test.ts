@@ -66,7 +66,7 @@ function start(args: string[]): Promise<Running> {
       }),
   );
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`collector did not start: ${stderr}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`collector did not start: ${stderr}`)), 30_000);
     child.stdout!.on('data', (d: string) => {
       stdout += d;
       const m = /listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(stdout);
@@ -220,7 +220,7 @@ describe.skipIf(unavailable)(
       expect(after.filter((id) => id.startsWith('rep-kill'))).toHaveLength(1000);
       again.child.kill('SIGTERM');
       expect((await again.exited).code).toBe(0);
-    });
+    }, 120_000);
 
     it('finishes in-flight requests on SIGTERM and exits 0', async () => {
       const c = await start(['--config', configFile, '--port', '0']);
@@ -235,6 +235,6 @@ describe.skipIf(unavailable)(
       for (const id of acked) expect(stored).toContain(id);
       again.child.kill('SIGTERM');
       expect((await again.exited).code).toBe(0);
-    });
+    }, 120_000);
   },
 );
