@@ -34,11 +34,13 @@ describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector
     // Probes are authenticated: the agent's secretFile must be read exactly as the reflector's.
     await writeFile(join(dir, 'probe.secret'), `${SECRET}\n`);
     reflector = await startReflector({ host: '127.0.0.1', port: 0, secret: Buffer.from(SECRET) });
-    // One report per second, no burst beyond one.
+    // One report every 4 s, no burst beyond one. The agent sends its backlog back to back; at one
+    // per second, a machine slow enough to spend a second between two POSTs (fsyncs under load)
+    // would never be refused and the test would see no 429 at all.
     collector = await startCollectorFor(
       tokenHash,
       join(dir, 'collector'),
-      '  rateLimit: { perSecond: 1, burst: 1 }\n',
+      '  rateLimit: { perSecond: 0.25, burst: 1 }\n',
     );
   });
   afterAll(async () => {
@@ -76,10 +78,10 @@ describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector
         secretFile: join(dir, 'probe.secret'),
       }),
     );
-    const agent = startCli(['agent', '--config', join(dir, 'agent.yaml')], { timeoutMs: 60_000 });
+    const agent = startCli(['agent', '--config', join(dir, 'agent.yaml')], { timeoutMs: 110_000 });
     const lines = () => agentLog(agent.stderr());
     const delivered = () => lines().filter((l) => l.event === 'report.delivered');
-    const deadline = Date.now() + 40_000;
+    const deadline = Date.now() + 90_000;
     while (delivered().length < backlog.length + 1) {
       if (Date.now() > deadline) throw new Error(`backlog not delivered: ${agent.stderr()}`);
       await sleep(100);
@@ -110,5 +112,5 @@ describe.skipIf(cliUnavailableReason())('agent against a rate-limiting collector
     } finally {
       db.close();
     }
-  }, 60_000);
+  }, 120_000);
 });
