@@ -4,11 +4,15 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { errorMessage } from '../src/errors.js';
+import { readinessAt } from './assessment.js';
 import { bearerToken, type Principal, RateLimiter, TokenTable } from './auth.js';
+import { CaseService } from './cases/service.js';
+import type { CaseStore } from './cases/store.js';
 import { IngestService } from './ingest.js';
 import { lineLogger } from './log.js';
 import { type CollectorMetrics, createMetrics, ingestResult } from './metrics.js';
 import { assessmentRoutes } from './routes/assessments.js';
+import { caseRoutes } from './routes/cases.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { REPORTS_ROUTE, reportRoutes } from './routes/reports.js';
@@ -17,8 +21,9 @@ import type { InfluxOutboxWriter } from './store/influx.js';
 import { StoreUnavailableError } from './store/sqlite.js';
 import type { ReportStore } from './store/store.js';
 
-/** Who may call a route: an agent token, a viewer token (unless reads are open), or anyone. */
-export type Access = 'agent' | 'read' | 'public';
+/** Who may call a route: an agent token, a viewer token (unless reads are open), a support or
+ * customer token (cases), or anyone. */
+export type Access = 'agent' | 'read' | 'case' | 'public';
 
 export interface CollectorServices {
   config: CollectorConfig;
@@ -28,6 +33,8 @@ export interface CollectorServices {
   limiter: RateLimiter;
   metrics: CollectorMetrics;
   influx: InfluxOutboxWriter | undefined;
+  /** Support cases; present when the app was given a case store. */
+  cases: CaseService | undefined;
   now: () => number;
 }
 
@@ -50,6 +57,10 @@ export interface AppOptions {
   influx?: InfluxOutboxWriter;
   /** Defaults to no logging. */
   logger?: FastifyBaseLogger;
+  /** Where cases live (docs/cases.md); without it there are no case routes. */
+  caseStore?: CaseStore;
+  /** Called when a case change queued notifications (the server wakes its webhook sender). */
+  onCaseNotify?: () => void;
 }
 
 export function buildApp(opts: AppOptions): FastifyInstance {
@@ -72,7 +83,29 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     now,
     timeSeries: opts.influx !== undefined,
     onPoints: () => opts.influx?.poke(),
+    // A passing assessment releases the site's withheld cases (the scheduler retries what fails here).
+    onStored: (a) => {
+      cases
+        ?.assessmentStored(a)
+        .catch((err) => app.log.error(`releasing cases of ${a.site}: ${errorMessage(err)}`));
+    },
   });
+  const cases = opts.caseStore
+    ? new CaseService({
+        store: opts.caseStore,
+        config,
+        now,
+        knownSites: () => ingest.knownSites(),
+        readiness: (site, nowMs) => {
+          const latest = ingest.latestFor(site);
+          return {
+            readiness: readinessAt(site, latest?.assessment, nowMs),
+            ...(latest ? { document: { ...latest.assessment, measurements: latest.report.probes } } : {}),
+          };
+        },
+        ...(opts.onCaseNotify ? { onNotify: opts.onCaseNotify } : {}),
+      })
+    : undefined;
   const metrics = createMetrics({
     latest: () => ingest.latestPerSite(),
     now,
@@ -86,6 +119,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     limiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
     metrics,
     influx: opts.influx,
+    cases,
     now,
   } satisfies CollectorServices);
   app.decorateRequest('principal', undefined);
@@ -105,8 +139,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
         message: token ? 'unknown token' : 'missing "Authorization: Bearer <token>" header',
       });
     }
-    const wanted = access === 'agent' ? 'agent' : 'viewer';
-    if (principal.kind !== wanted) {
+    const wanted = access === 'agent' ? 'agent' : access === 'case' ? 'support or customer' : 'viewer';
+    if (!wanted.split(' or ').includes(principal.kind)) {
       return reply.code(403).send({ error: 'forbidden', message: `this needs a ${wanted} token` });
     }
     request.principal = principal;
@@ -158,5 +192,6 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.register(assessmentRoutes);
   app.register(healthRoutes);
   app.register(metricsRoutes);
+  if (cases) app.register(caseRoutes(cases));
   return app;
 }

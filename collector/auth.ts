@@ -4,7 +4,13 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { CollectorConfig } from '../src/config/collector.js';
 
-export type Principal = { kind: 'agent'; name: string; site: string } | { kind: 'viewer'; name: string };
+export type Principal =
+  | { kind: 'agent'; name: string; site: string }
+  | { kind: 'viewer'; name: string }
+  /** A support engineer: every case. */
+  | { kind: 'support'; name: string }
+  /** A customer contact: cases of its sites only. */
+  | { kind: 'customer'; name: string; sites: string[] };
 
 export function hashToken(token: string): string {
   return `sha256:${createHash('sha256').update(token, 'utf8').digest('hex')}`;
@@ -23,7 +29,10 @@ interface Entry {
 export class TokenTable {
   private readonly entries: Entry[];
 
-  constructor(config: Pick<CollectorConfig, 'agents' | 'viewers'>) {
+  constructor(
+    config: Pick<CollectorConfig, 'agents' | 'viewers'> &
+      Partial<Pick<CollectorConfig, 'support' | 'customers'>>,
+  ) {
     const digest = (hash: string) => Buffer.from(hash.slice('sha256:'.length), 'hex');
     this.entries = [
       ...config.agents.map((a) => ({
@@ -33,6 +42,14 @@ export class TokenTable {
       ...config.viewers.map((v) => ({
         digest: digest(v.tokenHash),
         principal: { kind: 'viewer' as const, name: v.name },
+      })),
+      ...(config.support ?? []).map((s) => ({
+        digest: digest(s.tokenHash),
+        principal: { kind: 'support' as const, name: s.name },
+      })),
+      ...(config.customers ?? []).map((c) => ({
+        digest: digest(c.tokenHash),
+        principal: { kind: 'customer' as const, name: c.name, sites: c.sites },
       })),
     ];
   }

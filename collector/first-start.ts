@@ -11,7 +11,7 @@ export interface FirstStart {
   /** The config file in the data directory. */
   file: string;
   /** Set when this call wrote it: what was made, for one line of output. */
-  created?: { agentTokenFile: string; viewerTokenFile: string };
+  created?: { agentTokenFile: string; viewerTokenFile: string; supportTokenFile: string };
 }
 
 export function ensureDataDirConfig(dataDir: string): FirstStart {
@@ -20,12 +20,16 @@ export function ensureDataDirConfig(dataDir: string): FirstStart {
   mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   const agentToken = newToken();
   const viewerToken = newToken();
+  const supportToken = newToken();
   const agentTokenFile = join(dataDir, 'agent-1.token');
   const viewerTokenFile = join(dataDir, 'viewer.token');
+  const supportTokenFile = join(dataDir, 'support.token');
   writeFileSync(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
   writeFileSync(viewerTokenFile, `${viewerToken}\n`, { mode: 0o600 });
+  writeFileSync(supportTokenFile, `${supportToken}\n`, { mode: 0o600 });
   const yaml = `# Written by the first \`voipready collector\` started without --config (see docs/collector.md).
-# The plain tokens are in agent-1.token and viewer.token beside this file; only their hashes are here.
+# The plain tokens are in agent-1.token, viewer.token and support.token beside this file; only their
+# hashes are here. The support token works on every support case (docs/cases.md).
 collector:
   agents:
     - name: agent-1
@@ -34,7 +38,10 @@ collector:
   viewers:
     - name: viewer
       tokenHash: "${hashToken(viewerToken)}"
+  support:
+    - name: support
+      tokenHash: "${hashToken(supportToken)}"
 `;
   writeFileSync(file, yaml, { mode: 0o640, flag: 'wx' });
-  return { file, created: { agentTokenFile, viewerTokenFile } };
+  return { file, created: { agentTokenFile, viewerTokenFile, supportTokenFile } };
 }

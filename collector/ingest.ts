@@ -31,6 +31,8 @@ export interface IngestDeps {
   timeSeries: boolean;
   /** Called after a report with points was committed. */
   onPoints?: () => void;
+  /** Called after a new assessment was committed. */
+  onStored?: (assessment: Assessment) => void;
 }
 
 export interface IngestOutcome {
@@ -70,6 +72,7 @@ export class IngestService {
         this.latest.set(report.site, { assessment, report });
       }
       if (points.length > 0) this.deps.onPoints?.();
+      this.deps.onStored?.(assessment);
     }
     return { result, assessment };
   }

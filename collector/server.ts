@@ -4,6 +4,8 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { UserError } from '../src/errors.js';
 import { buildApp } from './app.js';
+import { startCaseWork } from './cases/run.js';
+import { SqliteCaseStore } from './cases/sqlite.js';
 import { InfluxOutboxWriter } from './store/influx.js';
 import { SqliteStore } from './store/sqlite.js';
 
@@ -14,6 +16,8 @@ export interface StartOptions {
   port: number;
   now?: () => number;
   logger?: FastifyBaseLogger;
+  /** How often the case clocks and the webhook outbox are looked at (default 30 s). */
+  casePollMs?: number;
 }
 
 export interface RunningCollector {
@@ -32,6 +36,16 @@ export async function startCollector(opts: StartOptions): Promise<RunningCollect
   } catch (err) {
     throw new UserError(`cannot open the store in ${opts.dataDir}: ${(err as Error).message}`);
   }
+  let caseStore: SqliteCaseStore;
+  try {
+    caseStore = new SqliteCaseStore(
+      opts.dataDir,
+      opts.config.cases.webhooks.map((w) => w.name),
+    );
+  } catch (err) {
+    await store.close();
+    throw new UserError(`cannot open the case tables in ${opts.dataDir}: ${(err as Error).message}`);
+  }
   const influxConfig = opts.config.influxdb;
   let app: FastifyInstance | undefined;
   const influx = influxConfig
@@ -47,15 +61,20 @@ export async function startCollector(opts: StartOptions): Promise<RunningCollect
         },
       })
     : undefined;
+  let caseWork: ReturnType<typeof startCaseWork> | undefined;
   app = buildApp({
     config: opts.config,
     store,
+    caseStore,
+    onCaseNotify: () => caseWork?.poke(),
     ...(opts.now ? { now: opts.now } : {}),
     ...(influx ? { influx } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
   app.addHook('onClose', async () => {
+    await caseWork?.stop();
     await influx?.stop();
+    await caseStore.close();
     await store.close();
   });
   try {
@@ -70,6 +89,12 @@ export async function startCollector(opts: StartOptions): Promise<RunningCollect
     throw err;
   }
   influx?.start();
+  try {
+    caseWork = startCaseWork(app, opts.casePollMs ?? 30_000);
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;

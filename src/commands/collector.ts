@@ -106,7 +106,7 @@ export const command: Command = {
       }
       if (first.created) {
         io.stdout.write(
-          `first start: wrote ${first.file} with agent "agent-1" for site "site-1" (token in ${first.created.agentTokenFile}) and a viewer (token in ${first.created.viewerTokenFile})\n`,
+          `first start: wrote ${first.file} with agent "agent-1" for site "site-1" (token in ${first.created.agentTokenFile}) a viewer (token in ${first.created.viewerTokenFile}) and a support engineer (token in ${first.created.supportTokenFile})\n`,
         );
       }
       config = await loadConfig(first.file);

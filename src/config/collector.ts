@@ -4,6 +4,7 @@
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { isTimeZone } from '../cases/calendar.js';
 import { Policy } from '../policy.js';
 import { Identifier } from '../schemas.js';
 import { type ConfigError, type ConfigResult, Duration, parseYamlConfig } from './agent.js';
@@ -29,6 +30,39 @@ const AgentEntry = z.strictObject({
 const ViewerEntry = z.strictObject({
   name: Identifier,
   tokenHash: TokenHash,
+});
+
+/** A customer contact: its token sees and opens cases of its sites only. */
+const CustomerEntry = z.strictObject({
+  name: Identifier,
+  sites: z.array(Identifier).min(1),
+  tokenHash: TokenHash,
+});
+
+const LocalDate = z.iso.date('must be a date YYYY-MM-DD');
+const TimeZone = z
+  .string()
+  .refine(isTimeZone, 'must be an IANA time zone name (e.g. Europe/Berlin, America/New_York)');
+
+/** An outgoing webhook for an existing tracker: JSON, HMAC-SHA256 signed with the secret in secretFile. */
+const WebhookEntry = z.strictObject({
+  name: Identifier,
+  url: z.url({ protocol: /^https?$/ }),
+  /** File holding the shared secret (relative to the config file); at least 16 characters. */
+  secretFile: z.string().min(1),
+  /** Longest wait between retries while the receiver fails (exponential backoff with jitter). */
+  retryMax: Duration.default(600_000),
+});
+
+/** Support cases: the business-day calendar of the handbook's clocks, and where notices go. */
+const CasesConfig = z.strictObject({
+  /** Time zone of sites that do not name their own. */
+  timeZone: TimeZone.default('UTC'),
+  /** Holidays of every site (local dates); sites add their own. */
+  holidays: z.array(LocalDate).default([]),
+  /** Base URL put in mail links to a case (e.g. https://collector.example.net). */
+  publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+  webhooks: z.array(WebhookEntry).default([]),
 });
 
 const InfluxConfig = z.strictObject({
@@ -87,8 +121,25 @@ export const CollectorConfig = z.strictObject({
       .prefault({}),
     agents: z.array(AgentEntry).default([]),
     viewers: z.array(ViewerEntry).default([]),
-    /** Per-site policy (same keys as a `--policy` file); sites not listed use the handbook defaults. */
-    sites: z.record(Identifier, z.strictObject({ policy: Policy.prefault({}) })).default({}),
+    /** Support engineers: every case. */
+    support: z.array(ViewerEntry).default([]),
+    /** Customer contacts: their sites' cases only. */
+    customers: z.array(CustomerEntry).default([]),
+    cases: CasesConfig.prefault({}),
+    /**
+     * Per-site policy (same keys as a `--policy` file; sites not listed use the handbook defaults),
+     * and the site's calendar for the case clocks.
+     */
+    sites: z
+      .record(
+        Identifier,
+        z.strictObject({
+          policy: Policy.prefault({}),
+          timeZone: TimeZone.optional(),
+          holidays: z.array(LocalDate).default([]),
+        }),
+      )
+      .default({}),
     influxdb: InfluxConfig.optional(),
   }),
 });
@@ -104,6 +155,8 @@ export function parseCollectorConfig(text: string, fileName: string): ConfigResu
   for (const [kind, list] of [
     ['agents', c.agents],
     ['viewers', c.viewers],
+    ['support', c.support],
+    ['customers', c.customers],
   ] as const) {
     list.forEach((entry, i) => {
       const other = seen.get(entry.tokenHash);
@@ -111,7 +164,7 @@ export function parseCollectorConfig(text: string, fileName: string): ConfigResu
         errors.push({
           file: fileName,
           path: `collector.${kind}.${i}.tokenHash`,
-          message: `same token as ${other}: every agent and viewer needs its own token`,
+          message: `same token as ${other}: every agent, viewer, support engineer and customer needs its own token`,
         });
       }
       seen.set(entry.tokenHash, `collector.${kind}.${i}`);
@@ -119,6 +172,7 @@ export function parseCollectorConfig(text: string, fileName: string): ConfigResu
   }
   if (errors.length > 0) return { ok: false, errors };
   if (c.dataDir) c.dataDir = resolve(dirname(resolve(fileName)), c.dataDir);
+  for (const w of c.cases.webhooks) w.secretFile = resolve(dirname(resolve(fileName)), w.secretFile);
   return { ok: true, config: c };
 }
 

@@ -1,0 +1,129 @@
+// A collector app with the case store on a real SQLite file in a temp directory, a clock the test
+// moves, and tokens for an agent per site, a support engineer and two customer contacts.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { sampleReport } from '../../bench/collector-report.js';
+import { buildApp } from '../../collector/app.js';
+import { hashToken } from '../../collector/auth.js';
+import { SqliteCaseStore } from '../../collector/cases/sqlite.js';
+import { SqliteStore } from '../../collector/store/sqlite.js';
+import { CollectorConfig } from '../../src/config/collector.js';
+import type { AgentReport } from '../../src/schemas.js';
+
+export const TOKENS = {
+  hqAgent: 'agent-token-hq-0123456789abcdef',
+  branchAgent: 'agent-token-branch-0123456789ab',
+  viewer: 'viewer-token-noc-0123456789abcd',
+  support: 'support-token-care-0123456789ab',
+  acme: 'customer-token-acme-0123456789a',
+  globex: 'customer-token-globex-012345678',
+};
+
+export function caseConfig(over: Record<string, unknown> = {}) {
+  return CollectorConfig.parse({
+    collector: {
+      readinessValidFor: '24h',
+      rateLimit: { perSecond: 100, burst: 1000 },
+      agents: [
+        { name: 'hq-agent-1', site: 'hq', tokenHash: hashToken(TOKENS.hqAgent) },
+        { name: 'branch-agent', site: 'branch', tokenHash: hashToken(TOKENS.branchAgent) },
+      ],
+      viewers: [{ name: 'noc', tokenHash: hashToken(TOKENS.viewer) }],
+      support: [{ name: 'care', tokenHash: hashToken(TOKENS.support) }],
+      customers: [
+        { name: 'Acme', sites: ['hq'], tokenHash: hashToken(TOKENS.acme) },
+        { name: 'Globex', sites: ['branch'], tokenHash: hashToken(TOKENS.globex) },
+      ],
+      cases: { timeZone: 'America/New_York', holidays: ['2026-12-25'] },
+      sites: { branch: { timeZone: 'Europe/Berlin', holidays: ['2026-11-30'] } },
+      ...over,
+    },
+  }).collector;
+}
+
+export interface CaseCtx {
+  app: FastifyInstance;
+  clock: { now: number };
+  dir: string;
+  store: SqliteStore;
+  caseStore: SqliteCaseStore;
+  close(): Promise<void>;
+}
+
+/** Opens (or reopens, given the same dir) a collector app with cases. */
+export function openCaseApp(
+  opts: { dir?: string; now?: number; config?: ReturnType<typeof caseConfig>; webhooks?: string[] } = {},
+): CaseCtx {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voipready-cases-'));
+  const clock = { now: opts.now ?? Date.parse('2026-11-27T15:00:00Z') };
+  const store = new SqliteStore(dir);
+  const caseStore = new SqliteCaseStore(dir, opts.webhooks ?? []);
+  const app = buildApp({ config: opts.config ?? caseConfig(), store, caseStore, now: () => clock.now });
+  app.addHook('onClose', async () => {
+    await caseStore.close();
+    await store.close();
+  });
+  return { app, clock, dir, store, caseStore, close: () => app.close() };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export const auth = (token: string | null) => (token === null ? {} : { authorization: `Bearer ${token}` });
+
+export async function call(
+  app: FastifyInstance,
+  method: 'GET' | 'POST',
+  url: string,
+  token: string | null,
+  body?: unknown,
+) {
+  const res = await app.inject({
+    method,
+    url,
+    headers: { ...auth(token), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  let json: Record<string, unknown> = {};
+  try {
+    json = res.json();
+  } catch {}
+  return { status: res.statusCode, json, body: res.body, headers: res.headers };
+}
+
+/** A report of `site` measured a minute before `nowMs`; `rewriteEf` makes the reverse path arrive CS0. */
+export function siteReport(id: string, nowMs: number, site: 'hq' | 'branch', rewriteEf = false): AgentReport {
+  return sampleReport({
+    reportId: id,
+    site,
+    agent: site === 'hq' ? 'hq-agent-1' : 'branch-agent',
+    createdAt: new Date(nowMs - 60_000).toISOString(),
+    ...(rewriteEf ? { reverse: { dscpReceived: { '0': 500 } } } : {}),
+  });
+}
+
+export async function postReport(ctx: CaseCtx, report: AgentReport) {
+  const token = report.site === 'hq' ? TOKENS.hqAgent : TOKENS.branchAgent;
+  const res = await call(ctx.app, 'POST', '/api/v1/reports', token, report);
+  if (res.status !== 202) throw new Error(`report not stored: ${res.status} ${res.body}`);
+  return res.json as { assessmentId: string; ready: boolean };
+}
+
+export const VOICE_CASE = {
+  site: 'hq',
+  type: 'Support',
+  subType: 'Problem',
+  environment: 'prod',
+  priority: '3-Medium',
+  subject: 'One-way audio on outbound calls',
+  description: 'Since Monday agents hear silence on about 1 in 5 outbound calls.',
+  businessImpact: '40 agents affected, outbound campaign delayed',
+  agentsAffected: 40,
+  product: 'PureConnect Telephony',
+  version: '2025 R4 Patch 2',
+  externalRef: 'ACME-4711',
+  voice: true,
+};
