@@ -2,12 +2,10 @@
 // size and packetization, marked EF) plus a CS3-marked signalling stream to a `voipready reflector`;
 // then the reflector's per-stream summaries for the forward direction, and the result.
 // Failure is data: an unreachable peer gives 100 % loss and failing checks, never an exception.
-import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { parseHostPort } from '../src/args.js';
 import { CODECS, type CodecName } from '../src/codecs.js';
-import { dscpFromTos } from '../src/dscp.js';
 import { errorMessage, UserError } from '../src/errors.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy.js';
 import { JitterEstimator, RTP_HEADER_BYTES, SequenceTracker } from '../src/rtp.js';
@@ -20,7 +18,6 @@ import {
   type SummaryResponse,
 } from '../src/wire.js';
 import { detectClockSync } from './net/clock-sync.js';
-import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from './net/raw-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
 import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
 import {
@@ -29,6 +26,7 @@ import {
   type StreamMeasurement,
   unsentProbeResult,
 } from './probe/result.js';
+import { openDgramProbeSockets, type ProbeSockets, type ProbeSocketsRequest } from './probe/sockets.js';
 import { Histogram, Mean } from './probe/timing.js';
 
 export interface ProbeOptions {
@@ -112,8 +110,6 @@ interface Direction {
 
 interface StreamState {
   index: number;
-  socket: dgram.Socket;
-  localPort: number;
   remotePort: number;
   ssrc: number;
   signalling: boolean;
@@ -130,8 +126,6 @@ interface StreamState {
   reverse: Direction;
   /** Forward packets known to have arrived, from the sequences echoed in replies. */
   echoed: SequenceTracker;
-  /** Packet buffer reused for synchronous (raw) sends. */
-  buffer: Buffer;
   summary?: SummaryResponse;
 }
 
@@ -149,31 +143,6 @@ function countsOf(dscp: Uint32Array): DscpCounts {
     if (n > 0) out[String(d)] = n;
   });
   return out;
-}
-
-function bindEven(family: 4 | 6, range: [number, number]): Promise<dgram.Socket> {
-  const [lo, hi] = range;
-  const attempt = (tries: number): Promise<dgram.Socket> =>
-    new Promise((resolve, reject) => {
-      const port = lo + 2 * Math.floor((Math.random() * (hi - lo)) / 2);
-      const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
-      sock.once('error', (err: NodeJS.ErrnoException) => {
-        sock.close();
-        if (err.code === 'EADDRINUSE' && tries > 1) resolve(attempt(tries - 1));
-        else reject(new UserError(`cannot bind a local UDP port: ${err.code ?? err.message}`));
-      });
-      sock.bind({ port, exclusive: true }, () => {
-        sock.removeAllListeners('error');
-        resolve(sock);
-      });
-    });
-  return attempt(200);
-}
-
-function connect(sock: dgram.Socket, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    sock.connect(port, host, (err?: Error) => (err ? reject(err) : resolve()));
-  });
 }
 
 function validate(o: ProbeOptions) {
@@ -198,60 +167,72 @@ function validate(o: ProbeOptions) {
   if (!Number.isInteger(signallingPort) || signallingPort < 1 || signallingPort > 65535) {
     throw new UserError('signalling port must be 1..65535');
   }
-  return { codec, host, port, signallingPort };
+  return {
+    codec,
+    host,
+    port,
+    signallingPort,
+    policy: o.policy ?? DEFAULT_POLICY,
+    waitMs: o.waitMs ?? 2000,
+    perCall: Math.floor(o.durationMs / codec.ptimeMs),
+    sigTotal: Math.max(1, Math.floor(o.durationMs / SIGNALLING_INTERVAL_MS)),
+  };
 }
 
-export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> = {}): Promise<ProbeResult> {
-  const d: ProbeDeps = { ...defaultDeps, ...deps };
-  const { codec, host, port, signallingPort } = validate(options);
-  const policy = options.policy ?? DEFAULT_POLICY;
-  const waitMs = options.waitMs ?? 2000;
-  const secret = options.secret;
-  const mediaDscp = policy['dscp-rtp'].audio;
-  const signallingDscp = policy['dscp-sip'].class;
+type Plan = ReturnType<typeof validate>;
 
-  const perCall = Math.floor(options.durationMs / codec.ptimeMs);
-  const sigTotal = Math.max(1, Math.floor(options.durationMs / SIGNALLING_INTERVAL_MS));
-  const localClockPromise = d.clockSync();
+/** The streams of one run and what their replies measured. */
+interface Run {
+  media: StreamState[];
+  sig: StreamState;
+  all: StreamState[];
+  rtt: Histogram;
+  oneWayForward: Mean;
+  oneWayReverse: Mean;
+}
 
-  let peerIp = host;
-  if (!isIP(host)) {
-    try {
-      peerIp = (await d.lookup(host)).address;
-    } catch (err) {
-      // Failure is data: a name that does not resolve is a not-ready result, not an exception.
-      return unsentProbeResult(
-        {
-          peer: options.peer,
-          codec,
-          calls: options.calls,
-          durationMs: options.durationMs,
-          startedAt: new Date(d.now()).toISOString(),
-          packetsPerCall: perCall,
-          signallingPackets: sigTotal,
-          localClock: await localClockPromise,
-          reason: `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
-        },
-        policy,
-      );
-    }
-  }
-  const family = isIP(peerIp) as 4 | 6;
+function newRun(plan: Plan, calls: number): Run {
+  const bySsrc = new Set<number>();
+  const stream = (index: number, signalling: boolean): StreamState => {
+    let ssrc = randomU32();
+    while (bySsrc.has(ssrc)) ssrc = randomU32();
+    bySsrc.add(ssrc);
+    return {
+      index,
+      remotePort: signalling ? plan.signallingPort : plan.port,
+      ssrc,
+      signalling,
+      packetBytes: signalling ? SIGNALLING_BYTES : RTP_HEADER_BYTES + plan.codec.payloadBytes,
+      payloadType: plan.codec.payloadType,
+      clockRate: plan.codec.clockRate,
+      sequenceBase: randomU32() & 0xffff,
+      timestampBase: randomU32(),
+      originMs: 0,
+      sent: 0,
+      sendTimes: new Float64Array(SEND_RING),
+      sendSequences: new Int32Array(SEND_RING).fill(-1),
+      reverse: newDirection(plan.codec.clockRate),
+      echoed: new SequenceTracker(),
+    };
+  };
+  const media = Array.from({ length: calls }, (_, i) => stream(i, false));
+  const sig = stream(calls, true);
+  return {
+    media,
+    sig,
+    all: [...media, sig],
+    rtt: new Histogram(),
+    oneWayForward: new Mean(),
+    oneWayReverse: new Mean(),
+  };
+}
 
-  const streams: StreamState[] = [];
-  const bySsrc = new Map<number, StreamState>();
-  let raw: RawUdp | undefined;
-  let localDscpReason: string | undefined;
-  const rtt = new Histogram();
-  const oneWayForward = new Mean();
-  const oneWayReverse = new Mean();
-
-  const onMessage = (msg: Buffer, srcIp: string, srcPort: number, arrivalMs: number, dscp: number | null) => {
-    if (srcIp !== peerIp) return;
+/** A reply or summary response for one of the run's streams (already known to come from the peer). */
+function onDatagram(run: Run, secret: Buffer | undefined) {
+  return (index: number, msg: Buffer, arrivalMs: number, dscp: number | null) => {
+    const s = run.all[index]!;
     const m = decodeMessage(msg, secret);
-    if (typeof m === 'string') return;
-    const s = bySsrc.get(m.ssrc);
-    if (!s || srcPort !== s.remotePort) return;
+    if (typeof m === 'string' || m.ssrc !== s.ssrc) return;
     if (m.type === 'summaryResponse') {
       s.summary = m;
       return;
@@ -267,263 +248,235 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     if (s.sendSequences[slot] !== m.echoedSequence) return;
     const sentMs = s.sendTimes[slot]!;
     const holdMs = m.holdUs / 1000;
-    rtt.add(arrivalMs - sentMs - holdMs);
+    run.rtt.add(arrivalMs - sentMs - holdMs);
     // The reflector's 32-bit microsecond arrival stamp, unwrapped next to our send time.
     const sentUs = sentMs * 1000;
     const diff =
       ((((m.arrivalUs - (sentUs % 0x100000000)) % 0x100000000) + 0x180000000) % 0x100000000) - 0x80000000;
     const reflectorArrivalMs = (sentUs + diff) / 1000;
-    oneWayForward.add(reflectorArrivalMs - sentMs);
-    oneWayReverse.add(arrivalMs - (reflectorArrivalMs + holdMs));
+    run.oneWayForward.add(reflectorArrivalMs - sentMs);
+    run.oneWayReverse.add(arrivalMs - (reflectorArrivalMs + holdMs));
   };
+}
 
-  const sockets: dgram.Socket[] = [];
-  const cleanup = () => {
-    raw?.close();
-    for (const s of sockets) s.close();
-  };
-  try {
-    if (!d.useRawSocket) localDscpReason = 'raw sockets disabled';
-    else if (family === 6) localDscpReason = IPV6_DSCP_REASON;
-
-    const makeStream = async (index: number, signalling: boolean): Promise<StreamState> => {
-      const socket = await bindEven(family, d.portRange);
-      sockets.push(socket);
-      const remotePort = signalling ? signallingPort : port;
-      socket.on('error', () => {
-        // ICMP port/host unreachable on a connected socket: the loss shows in the counts.
-      });
-      try {
-        await connect(socket, remotePort, peerIp);
-      } catch {
-        // No route: sends will fail and count as lost.
-      }
-      socket.on('message', (msg, rinfo) => {
-        if (!raw) onMessage(msg, rinfo.address, rinfo.port, d.now(), null);
-      });
-      let ssrc = randomU32();
-      while (bySsrc.has(ssrc)) ssrc = randomU32();
-      const s: StreamState = {
-        index,
-        socket,
-        localPort: socket.address().port,
-        remotePort,
-        ssrc,
-        signalling,
-        packetBytes: signalling ? SIGNALLING_BYTES : RTP_HEADER_BYTES + codec.payloadBytes,
-        payloadType: codec.payloadType,
-        clockRate: codec.clockRate,
-        sequenceBase: randomU32() & 0xffff,
-        timestampBase: randomU32(),
-        originMs: 0,
-        sent: 0,
-        sendTimes: new Float64Array(SEND_RING),
-        sendSequences: new Int32Array(SEND_RING).fill(-1),
-        reverse: newDirection(codec.clockRate),
-        echoed: new SequenceTracker(),
-        buffer: Buffer.alloc(signalling ? SIGNALLING_BYTES : RTP_HEADER_BYTES + codec.payloadBytes),
-      };
-      bySsrc.set(ssrc, s);
-      return s;
-    };
-    for (let i = 0; i < options.calls; i++) streams.push(await makeStream(i, false));
-    const sig = await makeStream(options.calls, true);
-    const allStreams = [...streams, sig];
-
-    if (!localDscpReason) {
-      const ports = new Set(allStreams.map((s) => s.localPort));
-      const opened = openRawUdp(
-        {
-          acceptPort: (p) => ports.has(p),
-          onDatagram: (dg, arrivalMs) =>
-            onMessage(dg.payload, dg.src, dg.srcPort, arrivalMs, dscpFromTos(dg.tos)),
-        },
-        d.now,
-      );
-      if (typeof opened === 'string') localDscpReason = opened;
-      else {
-        raw = opened;
-        for (const s of allStreams) stopReading(s.socket);
-      }
-    }
-    let localIp = '0.0.0.0';
-    try {
-      localIp = streams[0]!.socket.address().address;
-    } catch {
-      // unconnected: raw sends will use the kernel's choice and a checksum that may not match
-    }
-
-    const send = (s: StreamState, k: number, dscp: number) => {
-      // A raw send is a synchronous copy, so the stream's buffer is reused; dgram may queue it.
-      const buf = raw ? s.buffer : Buffer.allocUnsafe(s.packetBytes);
-      const t = d.now();
-      const sequence = (s.sequenceBase + k) & 0xffff;
-      // The RTP timestamp is the actual send instant (RFC 3550 §5.1: the sampling instant), so
-      // the receiver's A.8 jitter sees network variation only, not our timer's lateness.
-      const timestamp = s.timestampBase + Math.round(((t - s.originMs) * s.clockRate) / 1000);
-      encodeProbe(
-        buf,
-        s.packetBytes,
-        {
-          payloadType: s.payloadType,
-          sequence,
-          timestamp,
-          ssrc: s.ssrc,
-          replyDscp: dscp,
-          signalling: s.signalling,
-        },
-        secret,
-      );
-      s.sendTimes[sequence % SEND_RING] = t;
-      s.sendSequences[sequence % SEND_RING] = sequence;
-      s.sent++;
-      try {
-        if (raw) raw.send(localIp, s.localPort, peerIp, s.remotePort, dscp, buf);
-        else s.socket.send(buf, () => {});
-      } catch {
-        // Refused by the local stack (no route, firewall): the packet is sent and lost.
-      }
-      return t;
-    };
-
-    // Calls spread over the frame in S slots, at least MIN_SLOT_MS apart: call i sends packet k at
-    // start + k·ptime + (i mod S)·ptime/S.
-    const n = options.calls;
-    const slots = Math.max(1, Math.min(n, Math.floor(codec.ptimeMs / MIN_SLOT_MS)));
-    const stepMs = codec.ptimeMs / slots;
-    const total = perCall * slots;
-    const startMs = d.now() + 20;
-    for (const s of streams) s.originMs = startMs + (s.index % slots) * stepMs;
-    sig.originMs = startMs;
-    let sigNext = 0;
-    const lateness = new Histogram();
-    let lastProgress = -1;
-    const pacer = runPacer({
-      startMs,
-      stepMs,
-      total,
-      now: d.now,
-      ticker: d.ticker,
-      onSend: (e, idealMs) => {
-        const k = Math.floor(e / slots);
-        for (let i = e % slots; i < n; i += slots) {
-          lateness.add(send(streams[i]!, k, mediaDscp) - idealMs);
-        }
-        while (sigNext < sigTotal && startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
-          send(sig, sigNext, signallingDscp);
-          sigNext++;
-        }
-        const pct = Math.floor((100 * (e + 1)) / total);
-        if (pct !== lastProgress) {
-          lastProgress = pct;
-          options.onProgress?.((e + 1) / total);
-        }
-      },
-    });
-    await pacer.done;
-
-    // Late packets, then the reflector's forward-direction summaries (retried: they can be lost too).
-    await new Promise((r) => setTimeout(r, waitMs));
-    const deadline = d.now() + SUMMARY_DEADLINE_MS;
-    let nonce = randomU32();
-    while (d.now() < deadline) {
-      const missing = allStreams.filter((s) => !s.summary);
-      if (missing.length === 0) break;
-      for (const s of missing) {
-        try {
-          s.socket.send(encodeSummaryRequest({ ssrc: s.ssrc, nonce: nonce++ }, secret), () => {});
-        } catch {
-          // Not connected (no route to the peer): the summary stays missing.
-        }
-      }
-      await new Promise((r) => setTimeout(r, SUMMARY_RETRY_MS));
-    }
-    const localClock = await localClockPromise;
-
-    const measure = (s: StreamState): StreamMeasurement => {
-      const sum = s.summary?.known ? s.summary : undefined;
-      const forward: DirectionCounts = sum
-        ? {
-            sent: s.sent,
-            received: sum.received,
-            duplicates: sum.duplicates,
-            reordered: sum.reordered,
-            maxBurstLoss: sum.maxBurstLoss,
-            jitterMs: sum.jitterUs / 1000,
-            jitterMaxMs: sum.jitterMaxUs / 1000,
-            dscp: Object.fromEntries(sum.dscpCounts.map(([k, v]) => [String(k), v])),
-          }
-        : {
-            // Without the reflector's count, replies prove at least these forward packets arrived.
-            sent: s.sent,
-            received: s.echoed.received,
-            duplicates: 0,
-            reordered: 0,
-            maxBurstLoss: s.echoed.maxBurstLoss(),
-            jitterMs: 0,
-            jitterMaxMs: 0,
-            dscp: {},
-          };
-      const rev = s.reverse;
-      return {
+/**
+ * The sending phase: calls spread over the frame in S slots, at least MIN_SLOT_MS apart: call i
+ * sends packet k at start + k·ptime + (i mod S)·ptime/S; the signalling stream every 100 ms.
+ * Returns how late each media packet left against its ideal time.
+ */
+async function sendCalls(
+  run: Run,
+  io: ProbeSockets,
+  plan: Plan,
+  o: { secret?: Buffer; ticker: Ticker; onProgress?: (fraction: number) => void },
+): Promise<{ startMs: number; lateness: Histogram }> {
+  const mediaDscp = plan.policy['dscp-rtp'].audio;
+  const signallingDscp = plan.policy['dscp-sip'].class;
+  const send = (s: StreamState, k: number, dscp: number) => {
+    const buf = io.buffer(s.index);
+    const t = io.now();
+    const sequence = (s.sequenceBase + k) & 0xffff;
+    // The RTP timestamp is the actual send instant (RFC 3550 §5.1: the sampling instant), so
+    // the receiver's A.8 jitter sees network variation only, not our timer's lateness.
+    const timestamp = s.timestampBase + Math.round(((t - s.originMs) * s.clockRate) / 1000);
+    encodeProbe(
+      buf,
+      s.packetBytes,
+      {
+        payloadType: s.payloadType,
+        sequence,
+        timestamp,
         ssrc: s.ssrc,
-        localPort: s.localPort,
-        remotePort: s.remotePort,
-        forwardSource: sum ? 'reflector' : s.echoed.received > 0 ? 'replies' : 'none',
-        forward,
-        reverse: {
-          sent: sum ? sum.repliesSent : s.echoed.received > 0 ? null : 0,
-          received: rev.tracker.received,
-          duplicates: rev.tracker.duplicates,
-          reordered: rev.tracker.reordered,
-          maxBurstLoss: rev.tracker.maxBurstLoss(),
-          jitterMs: rev.jitter.jitterMs,
-          jitterMaxMs: rev.jitter.maxJitterMs,
-          dscp: countsOf(rev.dscp),
-        },
+        replyDscp: dscp,
+        signalling: s.signalling,
+      },
+      o.secret,
+    );
+    s.sendTimes[sequence % SEND_RING] = t;
+    s.sendSequences[sequence % SEND_RING] = sequence;
+    s.sent++;
+    io.send(s.index, s.packetBytes, dscp);
+    return t;
+  };
+
+  const { media, sig } = run;
+  const n = media.length;
+  const ptimeMs = plan.codec.ptimeMs;
+  const slots = Math.max(1, Math.min(n, Math.floor(ptimeMs / MIN_SLOT_MS)));
+  const stepMs = ptimeMs / slots;
+  const total = plan.perCall * slots;
+  const startMs = io.now() + 20;
+  for (const s of media) s.originMs = startMs + (s.index % slots) * stepMs;
+  sig.originMs = startMs;
+  let sigNext = 0;
+  const lateness = new Histogram();
+  let lastProgress = -1;
+  const pacer = runPacer({
+    startMs,
+    stepMs,
+    total,
+    now: io.now,
+    ticker: o.ticker,
+    onSend: (e, idealMs) => {
+      const k = Math.floor(e / slots);
+      for (let i = e % slots; i < n; i += slots) {
+        lateness.add(send(media[i]!, k, mediaDscp) - idealMs);
+      }
+      while (sigNext < plan.sigTotal && startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
+        send(sig, sigNext, signallingDscp);
+        sigNext++;
+      }
+      io.flush();
+      const pct = Math.floor((100 * (e + 1)) / total);
+      if (pct !== lastProgress) {
+        lastProgress = pct;
+        o.onProgress?.((e + 1) / total);
+      }
+    },
+  });
+  await pacer.done;
+  return { startMs, lateness };
+}
+
+/** Late packets, then the reflector's forward-direction summaries (retried: they can be lost too). */
+async function fetchSummaries(run: Run, io: ProbeSockets, waitMs: number, secret?: Buffer): Promise<void> {
+  await new Promise((r) => setTimeout(r, waitMs));
+  const deadline = io.now() + SUMMARY_DEADLINE_MS;
+  let nonce = randomU32();
+  while (io.now() < deadline) {
+    const missing = run.all.filter((s) => !s.summary);
+    if (missing.length === 0) break;
+    for (const s of missing)
+      io.sendControl(s.index, encodeSummaryRequest({ ssrc: s.ssrc, nonce: nonce++ }, secret));
+    await new Promise((r) => setTimeout(r, SUMMARY_RETRY_MS));
+  }
+}
+
+/** One stream's figures: forward from the reflector's summary (or the echoed sequences), reverse our own. */
+function measure(s: StreamState, localPort: number): StreamMeasurement {
+  const sum = s.summary?.known ? s.summary : undefined;
+  const forward: DirectionCounts = sum
+    ? {
+        sent: s.sent,
+        received: sum.received,
+        duplicates: sum.duplicates,
+        reordered: sum.reordered,
+        maxBurstLoss: sum.maxBurstLoss,
+        jitterMs: sum.jitterUs / 1000,
+        jitterMaxMs: sum.jitterMaxUs / 1000,
+        dscp: Object.fromEntries(sum.dscpCounts.map(([k, v]) => [String(k), v])),
+      }
+    : {
+        // Without the reflector's count, replies prove at least these forward packets arrived.
+        sent: s.sent,
+        received: s.echoed.received,
+        duplicates: 0,
+        reordered: 0,
+        maxBurstLoss: s.echoed.maxBurstLoss(),
+        jitterMs: 0,
+        jitterMaxMs: 0,
+        dscp: {},
       };
-    };
-    const firstSummary = allStreams.find((s) => s.summary?.known)?.summary;
+  const rev = s.reverse;
+  return {
+    ssrc: s.ssrc,
+    localPort,
+    remotePort: s.remotePort,
+    forwardSource: sum ? 'reflector' : s.echoed.received > 0 ? 'replies' : 'none',
+    forward,
+    reverse: {
+      sent: sum ? sum.repliesSent : s.echoed.received > 0 ? null : 0,
+      received: rev.tracker.received,
+      duplicates: rev.tracker.duplicates,
+      reordered: rev.tracker.reordered,
+      maxBurstLoss: rev.tracker.maxBurstLoss(),
+      jitterMs: rev.jitter.jitterMs,
+      jitterMaxMs: rev.jitter.maxJitterMs,
+      dscp: countsOf(rev.dscp),
+    },
+  };
+}
+
+function reflectorReport(run: Run) {
+  const first = run.all.find((s) => s.summary?.known)?.summary;
+  if (!first) return null;
+  return {
+    dscpReadable: first.dscpReadable,
+    marksReplies: first.marksReplies,
+    clock: {
+      synchronised: first.clock.synchronised,
+      errorBoundMs: first.clock.errorBoundUs === null ? null : first.clock.errorBoundUs / 1000,
+      source: first.clock.source,
+    },
+    holdUs: { p50: first.holdP50Us, p99: first.holdP99Us, max: first.holdMaxUs, samples: first.holdSamples },
+  };
+}
+
+export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> = {}): Promise<ProbeResult> {
+  const d: ProbeDeps = { ...defaultDeps, ...deps };
+  const plan = validate(options);
+  const { codec, host, policy } = plan;
+  const localClockPromise = d.clockSync();
+
+  let peerIp = host;
+  if (!isIP(host)) {
+    try {
+      peerIp = (await d.lookup(host)).address;
+    } catch (err) {
+      // Failure is data: a name that does not resolve is a not-ready result, not an exception.
+      return unsentProbeResult(
+        {
+          peer: options.peer,
+          codec,
+          calls: options.calls,
+          durationMs: options.durationMs,
+          startedAt: new Date(d.now()).toISOString(),
+          packetsPerCall: plan.perCall,
+          signallingPackets: plan.sigTotal,
+          localClock: await localClockPromise,
+          reason: `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+        },
+        policy,
+      );
+    }
+  }
+
+  const run = newRun(plan, options.calls);
+  const request: ProbeSocketsRequest = {
+    family: isIP(peerIp) as 4 | 6,
+    peerIp,
+    endpoints: run.all,
+    portRange: d.portRange,
+    onDatagram: onDatagram(run, options.secret),
+  };
+  const io = await openDgramProbeSockets(request, { useRawSocket: d.useRawSocket, now: d.now });
+  try {
+    const { startMs, lateness } = await sendCalls(run, io, plan, { ...options, ticker: d.ticker });
+    await fetchSummaries(run, io, plan.waitMs, options.secret);
+    const withPort = (s: StreamState) => measure(s, io.localPorts[s.index]!);
     return buildProbeResult(
       {
         peer: options.peer,
         codec,
-        calls: n,
+        calls: options.calls,
         durationMs: options.durationMs,
         startedAt: new Date(startMs).toISOString(),
-        privileged: raw !== undefined,
-        ...(localDscpReason ? { localDscpReason } : {}),
-        mediaDscp,
-        signallingDscp,
-        media: streams.map(measure),
-        signalling: measure(sig),
-        reflector: firstSummary
-          ? {
-              dscpReadable: firstSummary.dscpReadable,
-              marksReplies: firstSummary.marksReplies,
-              clock: {
-                synchronised: firstSummary.clock.synchronised,
-                errorBoundMs:
-                  firstSummary.clock.errorBoundUs === null ? null : firstSummary.clock.errorBoundUs / 1000,
-                source: firstSummary.clock.source,
-              },
-              holdUs: {
-                p50: firstSummary.holdP50Us,
-                p99: firstSummary.holdP99Us,
-                max: firstSummary.holdMaxUs,
-                samples: firstSummary.holdSamples,
-              },
-            }
-          : null,
-        localClock,
-        rtt: rtt.summary(),
-        oneWayForwardMs: oneWayForward.value,
-        oneWayReverseMs: oneWayReverse.value,
+        privileged: io.dscpReason === undefined,
+        ...(io.dscpReason ? { localDscpReason: io.dscpReason } : {}),
+        mediaDscp: policy['dscp-rtp'].audio,
+        signallingDscp: policy['dscp-sip'].class,
+        media: run.media.map(withPort),
+        signalling: withPort(run.sig),
+        reflector: reflectorReport(run),
+        localClock: await localClockPromise,
+        rtt: run.rtt.summary(),
+        oneWayForwardMs: run.oneWayForward.value,
+        oneWayReverseMs: run.oneWayReverse.value,
         sendLateness: lateness.summary(),
       },
       policy,
     );
   } finally {
-    cleanup();
+    io.close();
   }
 }

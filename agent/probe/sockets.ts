@@ -1,0 +1,181 @@
+// The probe's socket layer: one connected UDP socket per stream (its own even port, RFC 3550 §11),
+// the packets it sends and the replies it receives. The measuring logic (agent/probe.ts) sees only
+// this interface, so the path that carries the packets can change without touching it.
+import dgram from 'node:dgram';
+import { dscpFromTos } from '../../src/dscp.js';
+import { UserError } from '../../src/errors.js';
+import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from '../net/raw-udp.js';
+
+/** Which socket layer measured: the native addon (kernel stamps and marks) or Node's dgram (+ raw socket). */
+export type IoPath = 'native' | 'dgram';
+
+/**
+ * A reply (or summary response) from the peer for stream `index`: a view valid only during the
+ * call, its arrival time on the layer's clock, its DSCP (null: not readable).
+ */
+export type OnDatagram = (index: number, msg: Buffer, arrivalMs: number, dscp: number | null) => void;
+
+export interface StreamEndpoint {
+  /** The reflector's port this stream talks to. */
+  remotePort: number;
+  /** Largest packet the stream sends. */
+  packetBytes: number;
+}
+
+export interface ProbeSocketsRequest {
+  family: 4 | 6;
+  peerIp: string;
+  endpoints: StreamEndpoint[];
+  portRange: [number, number];
+  onDatagram: OnDatagram;
+}
+
+export interface ProbeSockets {
+  path: IoPath;
+  /** Why the agent cannot mark its packets and read marks on arrival; undefined when it can. */
+  dscpReason?: string;
+  localPorts: number[];
+  /** The clock arrival times are stamped with. */
+  now(): number;
+  /** The buffer to encode stream i's next packet into (valid until `send` or `flush`). */
+  buffer(i: number): Buffer;
+  /** Sends the packet encoded in buffer(i) (`bytes` long) with the given DSCP, now or at `flush`. */
+  send(i: number, bytes: number, dscp: number): void;
+  /** Sends whatever `send` queued. */
+  flush(): void;
+  /** Sends a control message (a summary request) on stream i's socket, unmarked. */
+  sendControl(i: number, msg: Buffer): void;
+  close(): void;
+}
+
+function bindEven(family: 4 | 6, range: [number, number]): Promise<dgram.Socket> {
+  const [lo, hi] = range;
+  const attempt = (tries: number): Promise<dgram.Socket> =>
+    new Promise((resolve, reject) => {
+      const port = lo + 2 * Math.floor((Math.random() * (hi - lo)) / 2);
+      const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+      sock.once('error', (err: NodeJS.ErrnoException) => {
+        sock.close();
+        if (err.code === 'EADDRINUSE' && tries > 1) resolve(attempt(tries - 1));
+        else reject(new UserError(`cannot bind a local UDP port: ${err.code ?? err.message}`));
+      });
+      sock.bind({ port, exclusive: true }, () => {
+        sock.removeAllListeners('error');
+        resolve(sock);
+      });
+    });
+  return attempt(200);
+}
+
+function connect(sock: dgram.Socket, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    sock.connect(port, host, (err?: Error) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * Node's dgram, with a raw IPv4 socket (CAP_NET_RAW) to mark packets and read marks when one can be
+ * opened: arrival times are taken in JavaScript.
+ */
+export async function openDgramProbeSockets(
+  req: ProbeSocketsRequest,
+  o: { useRawSocket: boolean; now: () => number },
+): Promise<ProbeSockets> {
+  const sockets: dgram.Socket[] = [];
+  let raw: RawUdp | undefined;
+  const close = () => {
+    raw?.close();
+    for (const s of sockets) s.close();
+  };
+  try {
+    for (const [index, e] of req.endpoints.entries()) {
+      const socket = await bindEven(req.family, req.portRange);
+      sockets.push(socket);
+      socket.on('error', () => {
+        // ICMP port/host unreachable on a connected socket: the loss shows in the counts.
+      });
+      try {
+        await connect(socket, e.remotePort, req.peerIp);
+      } catch {
+        // No route: sends will fail and count as lost.
+      }
+      socket.on('message', (msg) => {
+        if (!raw) req.onDatagram(index, msg, o.now(), null);
+      });
+    }
+  } catch (err) {
+    close();
+    throw err;
+  }
+  const localPorts = sockets.map((s) => s.address().port);
+  let dscpReason: string | undefined;
+  if (!o.useRawSocket) dscpReason = 'raw sockets disabled';
+  else if (req.family === 6) dscpReason = IPV6_DSCP_REASON;
+  else {
+    const byPort = new Map(localPorts.map((p, i) => [p, i]));
+    const opened = openRawUdp(
+      {
+        acceptPort: (p) => byPort.has(p),
+        onDatagram: (dg, arrivalMs) => {
+          const i = byPort.get(dg.dstPort)!;
+          if (dg.src !== req.peerIp || dg.srcPort !== req.endpoints[i]!.remotePort) return;
+          req.onDatagram(i, dg.payload, arrivalMs, dscpFromTos(dg.tos));
+        },
+      },
+      o.now,
+    );
+    if (typeof opened === 'string') dscpReason = opened;
+    else {
+      raw = opened;
+      for (const s of sockets) stopReading(s);
+    }
+  }
+  let localIp = '0.0.0.0';
+  try {
+    localIp = sockets[0]!.address().address;
+  } catch {
+    // unconnected: raw sends will use the kernel's choice and a checksum that may not match
+  }
+  // A raw send is a synchronous copy, so each stream's buffer is reused; dgram may queue it.
+  const rawBuffers = req.endpoints.map((e) => Buffer.alloc(e.packetBytes));
+  let current: Buffer[] = [];
+  return {
+    path: 'dgram',
+    ...(dscpReason ? { dscpReason } : {}),
+    localPorts,
+    now: o.now,
+    buffer(i) {
+      const b = raw ? rawBuffers[i]! : Buffer.allocUnsafe(req.endpoints[i]!.packetBytes);
+      current[i] = b;
+      return b;
+    },
+    send(i, bytes, dscp) {
+      const buf = current[i]!;
+      try {
+        if (raw)
+          raw.send(
+            localIp,
+            localPorts[i]!,
+            req.peerIp,
+            req.endpoints[i]!.remotePort,
+            dscp,
+            buf.subarray(0, bytes),
+          );
+        else sockets[i]!.send(buf, 0, bytes, () => {});
+      } catch {
+        // Refused by the local stack (no route, firewall): the packet is sent and lost.
+      }
+    },
+    flush() {
+      current = [];
+    },
+    sendControl(i, msg) {
+      try {
+        sockets[i]!.send(msg, () => {});
+      } catch {
+        // Not connected (no route to the peer): the summary stays missing.
+      }
+    },
+    close,
+  };
+}
