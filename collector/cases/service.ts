@@ -464,7 +464,7 @@ export class CaseService {
       };
     }
     const { next, record } = fireFollowUp(c, kind, nowMs);
-    const n = next.followUpsSent as 1 | 2 | 3;
+    const n = (c.followUpsSent + 1) as 1 | 2 | 3;
     const mail = followUpMail(c, n, this.caseLink(c.caseId));
     const notifications = [this.notification('follow-up', next, at, { followUp: n, mail })];
     if (kind === 'auto-close') notifications.push(this.notification('case-closed', next, at, { auto: true }));

@@ -76,7 +76,7 @@ function statusRule(
   const customer = actor.kind === 'customer';
   if (c.status === 'Closed') {
     const closedMs = Date.parse(c.closedAt ?? c.updatedAt);
-    if (nowMs - closedMs > REOPEN_WINDOW_MS) {
+    if (nowMs - closedMs >= REOPEN_WINDOW_MS) {
       return refuse(
         409,
         `cases can only be reopened within 30 days of closure (closed ${c.closedAt}); open a new case with the supporting information`,
