@@ -1,0 +1,180 @@
+// End to end with real parts: a real probe in network namespaces whose reverse path rewrites EF
+// (nftables on the router, its counter the ground truth) posted to a real listening collector →
+// a voice case opens withheld with the DSCP evidence; the rule removed → the next run passes →
+// the case is released by itself with the new report attached; a real HTTP receiver that was down
+// for a while gets every webhook once (signature verified, the duplicates dropped by key).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashToken } from '../../collector/auth.js';
+import { type RunningCollector, startCollector } from '../../collector/server.js';
+import { parseCollectorConfig } from '../../src/config/collector.js';
+import { REPORT_SCHEMA } from '../../src/schemas.js';
+import { TOKENS, VOICE_CASE } from '../helpers/cases.js';
+import {
+  cliUnavailableReason,
+  killAllCli,
+  probeJson,
+  type ReflectorProcess,
+  startReflector,
+  warmUpReflector,
+} from '../helpers/cli.js';
+import {
+  createTopology,
+  DC_ADDR,
+  netnsUnavailableReason,
+  SITE_ADDR,
+  type Topology,
+} from '../helpers/netns.js';
+import { freeLoopbackPort, waitUntil } from '../helpers/service.js';
+import { WebhookReceiver } from '../helpers/webhook-receiver.js';
+
+const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
+const MEDIA_PORT = 5004;
+const RTP = '@th,64,8 0x80';
+const REVERSE_MEDIA = `ip saddr ${DC_ADDR} ip daddr ${SITE_ADDR} udp sport ${MEDIA_PORT} ${RTP}`;
+const SECRET = 'webhook-secret-for-the-tracker-0123456789';
+
+describe.skipIf(unavailable !== undefined)(
+  `cases end to end over a namespace path ${unavailable ? `(skipped: ${unavailable})` : ''}`,
+  () => {
+    let topo: Topology;
+    let reflector: ReflectorProcess;
+    let collector: RunningCollector;
+    let receiver: WebhookReceiver;
+    let dir: string;
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'vr-cases-e2e-'));
+      topo = await createTopology();
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
+      await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, 2, { ns: topo.site });
+      writeFileSync(join(dir, 'tracker.secret'), `${SECRET}\n`, { mode: 0o600 });
+      // The receiver's port is reserved but nothing listens yet: the tracker is down.
+      receiver = new WebhookReceiver(await freeLoopbackPort(), SECRET);
+      const yaml = `collector:
+  agents: [{ name: hq-agent-1, site: hq, tokenHash: "${hashToken(TOKENS.hqAgent)}" }]
+  support: [{ name: care, tokenHash: "${hashToken(TOKENS.support)}" }]
+  customers: [{ name: Acme, sites: [hq], tokenHash: "${hashToken(TOKENS.acme)}" }]
+  cases:
+    webhooks: [{ name: tracker, url: "${receiver.url}", secretFile: tracker.secret, retryMax: 2s }]
+`;
+      const parsed = parseCollectorConfig(yaml, join(dir, 'collector.yaml'));
+      if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+      collector = await startCollector({
+        config: parsed.config,
+        dataDir: join(dir, 'data'),
+        host: '127.0.0.1',
+        port: 0,
+        casePollMs: 200,
+      });
+    });
+    afterAll(async () => {
+      await collector?.close();
+      await receiver?.stop();
+      await reflector?.stop();
+      await killAllCli();
+      await topo?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    const api = async (method: string, path: string, token: string, body?: unknown) => {
+      const res = await fetch(`${collector.url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+
+    /** One real probe run from the site namespace, posted as the hq agent's report. */
+    async function probeAndReport(reportId: string) {
+      const { json } = await probeJson(`${DC_ADDR}:${MEDIA_PORT}`, {
+        ns: topo.site,
+        calls: 2,
+        durationS: 2,
+        waitS: 1,
+      });
+      const report = {
+        schema: REPORT_SCHEMA,
+        reportId,
+        site: 'hq',
+        agent: 'hq-agent-1',
+        createdAt: new Date().toISOString(),
+        probes: [json],
+      };
+      const res = await api('POST', '/api/v1/reports', TOKENS.hqAgent, report);
+      expect(res.status).toBe(202);
+      return res.json as { assessmentId: string; ready: boolean };
+    }
+
+    it('withholds on the DSCP evidence, releases on the passing run, and the tracker gets every notice once', async () => {
+      await topo.impair({
+        counters: ['rev_ef_to_cs0'],
+        forward: [`${REVERSE_MEDIA} ip dscp ef counter name "rev_ef_to_cs0" ip dscp set cs0`],
+      });
+      const failing = await probeAndReport('rep-e2e-ef-rewritten');
+      const rewritten = (await topo.counters()).rev_ef_to_cs0!.packets;
+      expect(rewritten).toBeGreaterThan(0);
+      expect(failing.ready).toBe(false);
+
+      const opened = await api('POST', '/api/v1/cases', TOKENS.acme, VOICE_CASE);
+      expect(opened.status).toBe(201);
+      expect(opened.json).toMatchObject({
+        status: 'Awaiting Info',
+        subStatus: 'Info required from the customer',
+        withheld: true,
+        attachments: [{ kind: 'assessment', assessmentId: failing.assessmentId }],
+      });
+      const missing = opened.json.missingChecks as { id: string; status: string; evidence: string }[];
+      const dscp = missing.find((m) => m.id === 'dscp-rtp');
+      expect(dscp?.status).toBe('fail');
+      // The evidence counts the rewritten replies: as many as the router's counter rewrote.
+      expect(dscp?.evidence).toMatch(new RegExp(`CS0 \\(${rewritten} of \\d+\\)`));
+      const caseId = opened.json.caseId as string;
+
+      // The tracker is down: the notice waits in the outbox, retried with backoff.
+      const cases = collector.app.collector.cases!;
+      await waitUntil(
+        'a failed delivery attempt',
+        async () => (await cases.store.outboxDue(Date.now() + 60_000, 10)).some((i) => i.attempts > 0),
+        20_000,
+      );
+      expect(await cases.store.outboxPending()).toBe(1);
+
+      // The tracker comes back, swallowing its first answer: that notice arrives twice, counted once.
+      receiver.dropAnswers = 1;
+      await receiver.start();
+
+      await topo.impair({ counters: [], forward: [] });
+      const passing = await probeAndReport('rep-e2e-ef-kept');
+      expect(passing.ready).toBe(true);
+
+      await waitUntil(
+        'the release and its notices at the tracker',
+        async () =>
+          receiver.types(caseId).includes('report-attached') && (await cases.store.outboxPending()) === 0,
+        30_000,
+      );
+      const shown = await api('GET', `/api/v1/cases/${caseId}`, TOKENS.support);
+      expect(shown.json).toMatchObject({ status: 'Open', subStatus: 'Customer Responded', withheld: false });
+      expect((shown.json.attachments as { assessmentId: string }[]).map((a) => a.assessmentId)).toEqual([
+        failing.assessmentId,
+        passing.assessmentId,
+      ]);
+      expect(receiver.types(caseId)).toEqual(['case-opened', 'support-released', 'report-attached']);
+      expect(receiver.duplicates).toBeGreaterThanOrEqual(1);
+      expect(receiver.badSignatures).toBe(0);
+      const opening = receiver.events[0]!.payload as {
+        missingChecks: { id: string }[];
+        case: { customer: string };
+      };
+      expect(opening.case.customer).toBe('Acme');
+      expect(opening.missingChecks.map((m) => m.id)).toContain('dscp-rtp');
+    });
+  },
+);
