@@ -34,6 +34,9 @@ function direction(over: Partial<DirectionStats> = {}): DirectionStats {
 
 export function sampleProbe(o: Omit<SampleOptions, 'reportId'> = {}): ProbeResult {
   const sig = String(o.signallingDscp ?? 24);
+  const durationS = 10;
+  // The report is made when the probe has ended.
+  const endedAt = o.createdAt ? Date.parse(o.createdAt) : Date.now();
   const forward = direction(o.forward);
   const reverse = direction(o.reverse);
   return {
@@ -41,9 +44,9 @@ export function sampleProbe(o: Omit<SampleOptions, 'reportId'> = {}): ProbeResul
     peer: o.peer ?? 'dc1.example.net:4000',
     codec: 'g711u',
     calls: 1,
-    durationS: 10,
+    durationS,
     privileged: true,
-    startedAt: o.createdAt ?? new Date().toISOString(),
+    startedAt: new Date(endedAt - durationS * 1000).toISOString(),
     forward,
     reverse,
     signalling: {

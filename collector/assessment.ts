@@ -1,9 +1,17 @@
 // Judging a report: every probe result is re-judged with the site's policy (the same judges as
 // `voipready probe`, src/policy.ts), and the site's checks are the worst of its peers. Pure: the
 // clock and ids come in as arguments.
+
+import { sufficientEvidence } from '../src/evidence-sufficiency.js';
 import { isReady, judgeNetwork, type Policy, RULES } from '../src/policy.js';
 import { evidenceFromProbe } from '../src/probe-evidence.js';
-import { type AgentReport, type Check, type CheckStatus, NETWORK_CHECK_IDS } from '../src/schemas.js';
+import {
+  type AgentReport,
+  type Check,
+  type CheckStatus,
+  NETWORK_CHECK_IDS,
+  type ProbeResult,
+} from '../src/schemas.js';
 
 export interface PeerAssessment {
   peer: string;
@@ -19,7 +27,7 @@ export interface Assessment {
   agent: string;
   /** The report the evidence came from. */
   reportId: string;
-  /** When the evidence was measured: the report's createdAt, never later than its arrival. */
+  /** When the evidence was measured: when its oldest probe ended, never later than its arrival. */
   measuredAt: string;
   assessedAt: string;
   /** Readiness expires here unless newer evidence arrives: stale is not ready. */
@@ -57,6 +65,16 @@ export interface AssessInput {
   validForMs: number;
 }
 
+/**
+ * When a probe's evidence was measured: its end (startedAt + duration), else, for a result without
+ * startedAt, the report's createdAt; never later than arrival (an agent clock running ahead cannot
+ * make evidence newer than it is).
+ */
+export function probeEvidenceTimeMs(probe: ProbeResult, createdAtMs: number, receivedAtMs: number): number {
+  const endMs = probe.startedAt ? Date.parse(probe.startedAt) + probe.durationS * 1000 : createdAtMs;
+  return Math.min(endMs, receivedAtMs);
+}
+
 export function assessReport({
   report,
   policy,
@@ -65,12 +83,15 @@ export function assessReport({
   validForMs,
 }: AssessInput): Assessment {
   const peers = report.probes.map((probe) => {
-    const checks = judgeNetwork(evidenceFromProbe(probe, policy), policy);
+    const checks = judgeNetwork(sufficientEvidence(probe, evidenceFromProbe(probe, policy)), policy);
     return { peer: probe.peer, codec: probe.codec, calls: probe.calls, ready: isReady(checks), checks };
   });
   const checks = worstPerCheck(peers);
-  // An agent clock ahead of ours must not extend validity into the future.
-  const measuredAtMs = Math.min(Date.parse(report.createdAt), receivedAtMs);
+  // The site's verdict needs every peer's evidence: it is as old as the oldest.
+  const createdAtMs = Date.parse(report.createdAt);
+  const measuredAtMs = Math.min(
+    ...report.probes.map((p) => probeEvidenceTimeMs(p, createdAtMs, receivedAtMs)),
+  );
   return {
     assessmentId,
     site: report.site,

@@ -1,26 +1,14 @@
 // Rebuilds the neutral NetworkEvidence from a `voipready.probe/1` result, so anyone holding a probe
 // result (the collector, a report renderer) can judge it again with another policy. Pure.
-import { z } from 'zod';
 import { codecByName } from './codecs.js';
 import type { DscpEvidence, NetworkEvidence, Policy, StreamLoss } from './policy.js';
-import {
-  type CheckId,
-  type DirectionStats,
-  type ProbeResult,
-  ProbeStream,
-  type SignallingDirection,
-} from './schemas.js';
+import type { CheckId, DirectionStats, ProbeResult, ProbeStream, SignallingDirection } from './schemas.js';
 
 const DIRECTIONS = ['forward', 'reverse'] as const;
 
-/** Per-stream counts a probe may add to a direction (`streams`, beyond the contract keys). */
-const Streams = z.array(ProbeStream);
-
 /** The RTP streams (one per call) a direction lists, or undefined when it lists none (valid). */
 export function listedStreams(d: DirectionStats): ProbeStream[] | undefined {
-  if (!Array.isArray(d.streams) || d.streams.length === 0) return undefined;
-  const parsed = Streams.safeParse(d.streams);
-  return parsed.success ? parsed.data : undefined;
+  return d.streams && d.streams.length > 0 ? d.streams : undefined;
 }
 
 /**

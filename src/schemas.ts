@@ -19,6 +19,20 @@ export type CheckId = z.infer<typeof CheckId>;
 /** The network checks: a site is VoIP-ready when all of these pass in a recent assessment. */
 export const NETWORK_CHECK_IDS = ['latency', 'jitter', 'loss', 'dscp-rtp', 'dscp-sip', 'bandwidth'] as const;
 
+/** The probe's own limit on concurrent calls (agent/probe.ts MAX_CALLS). */
+export const MAX_PROBE_CALLS = 500;
+
+/**
+ * Text that may become an InfluxDB tag or a metric label: no control characters (a newline in a
+ * tag splits a line-protocol point in two).
+ */
+export const TagText = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[^\u0000-\u001f\u007f]*$/, 'control characters are not allowed');
+
 export const CheckStatus = z.enum(['pass', 'warn', 'fail', 'unknown']);
 export type CheckStatus = z.infer<typeof CheckStatus>;
 
@@ -35,28 +49,12 @@ export const Check = z.object({
 });
 export type Check = z.infer<typeof Check>;
 
-/** DSCP value (decimal, as a string key) to packet count. */
-export const DscpCounts = z.record(z.string().regex(/^\d{1,2}$/), z.number().int().nonnegative());
+/** DSCP value (decimal 0–63, as a string key) to packet count: at most 64 keys. */
+export const DscpCounts = z.record(
+  z.string().regex(/^(?:[0-9]|[1-5][0-9]|6[0-3])$/, 'a DSCP value 0-63 without leading zeros'),
+  z.number().int().nonnegative(),
+);
 export type DscpCounts = z.infer<typeof DscpCounts>;
-
-/** One direction of a probed stream set. contract keys listed in the probe issue. */
-export const DirectionStats = z.looseObject({
-  sent: z.number().int().nonnegative(),
-  received: z.number().int().nonnegative(),
-  lost: z.number().int(),
-  lossPct: z.number(),
-  duplicates: z.number().int().nonnegative(),
-  reordered: z.number().int().nonnegative(),
-  maxBurstLoss: z.number().int().nonnegative(),
-  jitterMs: z.number().nonnegative(),
-  jitterMaxMs: z.number().nonnegative(),
-  /** DSCP the sender marked; null when it could not mark (no privilege). */
-  dscpSent: z.number().int().min(0).max(63).nullable(),
-  /** DSCP on arrival; empty when it could not be read (see dscpUnknownReason). */
-  dscpReceived: DscpCounts,
-  dscpUnknownReason: z.string().optional(),
-});
-export type DirectionStats = z.infer<typeof DirectionStats>;
 
 /**
  * One RTP stream (one call) as the probe lists it in `forward.streams` / `reverse.streams`, beyond
@@ -75,6 +73,28 @@ export const ProbeStream = z.looseObject({
   jitterMaxMs: z.number().nonnegative(),
 });
 export type ProbeStream = z.infer<typeof ProbeStream>;
+
+/** One direction of a probed stream set. contract keys listed in the probe issue. */
+export const DirectionStats = z.looseObject({
+  sent: z.number().int().nonnegative(),
+  received: z.number().int().nonnegative(),
+  lost: z.number().int(),
+  lossPct: z.number(),
+  duplicates: z.number().int().nonnegative(),
+  reordered: z.number().int().nonnegative(),
+  maxBurstLoss: z.number().int().nonnegative(),
+  jitterMs: z.number().nonnegative(),
+  jitterMaxMs: z.number().nonnegative(),
+  /** DSCP the sender marked; null when it could not mark (no privilege). */
+  dscpSent: z.number().int().min(0).max(63).nullable(),
+  /** DSCP on arrival; empty when it could not be read (see dscpUnknownReason). */
+  dscpReceived: DscpCounts,
+  dscpUnknownReason: z.string().optional(),
+  /** The direction's RTP streams, one per call (optional; that it is `calls` long is a consistency
+   * rule, src/evidence-consistency.ts). */
+  streams: z.array(ProbeStream).max(MAX_PROBE_CALLS).optional(),
+});
+export type DirectionStats = z.infer<typeof DirectionStats>;
 
 export const SignallingDirection = z.looseObject({
   sent: z.number().int().nonnegative(),
@@ -103,12 +123,12 @@ export const PROBE_SCHEMA = 'voipready.probe/1';
 /** contract: the `voipready probe --json` document. */
 export const ProbeResult = z.looseObject({
   schema: z.literal(PROBE_SCHEMA),
-  peer: z.string().min(1).max(300),
-  codec: z.string().min(1).max(32),
-  calls: z.number().int().positive(),
-  durationS: z.number().positive(),
+  peer: TagText(300),
+  codec: TagText(32),
+  calls: z.number().int().positive().max(MAX_PROBE_CALLS),
+  durationS: z.number().positive().max(86_400),
   privileged: z.boolean(),
-  startedAt: z.string().optional(),
+  startedAt: z.iso.datetime({ offset: true }).optional(),
   forward: DirectionStats,
   reverse: DirectionStats,
   signalling: z.object({ forward: SignallingDirection, reverse: SignallingDirection }),
@@ -120,12 +140,15 @@ export const ProbeResult = z.looseObject({
   }),
   rFactor: z.number().nullable(),
   mos: z.number().nullable(),
-  checks: z.array(Check),
+  checks: z.array(Check).max(CHECK_IDS.length),
   ready: z.boolean(),
 });
 export type ProbeResult = z.infer<typeof ProbeResult>;
 
 export const REPORT_SCHEMA = 'voipready.report/1';
+
+/** Probe results one report may carry. */
+export const MAX_REPORT_PROBES = 64;
 
 /** Site and agent names: short, printable, safe as metric labels and file names. */
 export const Identifier = z
@@ -149,6 +172,6 @@ export const AgentReport = z.strictObject({
   site: Identifier,
   agent: Identifier,
   createdAt: z.iso.datetime({ offset: true }),
-  probes: z.array(ProbeResult).min(1).max(64),
+  probes: z.array(ProbeResult).min(1).max(MAX_REPORT_PROBES),
 });
 export type AgentReport = z.infer<typeof AgentReport>;

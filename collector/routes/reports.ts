@@ -1,27 +1,26 @@
 // POST /api/v1/reports: an agent's report, judged and durably stored before 202.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { AgentReport, Identifier } from '../../src/schemas.js';
+import { Identifier } from '../../src/schemas.js';
+import { issuesAnswer, readReport } from '../report-input.js';
 
 export const REPORTS_ROUTE = '/api/v1/reports';
 
-/** 400 listing the zod path of each problem. */
-function badRequest(reply: FastifyReply, error: string, message: string, issues: z.core.$ZodIssue[]) {
-  return reply.code(400).send({
-    error,
-    message,
-    issues: issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-  });
+/** 400 listing the path of each problem (the first few). */
+function badRequest(
+  reply: FastifyReply,
+  error: string,
+  message: string,
+  issues: { path: string; message: string }[],
+) {
+  return reply.code(400).send({ error, message, ...issuesAnswer(issues) });
 }
 
 export async function reportRoutes(app: FastifyInstance): Promise<void> {
   app.post(REPORTS_ROUTE, { config: { access: 'agent' } }, async (request, reply) => {
-    const parsed = AgentReport.safeParse(request.body);
-    if (!parsed.success) {
-      const message = 'the body is not a valid voipready.report/1 document';
-      return badRequest(reply, 'invalid report', message, parsed.error.issues);
-    }
-    const report = parsed.data;
+    const input = readReport(request.body);
+    if (!input.ok) return badRequest(reply, input.error, input.message, input.issues);
+    const report = input.report;
     const principal = request.principal;
     if (principal?.kind !== 'agent' || principal.site !== report.site) {
       return reply.code(403).send({
@@ -53,7 +52,8 @@ export async function reportRoutes(app: FastifyInstance): Promise<void> {
   app.get(REPORTS_ROUTE, { config: { access: 'read' } }, async (request, reply) => {
     const query = ListQuery.safeParse(request.query);
     if (!query.success) {
-      return badRequest(reply, 'bad request', 'invalid query', query.error.issues);
+      const issues = query.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+      return badRequest(reply, 'bad request', 'invalid query', issues);
     }
     const { site, offset, limit } = query.data;
     return {

@@ -65,9 +65,11 @@ function directionFields(probe: ProbeResult, direction: 'forward' | 'reverse'): 
  * one for the direction as a whole.
  */
 export function pointsFromReport(report: AgentReport, assessment: Assessment): SeriesPoint[] {
+  const receivedAtMs = Date.parse(assessment.assessedAt);
   return report.probes.flatMap((probe, i) => {
-    const startedMs = probe.startedAt ? Date.parse(probe.startedAt) : Number.NaN;
-    const timeMs = Number.isFinite(startedMs) ? startedMs : Date.parse(assessment.measuredAt);
+    // At the probe's start, never after arrival (an agent clock far ahead).
+    const startMs = probe.startedAt ? Date.parse(probe.startedAt) : Date.parse(assessment.measuredAt);
+    const timeMs = Math.min(startMs, receivedAtMs);
     const peerReady = assessment.peers[i]?.ready ?? false;
     return (['forward', 'reverse'] as const).flatMap((direction) => {
       const tags = {

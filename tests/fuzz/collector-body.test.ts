@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sampleReport } from '../../bench/collector-report.js';
 import { buildApp } from '../../collector/app.js';
 import { hashToken } from '../../collector/auth.js';
+import { REPORT_JSON_BOUNDS } from '../../collector/report-input.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
 import { CollectorConfig } from '../../src/config/collector.js';
 
@@ -17,7 +18,7 @@ const store = new SqliteStore(dir);
 const app = buildApp({
   config: CollectorConfig.parse({
     collector: {
-      bodyLimitBytes: 16 * 1024,
+      bodyLimitBytes: 64 * 1024,
       rateLimit: { perSecond: 1e9, burst: 1e9 },
       agents: [{ name: 'hq-agent-1', site: 'hq', tokenHash: hashToken(AGENT) }],
     },
@@ -33,6 +34,8 @@ afterAll(async () => {
 });
 
 const statuses = new Map<number, number>();
+/** Answers stay short whatever arrives: the issue list is truncated. */
+const MAX_ANSWER_BYTES = 8 * 1024;
 async function postStatus(payload: string | Buffer, contentType = 'application/json'): Promise<number> {
   const res = await app.inject({
     method: 'POST',
@@ -41,6 +44,7 @@ async function postStatus(payload: string | Buffer, contentType = 'application/j
     payload,
   });
   statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+  expect(res.body.length).toBeLessThan(MAX_ANSWER_BYTES);
   return res.statusCode;
 }
 
@@ -94,6 +98,45 @@ describe('collector ingest fuzz', () => {
         },
       ),
       RUN,
+    );
+  });
+
+  it('refuses deep nesting and long arrays planted anywhere in a valid report with 400', async () => {
+    const { maxDepth, maxArrayLength } = REPORT_JSON_BOUNDS;
+    const deep = (depth: number, inArray: boolean) => {
+      let v: unknown = 1;
+      for (let i = 0; i < depth; i++) v = inArray ? [v] : { a: v };
+      return v;
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: BASE_PATHS.length - 1 }),
+        fc.oneof(
+          fc.record({
+            kind: fc.constant('deep' as const),
+            size: fc.integer({ min: 1, max: 3000 }),
+            inArray: fc.boolean(),
+          }),
+          fc.record({
+            kind: fc.constant('long' as const),
+            size: fc.integer({ min: 0, max: 7000 }),
+            inArray: fc.constant(true),
+          }),
+        ),
+        fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 8, maxLength: 16 }),
+        async (which, plant, id) => {
+          const doc = structuredClone({ ...BASE, reportId: `rep-plant-${id}` }) as Record<string, unknown>;
+          const at = BASE_PATHS[which]!;
+          const value = plant.kind === 'deep' ? deep(plant.size, plant.inArray) : Array(plant.size).fill(0);
+          const status = await postStatus(JSON.stringify(mutate(doc, at, value, false)));
+          expect(status).toBeLessThan(500);
+          // the planted value's own depth adds to the depth of the place it is planted at
+          const tooDeep = plant.kind === 'deep' && at.length + plant.size > maxDepth;
+          const tooLong = plant.kind === 'long' && plant.size > maxArrayLength;
+          if (tooDeep || tooLong) expect(status).toBe(400);
+        },
+      ),
+      { numRuns: 150, interruptAfterTimeLimit: 20_000 },
     );
   });
 

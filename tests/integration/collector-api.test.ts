@@ -266,9 +266,9 @@ describe('collector API: metrics and persistence', () => {
   it('exports the latest path figures per site, peer and direction; unknown DSCP as -1', async () => {
     const ctx = open();
     const r = report('rep-met-0001', {
-      forward: { jitterMs: 4.5, lost: 5, received: 495, lossPct: 1 },
+      forward: { jitterMs: 4.5, lost: 5, received: 495, lossPct: 1, dscpReceived: { '46': 495 } },
       reverse: { dscpSent: null, dscpReceived: {}, dscpUnknownReason: 'unprivileged' },
-      oneWayMs: { forward: 42, reverse: 40, estimated: false },
+      oneWayMs: { forward: 14, reverse: 12, estimated: false },
     });
     expect((await post(ctx.app, r)).statusCode).toBe(202);
     const res = await get(ctx.app, '/metrics');
@@ -276,7 +276,7 @@ describe('collector API: metrics and persistence', () => {
     const labels = (dir: string) => `site="hq",peer="dc1.example.net:4000",direction="${dir}"`;
     expect(res.body).toContain(`voipready_path_jitter_seconds{${labels('forward')}} 0.0045`);
     expect(res.body).toContain(`voipready_path_loss_ratio{${labels('forward')}} 0.01`);
-    expect(res.body).toContain(`voipready_path_latency_seconds{${labels('forward')}} 0.042`);
+    expect(res.body).toContain(`voipready_path_latency_seconds{${labels('forward')}} 0.014`);
     expect(res.body).toContain(`voipready_path_dscp_honoured{${labels('forward')},traffic="rtp"} 1`);
     expect(res.body).toContain(`voipready_path_dscp_honoured{${labels('reverse')},traffic="rtp"} -1`);
     expect(res.body).toContain('voipready_path_mos{site="hq",peer="dc1.example.net:4000"} 4.4');

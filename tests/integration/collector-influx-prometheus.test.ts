@@ -124,7 +124,8 @@ describe.skipIf(missing)(
       const byKey = new Map(series.values.map((v) => [`${v[col('reportId')]}/${v[col('direction')]}`, v]));
       expect(series.values).toHaveLength(4);
       const fwd2 = byKey.get('rep-influx-0002/forward')!;
-      expect(Date.parse(fwd2[col('time')] as string)).toBe(Date.parse(at(1)));
+      // at the probe's start
+      expect(Date.parse(fwd2[col('time')] as string)).toBe(Date.parse(reports[1]!.probes[0]!.startedAt!));
       expect(fwd2[col('jitterMs')]).toBe(2.5);
       expect(fwd2[col('lost')]).toBe(10);
       expect(fwd2[col('lossPct')]).toBe(2);

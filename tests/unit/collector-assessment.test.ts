@@ -139,6 +139,7 @@ describe('collector assessment', () => {
   it('makes one InfluxDB point per direction per probe with the documented tags', () => {
     const report = sampleReport({
       reportId: 'rep-0000006',
+      createdAt: new Date(T0).toISOString(),
       forward: { jitterMs: 3.5, dscpReceived: { '46': 490, '0': 10 } },
       reverse: { dscpSent: null, dscpReceived: {}, dscpUnknownReason: 'unprivileged' },
     });

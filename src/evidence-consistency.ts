@@ -1,0 +1,199 @@
+// Internal consistency of a report's evidence: figures a probe derives from one another must agree
+// (a direction's totals are its streams' sums, lossPct is lost/sent, a jitter is the worst of its
+// streams', DSCP counts cover the packets received, an RTT/2 estimate is half the mean RTT). A
+// document that contradicts itself proves nothing and is refused (400 naming the fields). Pure.
+//
+// Each result kind of the report contract adds its own rule to REPORT_CONSISTENCY_RULES.
+import { codecByName } from './codecs.js';
+import type {
+  AgentReport,
+  DirectionStats,
+  DscpCounts,
+  ProbeResult,
+  ProbeStream,
+  SignallingDirection,
+} from './schemas.js';
+
+export interface Inconsistency {
+  /** The fields that disagree, as dotted paths into the report; the first is the one reported. */
+  fields: string[];
+  message: string;
+}
+
+export type ConsistencyRule = (report: AgentReport) => Inconsistency[];
+
+/** Rounding slack: the probe rounds ms to 3 digits and percentages to 4. */
+const EPS = 0.01;
+
+/** Counters a direction (or signalling direction) shares with its streams. */
+type Counts = Pick<ProbeStream, 'sent' | 'received' | 'lost'>;
+
+function countRules(at: string, c: Counts, out: Inconsistency[]): void {
+  const f = (k: string) => `${at}.${k}`;
+  if (c.lost < 0) out.push({ fields: [f('lost')], message: `lost is negative (${c.lost})` });
+  // A sender that did not get its count (no summary from the reflector) reports sent 0.
+  if (c.sent === 0) return;
+  if (c.received > c.sent) {
+    out.push({
+      fields: [f('received'), f('sent')],
+      message: `received ${c.received} is more than sent ${c.sent}`,
+    });
+  } else if (c.lost > c.sent || c.lost < c.sent - c.received) {
+    out.push({
+      fields: [f('lost'), f('sent'), f('received')],
+      message: `lost ${c.lost} does not fit sent ${c.sent} and received ${c.received}`,
+    });
+  }
+}
+
+function dscpRule(
+  at: string,
+  d: { dscpReceived: DscpCounts; received: number; duplicates?: number },
+  out: Inconsistency[],
+): void {
+  const counts = Object.values(d.dscpReceived);
+  if (counts.length === 0) return;
+  const marked = counts.reduce((a, b) => a + b, 0);
+  // Every packet received had its mark read; a receiver may also count the marks of duplicates.
+  if (marked < d.received || marked > d.received + (d.duplicates ?? 0)) {
+    out.push({
+      fields: [`${at}.dscpReceived`, `${at}.received`],
+      message: `DSCP counts sum to ${marked}, not to the ${d.received} packets received`,
+    });
+  }
+}
+
+const STREAM_SUMS = ['sent', 'received', 'lost', 'duplicates', 'reordered'] as const;
+
+function streamRules(at: string, d: DirectionStats, calls: number, out: Inconsistency[]): void {
+  const streams = d.streams;
+  if (!streams || streams.length === 0) return;
+  if (streams.length !== calls) {
+    out.push({
+      fields: [`${at}.streams`, 'calls'],
+      message: `${streams.length} streams listed for ${calls} calls (one stream per call)`,
+    });
+  }
+  for (const key of STREAM_SUMS) {
+    const sum = streams.reduce((a, s) => a + s[key], 0);
+    if (sum !== d[key]) {
+      out.push({
+        fields: [`${at}.${key}`, `${at}.streams`],
+        message: `${key} ${d[key]} is not the sum over the listed streams (${sum})`,
+      });
+    }
+  }
+  streams.forEach((s, i) => {
+    const sAt = `${at}.streams.${i}`;
+    countRules(sAt, s, out);
+    // The direction's jitter is the worst of its streams'.
+    for (const key of ['jitterMs', 'jitterMaxMs'] as const) {
+      if (s[key] > d[key] + EPS) {
+        out.push({
+          fields: [`${sAt}.${key}`, `${at}.${key}`],
+          message: `stream ${key} ${s[key]} is above the direction's ${d[key]} (the worst stream's)`,
+        });
+      }
+    }
+  });
+}
+
+function directionRules(at: string, d: DirectionStats, calls: number, out: Inconsistency[]): void {
+  countRules(at, d, out);
+  const expectedPct = d.sent > 0 ? (100 * d.lost) / d.sent : 0;
+  if (Math.abs(d.lossPct - expectedPct) > EPS) {
+    out.push({
+      fields: [`${at}.lossPct`, `${at}.lost`, `${at}.sent`],
+      message: `lossPct ${d.lossPct} is not lost/sent (${Math.round(expectedPct * 1e4) / 1e4} %)`,
+    });
+  }
+  dscpRule(at, d, out);
+  streamRules(at, d, calls, out);
+}
+
+function signallingRules(at: string, d: SignallingDirection, out: Inconsistency[]): void {
+  countRules(at, d, out);
+  dscpRule(at, d, out);
+}
+
+function delayRules(at: string, p: ProbeResult, out: Inconsistency[]): void {
+  const rtt = p.rttMs;
+  const { forward, reverse } = p.oneWayMs;
+  if (!rtt) {
+    if (forward !== null || reverse !== null) {
+      out.push({
+        fields: [`${at}.oneWayMs`, `${at}.rttMs`],
+        message: 'one-way delays without any round trip measured',
+      });
+    }
+    return;
+  }
+  const order = [rtt.min, rtt.p50, rtt.p95, rtt.p99, rtt.max];
+  if (
+    order.some((v, i) => i > 0 && v < order[i - 1]! - EPS) ||
+    rtt.mean < rtt.min - EPS ||
+    rtt.mean > rtt.max + EPS
+  ) {
+    out.push({
+      fields: [`${at}.rttMs`],
+      message: 'round-trip statistics out of order (min ≤ p50 ≤ p95 ≤ p99 ≤ max, min ≤ mean ≤ max)',
+    });
+  }
+  if (p.oneWayMs.estimated) {
+    for (const [dir, v] of [
+      ['forward', forward],
+      ['reverse', reverse],
+    ] as const) {
+      if (v !== null && Math.abs(v - rtt.mean / 2) > EPS + rtt.mean * 1e-3) {
+        out.push({
+          fields: [`${at}.oneWayMs.${dir}`, `${at}.rttMs.mean`],
+          message: `one-way ${v} ms "estimated as RTT/2" beside a mean RTT of ${rtt.mean} ms`,
+        });
+      }
+    }
+  } else if (forward !== null && reverse !== null && forward + reverse > rtt.max + 1) {
+    // Mean one-way delays of the same packets add up to their mean round trip.
+    out.push({
+      fields: [`${at}.oneWayMs`, `${at}.rttMs.max`],
+      message: `one-way delays ${forward} + ${reverse} ms exceed the longest round trip (${rtt.max} ms)`,
+    });
+  }
+}
+
+/** The forward direction cannot carry more packets than `calls` streams of the codec send. */
+function loadRule(at: string, p: ProbeResult, out: Inconsistency[]): void {
+  const codec = codecByName(p.codec);
+  if (!codec) return;
+  const perCall = (p.durationS * 1000) / codec.ptimeMs;
+  const most = Math.ceil(perCall * 1.05) * p.calls + p.calls;
+  if (p.forward.sent > most) {
+    out.push({
+      fields: [`${at}.forward.sent`, `${at}.calls`, `${at}.durationS`],
+      message: `${p.forward.sent} packets sent, more than ${p.calls} ${codec.name} calls send in ${p.durationS} s`,
+    });
+  }
+}
+
+/** Every way a probe result contradicts itself. */
+export function probeInconsistencies(p: ProbeResult, at: string): Inconsistency[] {
+  const out: Inconsistency[] = [];
+  directionRules(`${at}.forward`, p.forward, p.calls, out);
+  directionRules(`${at}.reverse`, p.reverse, p.calls, out);
+  signallingRules(`${at}.signalling.forward`, p.signalling.forward, out);
+  signallingRules(`${at}.signalling.reverse`, p.signalling.reverse, out);
+  delayRules(at, p, out);
+  loadRule(at, p, out);
+  // `calls` in the stream rules names the probe's key.
+  for (const i of out) i.fields = i.fields.map((f) => (f === 'calls' ? `${at}.calls` : f));
+  return out;
+}
+
+const probesConsistency: ConsistencyRule = (report) =>
+  report.probes.flatMap((p, i) => probeInconsistencies(p, `probes.${i}`));
+
+/** One rule per result kind the report carries. */
+export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [probesConsistency];
+
+export function reportInconsistencies(report: AgentReport): Inconsistency[] {
+  return REPORT_CONSISTENCY_RULES.flatMap((rule) => rule(report));
+}
