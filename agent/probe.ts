@@ -82,7 +82,7 @@ const SEND_RING = 1024;
  * SHOULD always return immediately with a negative response". glibc asks the configured server
  * instead, so we answer them here.
  */
-function resolveHost(host: string): Promise<{ address: string }> {
+export function resolveHost(host: string): Promise<{ address: string }> {
   if (/(^|\.)invalid\.?$/i.test(host)) {
     return Promise.reject(
       Object.assign(new Error(`${host} is an RFC 6761 invalid name`), { code: 'ENOTFOUND' }),

@@ -48,6 +48,11 @@ const COMMANDS: Entry[] = [
     load: () => loadCommand('probe'),
   },
   {
+    name: 'sip-ping',
+    summary: 'ask a SIP server with OPTIONS: does it answer, how fast, are the marks kept',
+    load: () => loadCommand('sip-ping'),
+  },
+  {
     name: 'analyze',
     summary: 'judge a pcap/pcapng capture of calls against the policy',
     load: () => loadCommand('analyze'),

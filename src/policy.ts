@@ -20,6 +20,8 @@ export const RULES: Record<CheckId, string> = {
   disk: 'Ensure adequate hard drive space is available, including with increased tracing levels.',
   eventlog: 'Monitor the Windows event Logs for anything which could be system impacting.',
   backup: 'Perform regular system/configuration backups.',
+  // Not a handbook sentence: what support asks of the customer's SIP servers (issue 12).
+  sip: 'The SIP server answers OPTIONS (RFC 3261 §11) with an accepted final response within the configured time.',
 };
 
 // The handbook heads its list with "the network performance must conform to these parameters", so
@@ -86,6 +88,21 @@ export const Policy = z.strictObject({
         .number()
         .positive()
         .default(7 * 24),
+      severity: Severity.default('fail'),
+    })
+    .prefault({}),
+  sip: z
+    .strictObject({
+      /** Final responses that count as answered: classes ("2xx") or codes ("404"); 503 is not by default. */
+      accept: z
+        .array(z.string().regex(/^[1-6](xx|\d\d)$/, 'a response class (2xx) or code (404)'))
+        .min(1)
+        .max(32)
+        .default(['2xx']),
+      /** Slowest acceptable final response; T1 (RFC 3261 §17.1.1.1, the RTT estimate) by default. */
+      maxResponseMs: z.number().positive().default(500),
+      /** true: a site without a SIP OPTIONS result is not ready (the check is unknown). */
+      required: z.boolean().default(false),
       severity: Severity.default('fail'),
     })
     .prefault({}),
@@ -175,7 +192,7 @@ export interface NetworkEvidence {
 
 const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
 
-function check(
+export function check(
   id: CheckId,
   status: CheckStatus,
   value: Check['value'],
@@ -186,7 +203,7 @@ function check(
   return { id, status, value, limit, unit, evidence, rule: RULES[id] };
 }
 
-function unknown(id: CheckId, reason: string, limit: Check['limit'], unit: string | null): Check {
+export function unknown(id: CheckId, reason: string, limit: Check['limit'], unit: string | null): Check {
   return check(id, 'unknown', null, limit, unit, `not measured: ${reason}`);
 }
 

@@ -12,6 +12,7 @@ export const CHECK_IDS = [
   'disk',
   'eventlog',
   'backup',
+  'sip',
 ] as const;
 export const CheckId = z.enum(CHECK_IDS);
 export type CheckId = z.infer<typeof CheckId>;

@@ -7,10 +7,16 @@ export interface SipMessage {
   /** Request method, or null for a response. */
   method: string | null;
   status: number | null;
+  /** A response's reason phrase (RFC 3261 §7.2), or null for a request. */
+  reason: string | null;
+  /** The branch parameter of the topmost Via (RFC 3261 §8.1.1.7, §17.1.3), or null. */
+  viaBranch: string | null;
   callId: string | null;
   from: string | null;
   to: string | null;
   cseqMethod: string | null;
+  /** The CSeq sequence number (RFC 3261 §8.1.1.5), or null when absent or not a number. */
+  cseq: number | null;
   contentType: string | null;
   /** Declared Content-Length, or null when absent. */
   contentLength: number | null;
@@ -72,10 +78,13 @@ export function parseSipMessage(text: string): SipMessage | null {
   const start = lines[0] ?? '';
   let method: string | null = null;
   let status: number | null = null;
+  let reason: string | null = null;
   if (start.startsWith('SIP/2.0 ')) {
+    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2); the phrase may be empty.
     const code = Number(start.slice(8, 11));
     if (!Number.isInteger(code) || code < 100 || code > 699) return null;
     status = code;
+    reason = start.slice(11).trim();
   } else {
     const parts = start.split(' ');
     if (parts.length !== 3 || parts[2] !== 'SIP/2.0' || !METHOD.test(parts[0]!)) return null;
@@ -101,18 +110,28 @@ export function parseSipMessage(text: string): SipMessage | null {
   const declared = lengthText !== undefined && /^\d{1,6}$/.test(lengthText) ? Number(lengthText) : null;
   const rest = he ? text.slice(he.end) : '';
   const body = declared === null ? rest : rest.slice(0, declared);
-  const cseq = headers.get('cseq')?.split(/\s+/)[1] ?? null;
+  const [cseqNumber, cseq = null] = headers.get('cseq')?.split(/\s+/) ?? [];
   return {
     method,
     status,
+    reason,
+    viaBranch: topViaBranch(headers.get('via')),
     callId: headers.get('call-id') ?? null,
     from: headers.get('from') ?? null,
     to: headers.get('to') ?? null,
     cseqMethod: cseq,
+    cseq: cseqNumber !== undefined && /^\d{1,10}$/.test(cseqNumber) ? Number(cseqNumber) : null,
     contentType: headers.get('content-type')?.toLowerCase() ?? null,
     contentLength: declared,
     body,
   };
+}
+
+/** The branch of the first Via value ("SIP/2.0/UDP h:p;branch=z9hG4bK1, SIP/2.0/UDP …"). */
+function topViaBranch(via: string | undefined): string | null {
+  if (via === undefined) return null;
+  const first = via.split(',')[0]!;
+  return /;\s*branch\s*=\s*([^;,\s]+)/i.exec(first)?.[1] ?? null;
 }
 
 /** The URI of a From/To header value: "Alice <sip:a@x>;tag=1" → "sip:a@x". */

@@ -1,7 +1,7 @@
 // The human-readable probe result: the readiness table (one row per check) and a per-direction
 // summary of what was measured, as plain text for a terminal.
 import { dscpName } from '../dscp.js';
-import type { DirectionStats, ProbeResult } from '../schemas.js';
+import type { Check, DirectionStats, ProbeResult } from '../schemas.js';
 import { tableLines } from './table.js';
 
 /** A check's value or limit with its unit: "150 ms", "1 call", "4 calls", "EF". */
@@ -13,7 +13,21 @@ function withUnit(v: number | string | null, unit: string | null): string {
 
 const STATUS_LABEL = { pass: 'PASS', warn: 'WARN', fail: 'FAIL', unknown: 'UNKNOWN' } as const;
 
-function marksOf(d: {
+/** The readiness table: one row per check. */
+export function checkTableLines(checks: readonly Check[]): string[] {
+  return tableLines(
+    ['CHECK', 'STATUS', 'VALUE', 'LIMIT', 'EVIDENCE'],
+    checks.map((c) => [
+      c.id,
+      STATUS_LABEL[c.status],
+      withUnit(c.value, c.unit),
+      withUnit(c.limit, c.unit),
+      c.evidence,
+    ]),
+  );
+}
+
+export function marksOf(d: {
   dscpSent: number | null;
   dscpReceived: Record<string, number>;
   dscpUnknownReason?: string;
@@ -49,18 +63,7 @@ export function renderProbeTable(r: ProbeResult): string {
       (r.privileged ? '' : ' (this agent could not mark or read DSCP: see the dscp rows)'),
     '',
   );
-  out.push(
-    ...tableLines(
-      ['CHECK', 'STATUS', 'VALUE', 'LIMIT', 'EVIDENCE'],
-      r.checks.map((c) => [
-        c.id,
-        STATUS_LABEL[c.status],
-        withUnit(c.value, c.unit),
-        withUnit(c.limit, c.unit),
-        c.evidence,
-      ]),
-    ),
-  );
+  out.push(...checkTableLines(r.checks));
   out.push('');
   out.push(
     ...tableLines(
