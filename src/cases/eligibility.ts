@@ -17,6 +17,7 @@ const WHAT_TO_DO: Record<CheckId, string> = {
   disk: 'free disk space for regular function with increased tracing levels',
   eventlog: 'resolve the system-impacting errors in the event log',
   backup: 'take a system/configuration backup',
+  sip: 'make the SIP server answer OPTIONS with an accepted final response in time (check its address, transport, firewall and load), then run the agent again',
 };
 
 export interface SiteReadiness {
