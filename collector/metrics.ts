@@ -19,6 +19,7 @@ export interface CollectorMetrics {
   httpDuration: Histogram<'method' | 'route' | 'status_code'>;
   influxPointsWritten: Counter;
   influxWriteFailures: Counter;
+  influxPointsRejected: Counter;
 }
 
 const DIRECTIONS = ['forward', 'reverse'] as const;
@@ -163,6 +164,11 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
     influxWriteFailures: new Counter({
       name: 'voipready_influx_write_failures_total',
       help: 'Failed InfluxDB writes (retried with backoff).',
+      registers: [registry],
+    }),
+    influxPointsRejected: new Counter({
+      name: 'voipready_influx_points_rejected_total',
+      help: 'Points InfluxDB refused (4xx), set aside in the store for inspection; the rest went on.',
       registers: [registry],
     }),
   };

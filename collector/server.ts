@@ -58,6 +58,10 @@ export async function startCollector(opts: StartOptions): Promise<RunningCollect
             app?.collector.metrics.influxWriteFailures.inc();
             app?.log.warn(`InfluxDB write failed, points kept in the outbox: ${message}`);
           },
+          onRejected: (n, firstError) => {
+            app?.collector.metrics.influxPointsRejected.inc(n);
+            app?.log.warn(`InfluxDB refused ${n} points, set aside (table influx_rejected): ${firstError}`);
+          },
         },
       })
     : undefined;

@@ -174,6 +174,16 @@ function loadRule(at: string, p: ProbeResult, out: Inconsistency[]): void {
   }
 }
 
+/**
+ * A time before 1970 is a clock that was never set; InfluxDB could not store it either (it keeps
+ * 1677–2262). Times after arrival are not refused: the collector clamps them to arrival.
+ */
+function timeRule(field: string, iso: string | undefined, out: Inconsistency[]): void {
+  if (iso !== undefined && Date.parse(iso) < 0) {
+    out.push({ fields: [field], message: `${iso} is before 1970: the clock was not set` });
+  }
+}
+
 /** Every way a probe result contradicts itself. */
 export function probeInconsistencies(p: ProbeResult, at: string): Inconsistency[] {
   const out: Inconsistency[] = [];
@@ -183,6 +193,7 @@ export function probeInconsistencies(p: ProbeResult, at: string): Inconsistency[
   signallingRules(`${at}.signalling.reverse`, p.signalling.reverse, out);
   delayRules(at, p, out);
   loadRule(at, p, out);
+  timeRule(`${at}.startedAt`, p.startedAt, out);
   // `calls` in the stream rules names the probe's key.
   for (const i of out) i.fields = i.fields.map((f) => (f === 'calls' ? `${at}.calls` : f));
   return out;
@@ -191,8 +202,14 @@ export function probeInconsistencies(p: ProbeResult, at: string): Inconsistency[
 const probesConsistency: ConsistencyRule = (report) =>
   report.probes.flatMap((p, i) => probeInconsistencies(p, `probes.${i}`));
 
+const reportTimeConsistency: ConsistencyRule = (report) => {
+  const out: Inconsistency[] = [];
+  timeRule('createdAt', report.createdAt, out);
+  return out;
+};
+
 /** One rule per result kind the report carries. */
-export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [probesConsistency];
+export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [reportTimeConsistency, probesConsistency];
 
 export function reportInconsistencies(report: AgentReport): Inconsistency[] {
   return REPORT_CONSISTENCY_RULES.flatMap((rule) => rule(report));

@@ -13,7 +13,7 @@ import { errorMessage } from '../../src/errors.js';
 import { listedStreams } from '../../src/probe-evidence.js';
 import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas.js';
 import type { Assessment } from '../assessment.js';
-import type { ReportStore, SeriesPoint } from './store.js';
+import type { RejectedPoint, ReportStore, SeriesPoint } from './store.js';
 
 export const RTP_MEASUREMENT = 'voipready_rtp';
 
@@ -110,6 +110,20 @@ export function pointsFromReport(report: AgentReport, assessment: Assessment): S
 export interface InfluxWriterEvents {
   onWrite(points: number): void;
   onFailure(message: string): void;
+  /** InfluxDB refused these points (kept aside in the store); the rest of their batch went on. */
+  onRejected(points: number, firstError: string): void;
+}
+
+/**
+ * InfluxDB's 4xx answers that judge the points themselves (unparsable line, field type conflict,
+ * beyond the retention policy, a batch too large): retrying them can never succeed. Others (401,
+ * 403: credentials; 404: no database) are configuration, retried like an outage.
+ */
+const VERDICT_ON_POINTS = new Set([400, 413, 422]);
+
+function refusedPoints(err: unknown): boolean {
+  const status = (err as { res?: { statusCode?: number } }).res?.statusCode;
+  return status !== undefined && VERDICT_ON_POINTS.has(status);
 }
 
 export interface InfluxWriterOptions {
@@ -184,25 +198,52 @@ export class InfluxOutboxWriter {
     this.ready = true;
   }
 
-  /** Writes the oldest outbox points; returns how many (0: the outbox is empty). */
-  private async writeBatch(): Promise<number> {
-    const { store, config } = this.opts;
-    const batch = store.outboxPeek(config.batchPoints);
-    if (!batch) return 0;
-    const points: IPoint[] = batch.points.map((p) => ({
+  private async write(points: SeriesPoint[]): Promise<void> {
+    const { config } = this.opts;
+    const iPoints: IPoint[] = points.map((p) => ({
       measurement: p.measurement,
       tags: p.tags,
       fields: p.fields,
       timestamp: p.timeMs,
     }));
-    await this.influx.writePoints(points, {
+    await this.influx.writePoints(iPoints, {
       database: config.database,
       retentionPolicy: config.retentionPolicy,
       precision: 'ms',
     });
-    store.outboxAck(batch.lastSeq);
-    this.opts.events.onWrite(points.length);
-    return points.length;
+  }
+
+  /**
+   * Writes the points; when InfluxDB refuses the batch, halves it until the refused points stand
+   * alone (rewriting a point InfluxDB already holds is harmless: one point per series and time).
+   * Returns the refused points; throws on anything that is not a verdict on the points.
+   */
+  private async writeOrSetAside(points: SeriesPoint[]): Promise<RejectedPoint[]> {
+    try {
+      await this.write(points);
+      return [];
+    } catch (err) {
+      if (!refusedPoints(err)) throw err;
+      const [point] = points;
+      if (points.length === 1 && point) return [{ point, error: errorMessage(err) }];
+      const half = Math.ceil(points.length / 2);
+      return [
+        ...(await this.writeOrSetAside(points.slice(0, half))),
+        ...(await this.writeOrSetAside(points.slice(half))),
+      ];
+    }
+  }
+
+  /** Writes the oldest outbox points; returns how many were done with (0: the outbox is empty). */
+  private async writeBatch(): Promise<number> {
+    const { store, config, events } = this.opts;
+    const batch = store.outboxPeek(config.batchPoints);
+    if (!batch) return 0;
+    const rejected = await this.writeOrSetAside(batch.points);
+    store.outboxAck(batch.lastSeq, rejected);
+    if (rejected.length > 0) events.onRejected(rejected.length, rejected[0]!.error);
+    events.onWrite(batch.points.length - rejected.length);
+    return batch.points.length;
   }
 
   private async run(): Promise<void> {
@@ -219,6 +260,8 @@ export class InfluxOutboxWriter {
         // A part batch: let more points gather (fewer, larger writes; pokes do not cut this short).
         else if (wrote < this.opts.config.batchPoints) await delay(LINGER_MS);
       } catch (err) {
+        // 404: the database is gone (dropped by hand?): create it again before the next write.
+        if ((err as { res?: { statusCode?: number } }).res?.statusCode === 404) this.ready = false;
         this.failing = true;
         failures++;
         this.opts.events.onFailure(errorMessage(err));

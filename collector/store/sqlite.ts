@@ -13,6 +13,7 @@ import type { Assessment } from '../assessment.js';
 import type {
   NewReport,
   OutboxBatch,
+  RejectedPoint,
   ReportStore,
   ReportSummary,
   SaveResult,
@@ -51,6 +52,12 @@ CREATE TABLE IF NOT EXISTS influx_outbox (
   n_points INTEGER NOT NULL,
   points TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS influx_rejected (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  rejected_at_ms INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  point TEXT NOT NULL
+);
 `;
 
 /** A store that cannot take writes right now (disk full, closed): the client should retry (503). */
@@ -74,7 +81,9 @@ interface WriteRow {
 }
 
 type WriterReply = { results: SaveResult[] } | { error: string };
-type WriterCommand = 'close' | { ackThrough: number };
+type WriterCommand =
+  | 'close'
+  | { ackThrough: number; rejected: { atMs: number; error: string; point: string }[] };
 
 interface WriterData {
   driver: string;
@@ -131,7 +140,14 @@ function writerThread(): void {
     return 'stored';
   };
   const saveBatch = db.transaction((rows: WriteRow[]) => rows.map(saveOne));
-  const outboxAck = db.prepare('DELETE FROM influx_outbox WHERE seq <= ?');
+  const outboxDelete = db.prepare('DELETE FROM influx_outbox WHERE seq <= ?');
+  const insertRejected = db.prepare(
+    'INSERT INTO influx_rejected (rejected_at_ms, error, point) VALUES (?, ?, ?)',
+  );
+  const outboxAck = db.transaction((c: Exclude<WriterCommand, 'close'>) => {
+    for (const r of c.rejected) insertRejected.run(r.atMs, r.error, r.point);
+    outboxDelete.run(c.ackThrough);
+  });
   parentPort!.on('message', (rows: WriteRow[] | WriterCommand) => {
     if (rows === 'close') {
       db.close();
@@ -139,10 +155,11 @@ function writerThread(): void {
       return;
     }
     if (!Array.isArray(rows)) {
-      // Points InfluxDB holds: best effort (the main thread skips them already; a delete lost to a
-      // crash only means they are written again, and InfluxDB keeps one point per series and time).
+      // Points InfluxDB holds or refused: best effort (the main thread skips them already; a delete
+      // lost to a crash only means they are written again, and InfluxDB keeps one point per series
+      // and time; refused ones are refused and set aside again).
       try {
-        outboxAck.run(rows.ackThrough);
+        outboxAck(rows);
       } catch {}
       return;
     }
@@ -218,6 +235,9 @@ export class SqliteStore implements ReportStore {
       outboxSize: this.db
         .prepare(`SELECT COALESCE(SUM(n_points), 0) FROM influx_outbox WHERE seq > ?`)
         .pluck(),
+      rejected: this.db.prepare(
+        `SELECT rejected_at_ms AS atMs, error, point FROM influx_rejected ORDER BY id DESC LIMIT ?`,
+      ),
     };
     const workerData: WriterData = {
       driver: createRequire(import.meta.url).resolve('better-sqlite3'),
@@ -340,9 +360,23 @@ export class SqliteStore implements ReportStore {
   }
 
   /** The delete runs on the writer thread: a write here would wait for the writer's commit and fsync. */
-  outboxAck(lastSeq: number): void {
+  outboxAck(lastSeq: number, rejected: RejectedPoint[] = []): void {
     this.ackedThrough = Math.max(this.ackedThrough, lastSeq);
-    if (!this.closed) this.writer.postMessage({ ackThrough: lastSeq } satisfies WriterCommand);
+    const atMs = Date.now();
+    const command: WriterCommand = {
+      ackThrough: lastSeq,
+      rejected: rejected.map((r) => ({ atMs, error: r.error, point: JSON.stringify(r.point) })),
+    };
+    if (!this.closed) this.writer.postMessage(command);
+  }
+
+  rejectedPoints(limit: number): (RejectedPoint & { rejectedAt: string })[] {
+    const rows = this.stmt.rejected.all(limit) as { atMs: number; error: string; point: string }[];
+    return rows.map((r) => ({
+      point: JSON.parse(r.point) as SeriesPoint,
+      error: r.error,
+      rejectedAt: new Date(r.atMs).toISOString(),
+    }));
   }
 
   outboxSize(): number {

@@ -40,6 +40,13 @@ export interface ReportSummary {
   receivedAt: string;
 }
 
+/** A point InfluxDB refused (a 4xx: its verdict on that point), kept for inspection. */
+export interface RejectedPoint {
+  point: SeriesPoint;
+  /** InfluxDB's answer. */
+  error: string;
+}
+
 export interface OutboxBatch {
   /** Highest outbox sequence number in the batch; acknowledge up to it. */
   lastSeq: number;
@@ -57,7 +64,10 @@ export interface ReportStore {
   listReports(query: { site?: string; offset: number; limit: number }): ReportSummary[];
   /** Oldest queued time-series points, up to about maxPoints (whole reports). */
   outboxPeek(maxPoints: number): OutboxBatch | undefined;
-  outboxAck(lastSeq: number): void;
+  /** The batch through lastSeq is done: written, or refused and kept aside in `rejected`. */
+  outboxAck(lastSeq: number, rejected?: RejectedPoint[]): void;
+  /** Points InfluxDB refused, newest first. */
+  rejectedPoints(limit: number): (RejectedPoint & { rejectedAt: string })[];
   outboxSize(): number;
   /** Commits what is pending and closes. */
   close(): Promise<void>;

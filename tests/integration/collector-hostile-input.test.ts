@@ -280,6 +280,15 @@ describe('inconsistent evidence: 400 naming the fields', () => {
     );
   });
 
+  it('a clock before 1970 (InfluxDB cannot store it either)', async () => {
+    await refused(
+      (p) => {
+        p.startedAt = '1601-01-01T00:00:00Z';
+      },
+      ['probes.0.startedAt'],
+    );
+  });
+
   it('a consistent report with listed streams is stored', async () => {
     const r = report();
     probeOf(r).forward.streams = [stream()];
