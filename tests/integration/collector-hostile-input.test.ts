@@ -12,7 +12,7 @@ import { hashToken } from '../../collector/auth.js';
 import { MAX_ISSUES_SHOWN } from '../../collector/report-input.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
 import { CollectorConfig } from '../../src/config/collector.js';
-import type { AgentReport, ProbeResult, ProbeStream } from '../../src/schemas.js';
+import { type AgentReport, CHECK_IDS, type ProbeResult, type ProbeStream } from '../../src/schemas.js';
 
 const AGENT = 'agent-token-hq-0123456789abcdef';
 const VIEWER = 'viewer-token-noc-0123456789abcd';
@@ -168,7 +168,7 @@ describe('giant, deep and noisy bodies: 4xx, small answers, quickly', () => {
 
     const checks = report();
     const c = { id: 'latency', status: 'pass', value: 1, limit: 150, unit: 'ms', evidence: 'x' } as const;
-    probeOf(checks).checks = Array.from({ length: 10 }, () => ({ ...c }));
+    probeOf(checks).checks = Array.from({ length: CHECK_IDS.length + 1 }, () => ({ ...c }));
     const res = await post(checks);
     expect(res.statusCode).toBe(400);
     expect(res.json<Answer>().issues[0]?.path).toBe('probes.0.checks');
