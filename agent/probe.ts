@@ -8,6 +8,7 @@ import { parseHostPort } from '../src/args.js';
 import { CODECS, type CodecName } from '../src/codecs.js';
 import { errorMessage, UserError } from '../src/errors.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy.js';
+import { PROBE_LATE_WAIT_MS, PROBE_SUMMARY_DEADLINE_MS } from '../src/probe-run.js';
 import { JitterEstimator, RTP_HEADER_BYTES, SequenceTracker } from '../src/rtp.js';
 import type { ClockSync, DscpCounts, ProbeResult } from '../src/schemas.js';
 import {
@@ -63,9 +64,8 @@ const MAX_DURATION_MS = 3600 * 1000;
 /** Signalling probes: one every 100 ms, the size of a typical SIP request. */
 const SIGNALLING_INTERVAL_MS = 100;
 const SIGNALLING_BYTES = 600;
-/** Summary requests: retried this often, within this long after the wait. */
+/** Summary requests: retried this often, within PROBE_SUMMARY_DEADLINE_MS after the wait. */
 const SUMMARY_RETRY_MS = 200;
-const SUMMARY_DEADLINE_MS = 1500;
 /**
  * Slots of the pacing grid are at least this far apart. Each wake-up costs about 0.1 ms of CPU on
  * the build machine (a timer and a timed wait), so wake-ups, not packets, dominate the probe's CPU,
@@ -173,7 +173,7 @@ function validate(o: ProbeOptions) {
     port,
     signallingPort,
     policy: o.policy ?? DEFAULT_POLICY,
-    waitMs: o.waitMs ?? 2000,
+    waitMs: o.waitMs ?? PROBE_LATE_WAIT_MS,
     perCall: Math.floor(o.durationMs / codec.ptimeMs),
     sigTotal: Math.max(1, Math.floor(o.durationMs / SIGNALLING_INTERVAL_MS)),
   };
@@ -341,7 +341,7 @@ async function sendCalls(
 /** Late packets, then the reflector's forward-direction summaries (retried: they can be lost too). */
 async function fetchSummaries(run: Run, io: ProbeSockets, waitMs: number, secret?: Buffer): Promise<void> {
   await new Promise((r) => setTimeout(r, waitMs));
-  const deadline = io.now() + SUMMARY_DEADLINE_MS;
+  const deadline = io.now() + PROBE_SUMMARY_DEADLINE_MS;
   let nonce = randomU32();
   while (io.now() < deadline) {
     const missing = run.all.filter((s) => !s.summary);

@@ -2,8 +2,13 @@
 // only when the collector acknowledged it. One file per report, written to a temp name, fsynced,
 // renamed into place and the directory fsynced (rename is atomic on POSIX file systems), so a crash at
 // any instant leaves either the whole report or no report — never a torn one under a queue name.
-// File names carry a zero-padded sequence number: directory order is FIFO order.
+// File names carry a zero-padded sequence number: directory order is FIFO order. Each file starts
+// with a checksum line (`sha256:<hex of the body>`), so a file changed after the agent wrote it — by
+// hand, by a tool, by a bad disk — is set aside with the reason rather than sent as the agent's
+// evidence.
+import { createHash } from 'node:crypto';
 import * as fsPromises from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 /** The file-system calls the queue uses; tests inject failures (ENOSPC, torn writes) through this. */
@@ -22,7 +27,7 @@ export interface QueueItem {
 export interface QueueEvents {
   /** The size bound was exceeded and these (oldest) items were removed unsent. */
   dropped(items: QueueItem[], bound: string): void;
-  /** A file in the queue directory could not be read back as a report; moved to corrupt/. */
+  /** A file in the queue directory is not a report the agent wrote; moved to corrupt/ with the reason. */
   corrupt(file: string, reason: string): void;
 }
 
@@ -45,6 +50,32 @@ function reportIdOf(body: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+const CHECKSUM_PREFIX = 'sha256:';
+const CHECKSUM_LINE_BYTES = CHECKSUM_PREFIX.length + 64 + 1;
+
+function sha256Hex(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** A queue file's bytes: the checksum line, then the report exactly as it will be sent. */
+export function encodeQueueFile(body: string): string {
+  return `${CHECKSUM_PREFIX}${sha256Hex(body)}\n${body}`;
+}
+
+/** A queue file read back: the report body and id, or why it is not one the agent wrote. */
+export function decodeQueueFile(data: Buffer): { body: string; reportId: string } | { problem: string } {
+  const line = data.subarray(0, CHECKSUM_LINE_BYTES).toString('latin1');
+  const m = /^sha256:([0-9a-f]{64})\n$/.exec(line);
+  if (!m) return { problem: 'no checksum line: not written by this agent (or edited by hand)' };
+  const bodyBytes = data.subarray(CHECKSUM_LINE_BYTES);
+  if (sha256Hex(bodyBytes) !== m[1]) {
+    return { problem: 'checksum mismatch: the report was changed after the agent wrote it' };
+  }
+  const body = bodyBytes.toString('utf8');
+  const reportId = reportIdOf(body);
+  return reportId === undefined ? { problem: 'not a JSON report' } : { body, reportId };
 }
 
 export class DurableQueue {
@@ -88,22 +119,52 @@ export class DurableQueue {
       if (!m) continue;
       const seq = Number(m[1]);
       this.nextSeq = Math.max(this.nextSeq, seq + 1);
-      const body = await fs.readFile(path, 'utf8');
-      const reportId = reportIdOf(body);
-      if (reportId === undefined) {
-        await fs.mkdir(join(this.dir, 'corrupt'), { recursive: true });
-        await fs.rename(path, join(this.dir, 'corrupt', name));
-        this.options.events.corrupt(name, 'not a JSON report');
+      const decoded = decodeQueueFile(await fs.readFile(path));
+      if ('problem' in decoded) {
+        await this.setAside(path, name, decoded.problem);
         continue;
       }
-      this.push({ seq, reportId, bytes: Buffer.byteLength(body), file: path });
+      this.push({ seq, reportId: decoded.reportId, bytes: Buffer.byteLength(decoded.body), file: path });
     }
     // Sequence numbers keep growing past dead-lettered items too, so names never collide.
-    for (const name of await fs.readdir(this.deadDir)) {
+    for (const name of [...(await fs.readdir(this.deadDir)), ...(await this.corruptNames())]) {
       const m = /^(\d{16})\./.exec(name);
       if (m) this.nextSeq = Math.max(this.nextSeq, Number(m[1]) + 1);
     }
     await this.enforceBound();
+  }
+
+  private async corruptNames(): Promise<string[]> {
+    return this.fs.readdir(join(this.dir, 'corrupt')).catch(() => []);
+  }
+
+  /**
+   * Moves a file that is not a genuine report to corrupt/, the reason beside it (best effort: on a
+   * full disk the log line carries it), and tells the events.
+   */
+  private async setAside(path: string, name: string, reason: string): Promise<void> {
+    const corruptDir = join(this.dir, 'corrupt');
+    await this.fs.mkdir(corruptDir, { recursive: true });
+    await this.fs.rename(path, join(corruptDir, name));
+    await this.writeReason(join(corruptDir, `${name.replace(/\.json$/, '')}.reason.txt`), reason);
+    this.options.events.corrupt(name, reason);
+  }
+
+  /** Writes a reason file; false (and no partial file) when it cannot be written, e.g. ENOSPC. */
+  private async writeReason(file: string, reason: string): Promise<boolean> {
+    try {
+      const handle = await this.fs.open(file, 'w');
+      try {
+        await handle.writeFile(`${reason}\n`, 'utf8');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return true;
+    } catch {
+      await this.fs.unlink(file).catch(() => undefined);
+      return false;
+    }
   }
 
   private push(item: QueueItem): void {
@@ -141,7 +202,7 @@ export class DurableQueue {
     try {
       const handle = await this.fs.open(tmp, 'wx');
       try {
-        await handle.writeFile(body, 'utf8');
+        await handle.writeFile(encodeQueueFile(body), 'utf8');
         await handle.sync();
       } finally {
         await handle.close();
@@ -160,8 +221,16 @@ export class DurableQueue {
     return item;
   }
 
-  async read(item: QueueItem): Promise<string> {
-    return this.fs.readFile(item.file, 'utf8');
+  /**
+   * The report's body as it was queued; undefined when the file no longer matches its checksum (it
+   * is then set aside to corrupt/ and out of the queue). Rejects ENOENT for a file deleted by hand.
+   */
+  async read(item: QueueItem): Promise<string | undefined> {
+    const decoded = decodeQueueFile(await this.fs.readFile(item.file));
+    if (!('problem' in decoded)) return decoded.body;
+    await this.setAside(item.file, `${String(item.seq).padStart(SEQ_DIGITS, '0')}.json`, decoded.problem);
+    this.remove(item);
+    return undefined;
   }
 
   /** The collector acknowledged the item (2xx, a duplicate ack included): remove it. */
@@ -173,20 +242,21 @@ export class DurableQueue {
     await this.syncDir();
   }
 
-  /** The collector rejected the item for good: keep it in dead/ with the reason beside it. */
-  async deadLetter(item: QueueItem, reason: string): Promise<string> {
+  /**
+   * The collector rejected the item for good: move it to dead/ with the reason beside it. The item
+   * leaves the queue only once the move succeeded — if it fails (EIO, ENOSPC for a new directory
+   * block) the item stays at the head and the caller retries. A move needs no data blocks, a reason
+   * file does: on a full disk the report is still dead-lettered and `reasonKept` is false.
+   */
+  async deadLetter(item: QueueItem, reason: string): Promise<{ deadFile: string; reasonKept: boolean }> {
     const base = join(this.deadDir, String(item.seq).padStart(SEQ_DIGITS, '0'));
-    if (!this.remove(item)) return `${base}.json`;
-    const handle = await this.fs.open(`${base}.reason.txt`, 'w');
-    try {
-      await handle.writeFile(`${reason}\n`, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await this.fs.rename(item.file, `${base}.json`);
+    const deadFile = `${base}.json`;
+    if (!this.items.includes(item)) return { deadFile, reasonKept: false };
+    await this.fs.rename(item.file, deadFile);
+    this.remove(item);
+    const reasonKept = await this.writeReason(`${base}.reason.txt`, reason);
     await this.syncDir();
-    return `${base}.json`;
+    return { deadFile, reasonKept };
   }
 
   private remove(item: QueueItem): boolean {
@@ -233,53 +303,57 @@ export class DurableQueue {
   }
 }
 
-/** Whether a process with this id exists (signal 0 checks without sending anything). */
-function processAlive(pid: number): boolean {
+type FlockFn = (fd: number, flags: 'exnb', done: (err: NodeJS.ErrnoException | null) => void) => void;
+
+/** flock(2) from fs-ext (Node has no binding of its own); loaded on first use. */
+function loadFlock(): FlockFn {
+  const require = createRequire(import.meta.url);
   try {
-    process.kill(pid, 0);
-    return true;
+    return (require('fs-ext') as { flock: FlockFn }).flock;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    throw new Error(
+      `cannot lock the queue: the fs-ext module does not load (${(err as Error).message.split('\n')[0]})`,
+    );
   }
 }
 
 /**
- * Claims the queue directory for this process (`agent.lock` holding the pid), so two agents never
- * interleave writes to one queue. A lock left by a process that no longer exists (kill -9, power
- * loss) is taken over. Throws an Error with code EBUSY naming the holder otherwise.
+ * Claims the queue directory for this process, so two agents never interleave writes to one queue:
+ * an exclusive flock(2) on `agent.lock`. The kernel holds it for the open file and drops it when
+ * that closes — on exit, on a crash, on kill -9 — so nothing stale is left behind and no process id
+ * is trusted: a pid in a lock file can be reused by an unrelated process after a crash, while a
+ * flock cannot outlive its holder. (An O_EXCL lock file survives kill -9 and needs exactly that
+ * guess to be taken over.) The file keeps the last holder's pid for people to read; it is never
+ * removed, since removing a flock'd file lets a second agent lock a new file of the same name.
+ * Throws an Error with code EBUSY naming the holder when another process has the lock.
  */
-export async function lockQueueDir(
-  dir: string,
-  pid = process.pid,
-  fs: QueueFs = fsPromises,
-): Promise<() => Promise<void>> {
+export async function lockQueueDir(dir: string, fs: QueueFs = fsPromises): Promise<() => Promise<void>> {
+  const flock = loadFlock();
   await fs.mkdir(dir, { recursive: true });
   const lock = join(dir, 'agent.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await fs.open(lock, 'wx');
-      try {
-        await handle.writeFile(`${pid}\n`, 'utf8');
-        await handle.sync();
-      } catch (err) {
-        // On a full disk the lock is held by the empty file alone (a later agent takes it over as
-        // stale): the agent must still start and keep its reports in memory until space returns.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') {
-          await handle.close();
-          await fs.unlink(lock).catch(() => undefined);
-          throw err;
-        }
-      }
-      await handle.close();
-      return () => fs.unlink(lock).catch(() => undefined);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number.parseInt(await fs.readFile(lock, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(holder) && holder > 0 && holder !== pid && processAlive(holder)) {
-        throw Object.assign(new Error(`queue ${dir} is in use by process ${holder}`), { code: 'EBUSY' });
-      }
-      await fs.unlink(lock).catch(() => undefined);
+  // No truncation before the lock is ours: the holder's pid stays readable for the message.
+  const handle = await fs.open(lock, 'a+');
+  try {
+    await new Promise<void>((resolve, reject) =>
+      flock(handle.fd, 'exnb', (err) => (err ? reject(err) : resolve())),
+    );
+  } catch (err) {
+    const holder = (await handle.readFile('utf8').catch(() => '')).trim();
+    await handle.close();
+    if (
+      (err as NodeJS.ErrnoException).code !== 'EWOULDBLOCK' &&
+      (err as NodeJS.ErrnoException).code !== 'EAGAIN'
+    ) {
+      throw err;
     }
+    const by = /^\d+$/.test(holder) ? `process ${holder}` : 'another process';
+    throw Object.assign(new Error(`queue ${dir} is in use by ${by}`), { code: 'EBUSY' });
   }
-  throw Object.assign(new Error(`cannot take the lock ${lock}`), { code: 'EBUSY' });
+  try {
+    await handle.truncate(0);
+    await handle.write(`${process.pid}\n`, 0, 'utf8');
+  } catch {
+    // Full disk: the lock is the flock, not the text; the agent still starts.
+  }
+  return () => handle.close();
 }

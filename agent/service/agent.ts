@@ -48,7 +48,7 @@ export function newReportId(agent: string, nowMs: number): string {
 
 export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps): Promise<RunningAgent> {
   const { clock, log } = deps;
-  const unlock = await lockQueueDir(config.queue.dir, process.pid, deps.fs);
+  const unlock = await lockQueueDir(config.queue.dir, deps.fs);
   let queue: DurableQueue;
   try {
     queue = await DurableQueue.open(config.queue.dir, {

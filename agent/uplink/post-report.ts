@@ -8,12 +8,18 @@ export type SendOutcome =
   /** Transient (network error, timeout, 408, 429, 5xx): keep the report and retry later. */
   | { kind: 'retry'; status: number | null; retryAfterMs?: number; reason: string }
   /**
-   * 401/403: the collector does not accept this agent's token (or not for this site). That is the
-   * agent's configuration, not the report: keep every report queued and try again slowly.
+   * The answer is about the agent's configuration or the path to the collector, not this report,
+   * so every report would get the same: keep them all queued and try again slowly.
+   * - `token` (401/403): the collector does not accept this agent's token (or not for this site).
+   * - `redirect` (3xx): not followed — a redirected POST may turn into a GET whose 200 would delete
+   *   an unstored report — so `agent.collector.url` (or a proxy in front) is wrong.
+   * - `endpoint` (404/405/415): a wrong base path, or a proxy answering for a collector mid-deploy.
    */
-  | { kind: 'unauthorized'; status: number; reason: string }
+  | { kind: 'held'; problem: HeldProblem; status: number; reason: string }
   /** Any other 4xx: retrying the same bytes cannot succeed. Move to dead-letter. */
   | { kind: 'rejected'; status: number; reason: string };
+
+export type HeldProblem = 'token' | 'redirect' | 'endpoint';
 
 export interface UplinkTarget {
   /** Collector base URL, e.g. http://collector:8470 */
@@ -46,6 +52,7 @@ export async function postReport(
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${target.token}` },
       body,
+      redirect: 'manual',
       signal: AbortSignal.timeout(target.timeoutMs),
     });
   } catch (err) {
@@ -61,6 +68,12 @@ export async function postReport(
     await res.body?.cancel();
     return { kind: 'acked', status };
   }
+  if (status >= 300 && status < 400) {
+    await res.body?.cancel();
+    const location = res.headers.get('location');
+    const reason = `HTTP ${status} redirect${location ? ` to ${location.slice(0, 200)}` : ''}`;
+    return { kind: 'held', problem: 'redirect', status, reason };
+  }
   const detail = await bodyExcerpt(res);
   const reason = `HTTP ${status}${detail ? `: ${detail}` : ''}`;
   if (status === 408 || status === 429 || status >= 500) {
@@ -70,6 +83,9 @@ export async function postReport(
       ? { kind: 'retry', status, reason }
       : { kind: 'retry', status, retryAfterMs, reason };
   }
-  if (status === 401 || status === 403) return { kind: 'unauthorized', status, reason };
+  if (status === 401 || status === 403) return { kind: 'held', problem: 'token', status, reason };
+  if (status === 404 || status === 405 || status === 415) {
+    return { kind: 'held', problem: 'endpoint', status, reason };
+  }
   return { kind: 'rejected', status, reason };
 }

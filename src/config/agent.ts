@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseDurationMs } from '../args.js';
 import { CODEC_NAMES, type CodecName } from '../codecs.js';
 import { UserError } from '../errors.js';
+import { PROBE_LATE_WAIT_MS, PROBE_SUMMARY_DEADLINE_MS, probeRunMaxMs } from '../probe-run.js';
 import { Identifier } from '../schemas.js';
 
 /** One problem in a configuration file: `${file}: ${path}: ${message}` when printed. */
@@ -33,6 +34,10 @@ const HostPort = z
   .string()
   .regex(/^(\[[^\]]+\]|[^:\s[\]]+):\d{1,5}$/, 'must be HOST:PORT (e.g. dc.example.net:4000)');
 
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
 export const AgentProbeConfig = z
   .strictObject({
     /** The reflector, HOST:PORT. */
@@ -50,9 +55,17 @@ export const AgentProbeConfig = z
     /** File holding the reflector's shared secret (relative to the config file). */
     secretFile: z.string().min(1).optional(),
   })
-  .refine((p) => p.interval >= p.duration, {
-    message: 'interval must be at least the duration (runs never overlap)',
-    path: ['interval'],
+  .superRefine((p, ctx) => {
+    // A run lasts its duration plus the late-packet wait plus the summary requests; an interval
+    // shorter than that would make every run overrun its slot and skip the next.
+    const runMs = probeRunMaxMs(p.duration);
+    if (p.interval < runMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['interval'],
+        message: `interval must be at least ${formatSeconds(runMs)}: a run takes the duration (${formatSeconds(p.duration)}) + ${formatSeconds(PROBE_LATE_WAIT_MS)} waiting for late packets + up to ${formatSeconds(PROBE_SUMMARY_DEADLINE_MS)} collecting the reflector's summaries`,
+      });
+    }
   });
 export type AgentProbeConfig = z.infer<typeof AgentProbeConfig>;
 
@@ -88,7 +101,22 @@ export const AgentConfig = z.strictObject({
       .strictObject({ initial: Duration.default(1000), max: Duration.default(300_000) })
       .prefault({})
       .refine((r) => r.initial <= r.max, { message: 'initial must not be longer than max' }),
-    probes: z.array(AgentProbeConfig).min(1).max(64),
+    probes: z
+      .array(AgentProbeConfig)
+      .min(1)
+      .max(64)
+      .superRefine((probes, ctx) => {
+        // Probes run one at a time (agent/service/scheduler.ts): together they must fit the clock.
+        // (A probe that does not fit its own interval is reported on its own key.)
+        if (probes.some((p) => p.interval < probeRunMaxMs(p.duration))) return;
+        const busy = probes.reduce((sum, p) => sum + probeRunMaxMs(p.duration) / p.interval, 0);
+        if (probes.length > 1 && busy > 1) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `the probes run one at a time and together need ${(busy * 100).toFixed(0)} % of the time (each run's duration + ${formatSeconds(PROBE_LATE_WAIT_MS + PROBE_SUMMARY_DEADLINE_MS)} per interval): lengthen intervals or shorten durations`,
+          });
+        }
+      }),
   }),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;

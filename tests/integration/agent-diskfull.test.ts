@@ -66,7 +66,7 @@ describe.skipIf(skipReason)('agent on a full disk (real ENOSPC from a tmpfs)', (
         queueDir,
         reflector,
         duration: '1s',
-        interval: '1500ms',
+        interval: '4500ms',
       }),
     );
     const agent = startCli(['agent', '--config', join(dir, 'agent.yaml')], { timeoutMs: 90_000 });

@@ -78,7 +78,7 @@ ${collectorAgentsYaml(tokenHash)}`,
         queueDir,
         reflector,
         duration: '1s',
-        interval: '1500ms',
+        interval: '4500ms',
         extra: '  retry: { initial: 200ms, max: 1s }\n',
       }),
     );

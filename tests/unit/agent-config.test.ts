@@ -70,7 +70,7 @@ describe('agent config', () => {
     if (r.ok) return;
     expect(r.errors.map(formatConfigError)).toEqual([
       'e.yaml: agent.retry: initial must not be longer than max',
-      'e.yaml: agent.probes.0.interval: interval must be at least the duration (runs never overlap)',
+      "e.yaml: agent.probes.0.interval: interval must be at least 123.5 s: a run takes the duration (120 s) + 2 s waiting for late packets + up to 1.5 s collecting the reflector's summaries",
     ]);
     const long = parseAgentConfig(
       VALID.replace('duration: 5s', 'duration: 2h').replace('interval: 1m', 'interval: 3h'),
@@ -78,6 +78,27 @@ describe('agent config', () => {
     );
     expect(long.ok ? [] : long.errors.map(formatConfigError)).toEqual([
       'l.yaml: agent.probes.0.duration: must be between 20ms (one packet) and 1h',
+    ]);
+  });
+
+  it('refuses an interval the run cannot fit (duration + late wait + summaries), alone or with other probes', () => {
+    const errors = (yaml: string) => {
+      const r = parseAgentConfig(yaml, 'i.yaml');
+      return r.ok ? [] : r.errors.map(formatConfigError);
+    };
+    // 1 s of sending every 1.5 s was accepted, but each run takes up to 4.5 s and skips the next slot.
+    expect(
+      errors(VALID.replace('duration: 5s', 'duration: 1s').replace('interval: 1m', 'interval: 1500ms')),
+    ).toEqual([
+      "i.yaml: agent.probes.0.interval: interval must be at least 4.5 s: a run takes the duration (1 s) + 2 s waiting for late packets + up to 1.5 s collecting the reflector's summaries",
+    ]);
+    expect(
+      errors(VALID.replace('duration: 5s', 'duration: 1s').replace('interval: 1m', 'interval: 5s')),
+    ).toEqual([]);
+    // Each fits its own interval, but one at a time they need 50/60 + 50/60 of the clock.
+    const crowded = `${VALID.replace('duration: 5s', 'duration: 46500ms')}      duration: 46500ms\n      interval: 1m\n`;
+    expect(errors(crowded)).toEqual([
+      "i.yaml: agent.probes: the probes run one at a time and together need 167 % of the time (each run's duration + 3.5 s per interval): lengthen intervals or shorten durations",
     ]);
   });
 

@@ -16,7 +16,12 @@ import { Sender } from '../../agent/uplink/sender.js';
 type Scripted = { status: number; headers?: Record<string, string>; body?: string; hang?: boolean };
 let server: Server;
 let script: Scripted[] = [];
-const received: { auth: string | undefined; body: string }[] = [];
+const received: {
+  method: string | undefined;
+  url: string | undefined;
+  auth: string | undefined;
+  body: string;
+}[] = [];
 let target: UplinkTarget;
 
 beforeAll(async () => {
@@ -26,7 +31,7 @@ beforeAll(async () => {
       data += c;
     });
     req.on('end', () => {
-      received.push({ auth: req.headers.authorization, body: data });
+      received.push({ method: req.method, url: req.url, auth: req.headers.authorization, body: data });
       const next = script.shift() ?? { status: 202 };
       if (next.hang) return;
       res.writeHead(next.status, { 'content-type': 'application/json', ...next.headers });
@@ -85,7 +90,12 @@ describe('postReport against a real HTTP server', () => {
     script = [{ status: 202 }, { status: 200, body: '{"duplicate":true}' }];
     expect(await postReport(target, '{"a":1}')).toEqual({ kind: 'acked', status: 202 });
     expect(await postReport(target, '{"a":1}')).toEqual({ kind: 'acked', status: 200 });
-    expect(received[0]).toEqual({ auth: 'Bearer tok-1', body: '{"a":1}' });
+    expect(received[0]).toEqual({
+      method: 'POST',
+      url: '/api/v1/reports',
+      auth: 'Bearer tok-1',
+      body: '{"a":1}',
+    });
   });
   it('retries 500, 503 and 429 (with Retry-After) and 408', async () => {
     script = [
@@ -111,9 +121,36 @@ describe('postReport against a real HTTP server', () => {
       status: 400,
       reason: 'HTTP 400: {"error":"probes.0.forward: required"}',
     });
-    expect(await postReport(target, '{}')).toMatchObject({ kind: 'unauthorized', status: 403 });
+    expect(await postReport(target, '{}')).toMatchObject({ kind: 'held', problem: 'token', status: 403 });
     expect(await postReport(target, '{}')).toMatchObject({ kind: 'rejected', status: 413 });
-    expect(await postReport(target, '{}')).toMatchObject({ kind: 'unauthorized', status: 401 });
+    expect(await postReport(target, '{}')).toMatchObject({ kind: 'held', problem: 'token', status: 401 });
+  });
+  it('does not follow a redirect: 3xx holds the queue as a configuration error, naming the target', async () => {
+    // The redirect target is this same server, which would answer the followed request with 202.
+    script = [301, 302, 303, 307, 308].map((status) => ({
+      status,
+      headers: { location: '/login?next=/api/v1/reports' },
+    }));
+    for (const status of [301, 302, 303, 307, 308]) {
+      expect(await postReport(target, '{"a":1}')).toEqual({
+        kind: 'held',
+        problem: 'redirect',
+        status,
+        reason: `HTTP ${status} redirect to /login?next=/api/v1/reports`,
+      });
+    }
+    expect(received.map((r) => `${r.method} ${r.url}`)).toEqual(Array(5).fill('POST /api/v1/reports'));
+  });
+  it('holds on 404/405/415 (wrong base path, a proxy mid-deploy) instead of rejecting the report', async () => {
+    script = [{ status: 404, body: 'Not Found' }, { status: 405 }, { status: 415 }];
+    expect(await postReport(target, '{}')).toEqual({
+      kind: 'held',
+      problem: 'endpoint',
+      status: 404,
+      reason: 'HTTP 404: Not Found',
+    });
+    expect(await postReport(target, '{}')).toMatchObject({ kind: 'held', problem: 'endpoint', status: 405 });
+    expect(await postReport(target, '{}')).toMatchObject({ kind: 'held', problem: 'endpoint', status: 415 });
   });
   it('turns a refused connection and a timeout into retry outcomes, not exceptions', async () => {
     const closed = createServer();
@@ -203,6 +240,80 @@ describe('sender: queue → collector', () => {
     expect(await readdir(join(dir, 'dead'))).toEqual([
       '0000000000000002.json',
       '0000000000000002.reason.txt',
+    ]);
+  });
+
+  it('holds the whole backlog through 302, 404, 405 and 415 — nothing dead-lettered, nothing lost', async () => {
+    const logs: { level: string; event: string; msg: string }[] = [];
+    const log: Log = (level, event, msg) => logs.push({ level, event, msg });
+    const queue = await DurableQueue.open(dir, {
+      maxReports: 100,
+      maxBytes: 1e6,
+      events: { dropped: () => undefined, corrupt: () => undefined },
+    });
+    const ids = ['r-1', 'r-2', 'r-3', 'r-4'];
+    for (const id of ids) await queue.enqueue(id, JSON.stringify({ reportId: id }));
+    script = [
+      { status: 302, headers: { location: 'https://sso.example/login' } },
+      { status: 404 },
+      { status: 405 },
+      { status: 415 },
+      ...ids.map(() => ({ status: 202 })),
+    ];
+    const sleeps: number[] = [];
+    const controller = new AbortController();
+    const sender = new Sender({
+      queue,
+      send: (body) => postReport(target, body),
+      backoff: { initialMs: 1000, maxMs: 30_000 },
+      clock: { now: () => 0, sleep: async (ms) => void sleeps.push(ms) },
+      log,
+    });
+    const running = sender.run(controller.signal);
+    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    await running;
+    // The head report is retried at the slowest pace until the configuration is right; then all go, in order.
+    expect(received.map((r) => JSON.parse(r.body).reportId)).toEqual(['r-1', 'r-1', 'r-1', 'r-1', ...ids]);
+    expect(received.every((r) => r.method === 'POST')).toBe(true);
+    expect(sleeps).toEqual([30_000, 30_000, 30_000, 30_000]);
+    expect(logs.slice(0, 4).map((l) => `${l.level} ${l.event}`)).toEqual([
+      'error collector.redirect',
+      'error collector.endpoint',
+      'error collector.endpoint',
+      'error collector.endpoint',
+    ]);
+    expect(logs[0]!.msg).toContain('HTTP 302 redirect to https://sso.example/login');
+    expect(logs[0]!.msg).toContain('4 report(s) kept');
+    expect(logs.slice(4).map((l) => l.event)).toEqual(Array(4).fill('report.delivered'));
+    expect(await readdir(join(dir, 'dead'))).toEqual([]);
+  });
+
+  it('skips a queued report whose checksum no longer matches: set aside, never sent', async () => {
+    const corrupt: string[] = [];
+    const queue = await DurableQueue.open(dir, {
+      maxReports: 100,
+      maxBytes: 1e6,
+      events: { dropped: () => undefined, corrupt: (file, reason) => corrupt.push(`${file}: ${reason}`) },
+    });
+    for (const id of ['r-1', 'r-2']) await queue.enqueue(id, JSON.stringify({ reportId: id, ready: false }));
+    const first = join(dir, '0000000000000001.json');
+    await fsp.writeFile(first, (await fsp.readFile(first, 'utf8')).replace('false', 'true'));
+    const controller = new AbortController();
+    const sender = new Sender({
+      queue,
+      send: (body) => postReport(target, body),
+      backoff: { initialMs: 1000, maxMs: 30_000 },
+      clock: { now: () => 0, sleep: async () => undefined },
+      log: () => undefined,
+    });
+    const running = sender.run(controller.signal);
+    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    await running;
+    expect(received.map((r) => JSON.parse(r.body))).toEqual([{ reportId: 'r-2', ready: false }]);
+    expect(corrupt).toEqual([
+      '0000000000000001.json: checksum mismatch: the report was changed after the agent wrote it',
     ]);
   });
 
