@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { DurableQueue } from '../../agent/queue/durable-queue.js';
+import { DurableQueue, encodeQueueFile } from '../../agent/queue/durable-queue.js';
 import { parseRetryAfterMs } from '../../agent/uplink/backoff.js';
 import { checkConfigText } from '../../src/commands/config.js';
 
@@ -113,6 +113,35 @@ describe('queue recovery and Retry-After (fuzz)', () => {
               events: { dropped: () => undefined, corrupt: (f) => corrupt.push(f) },
             });
             expect(q.length + corrupt.length).toBe(1);
+          } finally {
+            await rm(dir, { recursive: true, force: true });
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+  it('never reads back a changed queue file as genuine: any byte edit is set aside', async () => {
+    const original = encodeQueueFile(JSON.stringify({ reportId: 'r-1', probes: [{ ready: false }] }));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: original.length - 1 }),
+        fc.integer({ min: 0, max: 255 }),
+        async (at, byte) => {
+          const bytes = Buffer.from(original);
+          fc.pre(bytes[at] !== byte);
+          bytes[at] = byte;
+          const dir = await mkdtemp(join(tmpdir(), 'voipready-queue-fuzz-'));
+          try {
+            await writeFile(join(dir, '0000000000000001.json'), bytes);
+            const corrupt: string[] = [];
+            const q = await DurableQueue.open(dir, {
+              maxReports: 10,
+              maxBytes: 1e6,
+              events: { dropped: () => undefined, corrupt: (f) => corrupt.push(f) },
+            });
+            expect(q.length).toBe(0);
+            expect(corrupt).toEqual(['0000000000000001.json']);
           } finally {
             await rm(dir, { recursive: true, force: true });
           }

@@ -255,7 +255,7 @@ describe.skipIf(rootSkip)('dead-lettering on a real full disk (tmpfs)', () => {
         return outcome;
       },
       backoff: { initialMs: 10, maxMs: 50 },
-      clock: { now: Date.now, sleep: (ms) => sleep(ms) },
+      clock: { now: Date.now, sleep: async (ms) => void (await sleep(ms)) },
       log: (_level, event, _msg, fields) => logs.push({ event, fields }),
     });
     const controller = new AbortController();
