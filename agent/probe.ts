@@ -28,6 +28,7 @@ import {
   unsentProbeResult,
 } from './probe/result.js';
 import { openDgramProbeSockets, type ProbeSockets, type ProbeSocketsRequest } from './probe/sockets.js';
+import { Timeline } from './probe/timeline.js';
 import { Histogram, Mean } from './probe/timing.js';
 
 export interface ProbeOptions {
@@ -189,6 +190,8 @@ interface Run {
   rtt: Histogram;
   oneWayForward: Mean;
   oneWayReverse: Mean;
+  /** The run over time; set when sending starts. */
+  timeline: Timeline | undefined;
 }
 
 function newRun(plan: Plan, calls: number): Run {
@@ -224,6 +227,7 @@ function newRun(plan: Plan, calls: number): Run {
     rtt: new Histogram(),
     oneWayForward: new Mean(),
     oneWayReverse: new Mean(),
+    timeline: undefined,
   };
 }
 
@@ -248,7 +252,9 @@ function onDatagram(run: Run, secret: Buffer | undefined) {
     if (s.sendSequences[slot] !== m.echoedSequence) return;
     const sentMs = s.sendTimes[slot]!;
     const holdMs = m.holdUs / 1000;
-    run.rtt.add(arrivalMs - sentMs - holdMs);
+    const rttMs = arrivalMs - sentMs - holdMs;
+    run.rtt.add(rttMs);
+    if (!s.signalling) run.timeline?.returnedAt(sentMs, rttMs, arrivalMs, s.reverse.jitter.jitterMs);
     // The reflector's 32-bit microsecond arrival stamp, unwrapped next to our send time.
     const sentUs = sentMs * 1000;
     const diff =
@@ -295,6 +301,7 @@ async function sendCalls(
     s.sendTimes[sequence % SEND_RING] = t;
     s.sendSequences[sequence % SEND_RING] = sequence;
     s.sent++;
+    if (!s.signalling) run.timeline?.sentAt(t);
     io.send(s.index, s.packetBytes, dscp);
     return t;
   };
@@ -306,6 +313,7 @@ async function sendCalls(
   const stepMs = ptimeMs / slots;
   const total = plan.perCall * slots;
   const startMs = io.now() + 20;
+  run.timeline = new Timeline(startMs, plan.perCall * ptimeMs);
   for (const s of media) s.originMs = startMs + (s.index % slots) * stepMs;
   sig.originMs = startMs;
   let sigNext = 0;
@@ -473,6 +481,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         oneWayForwardMs: run.oneWayForward.value,
         oneWayReverseMs: run.oneWayReverse.value,
         sendLateness: lateness.summary(),
+        ...(run.timeline ? { timeline: run.timeline.result() } : {}),
       },
       policy,
     );

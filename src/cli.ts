@@ -58,6 +58,11 @@ const COMMANDS: Entry[] = [
     load: () => loadCommand('analyze'),
   },
   {
+    name: 'report',
+    summary: 'write the HTML assessment report of a probe, analyze, assessment or host JSON document',
+    load: () => loadCommand('report'),
+  },
+  {
     name: 'agent',
     summary: 'run probes on a schedule and send reports to the collector',
     load: () => loadCommand('agent'),

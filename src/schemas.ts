@@ -121,6 +121,32 @@ export type ClockSync = z.infer<typeof ClockSync>;
 
 export const PROBE_SCHEMA = 'voipready.probe/1';
 
+const MAX_TIMELINE_BUCKETS = 600;
+const Column = <T extends z.ZodType>(t: T) => z.array(t).max(MAX_TIMELINE_BUCKETS);
+/**
+ * The run over time, column by column (one entry per bucket of `bucketS` seconds from the start):
+ * media packets sent in the bucket and how many of them came back, their round-trip time, and the
+ * highest reverse-path RFC 3550 jitter estimate seen in it. null where nothing came back.
+ */
+export const ProbeTimeline = z
+  .object({
+    bucketS: z.number().positive(),
+    offsetS: Column(z.number().nonnegative()),
+    sent: Column(z.number().int().nonnegative()),
+    returned: Column(z.number().int().nonnegative()),
+    rttMeanMs: Column(Ms.nullable()),
+    rttMaxMs: Column(Ms.nullable()),
+    reverseJitterMs: Column(Ms.nullable()),
+  })
+  .refine(
+    (t) =>
+      [t.sent, t.returned, t.rttMeanMs, t.rttMaxMs, t.reverseJitterMs].every(
+        (c) => c.length === t.offsetS.length,
+      ),
+    'every timeline column has one entry per bucket',
+  );
+export type ProbeTimeline = z.infer<typeof ProbeTimeline>;
+
 /** contract: the `voipready probe --json` document. */
 export const ProbeResult = z.looseObject({
   schema: z.literal(PROBE_SCHEMA),
@@ -141,6 +167,8 @@ export const ProbeResult = z.looseObject({
   }),
   rFactor: z.number().nullable(),
   mos: z.number().nullable(),
+  /** Added after the first release: absent in older documents. */
+  timeline: ProbeTimeline.optional(),
   checks: z.array(Check).max(CHECK_IDS.length),
   ready: z.boolean(),
 });

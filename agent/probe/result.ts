@@ -12,6 +12,7 @@ import {
   type DscpCounts,
   PROBE_SCHEMA,
   type ProbeResult,
+  type ProbeTimeline,
 } from '../../src/schemas.js';
 import { decideOneWay } from '../net/clock-sync.js';
 import type { Summary } from './timing.js';
@@ -74,6 +75,8 @@ export interface ProbeMeasurement {
   oneWayReverseMs: number | null;
   /** How late each packet left relative to its ideal time on the grid, ms. */
   sendLateness: Summary | undefined;
+  /** The run over time (absent in measurements made without one, e.g. tests'). */
+  timeline?: ProbeTimeline;
 }
 
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -300,6 +303,7 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
           }
         : null,
       oneWayMs: oneWay,
+      ...(m.timeline ? { timeline: m.timeline } : {}),
     },
     {
       sendTiming: timing(m.sendLateness),

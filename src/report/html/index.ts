@@ -1,0 +1,269 @@
+// renderReportHtml(doc): the self-contained HTML assessment report of any document voipready makes
+// — a probe result, a capture analysis, an agent report, a collector assessment — or of any
+// document that carries handbook checks (host health). Pure: document in, HTML string out. The CLI
+// (`voipready report`), the collector's pages and cases all render through it.
+import { z } from 'zod';
+import type { CaptureResult } from '../../capture/analyze.js';
+import { UserError } from '../../errors.js';
+import { DEFAULT_POLICY, describeIssues, isReady } from '../../policy.js';
+import { AgentReport, Check, PROBE_SCHEMA, ProbeResult, REPORT_SCHEMA } from '../../schemas.js';
+import {
+  AssessmentDocument,
+  assessmentSections,
+  type HistoryPoint,
+  historyCharts,
+  historyTable,
+  type Limits,
+} from './assessment.js';
+import { captureSections } from './capture.js';
+import type { ChartSpec } from './charts.js';
+import { chartFigure } from './charts.js';
+import { checksTable, verdictBlock } from './checks.js';
+import { type Html, html } from './markup.js';
+import { renderPage } from './page.js';
+import { probeSections } from './probe.js';
+
+export type { HistoryPoint } from './assessment.js';
+export { historyPoint } from './assessment.js';
+
+export interface ReportOptions {
+  /** The site's past assessments (the collector's site page): drawn as history charts. */
+  history?: HistoryPoint[];
+  /** Link for a past assessment in the history table. */
+  historyLink?: (assessmentId: string) => string;
+  /**
+   * The readiness now, when it differs from the document's own (stale evidence: the collector
+   * passes readinessAt's checks, all unknown with the reason).
+   */
+  current?: { ready: boolean; checks: Check[]; note?: string };
+  /** Navigation links (the collector's pages). */
+  nav?: Html;
+  /** Says what made the page; default "voipready". */
+  generator?: string;
+  /** ISO time the page was made; default now. */
+  generatedAt?: string;
+}
+
+const CAPTURE_SCHEMA = 'voipready.capture/1';
+
+/** What the capture renderer reads, checked before it is trusted (the file may be anyone's). */
+const CaptureDocument = z.looseObject({
+  schema: z.literal(CAPTURE_SCHEMA),
+  file: z.string(),
+  format: z.string(),
+  packets: z.number(),
+  durationS: z.number(),
+  calls: z.array(
+    z.looseObject({
+      callId: z.string(),
+      from: z.string().nullable(),
+      to: z.string().nullable(),
+      codec: z.string().nullable(),
+      start: z.string().nullable(),
+      end: z.string().nullable(),
+      messages: z.number(),
+      status: z.number().nullable(),
+      streams: z.array(z.string()),
+    }),
+  ),
+  streams: z.array(
+    z.looseObject({
+      id: z.string(),
+      src: z.string(),
+      dst: z.string(),
+      ssrc: z.string(),
+      payloadType: z.number(),
+      codec: z.string().nullable(),
+      media: z.string(),
+      foundBy: z.string(),
+      startS: z.number(),
+      packets: z.number(),
+      lost: z.number(),
+      lossPct: z.number(),
+      jitterMaxMs: z.number().nullable(),
+      jitterMeanMs: z.number().nullable(),
+      maxDeltaMs: z.number(),
+      dscp: z.record(z.string(), z.number()),
+    }),
+  ),
+  sip: z.looseObject({ messages: z.number(), dscp: z.record(z.string(), z.number()) }),
+  rtcp: z.looseObject({ packets: z.number(), rttMs: z.array(z.number()).nullable() }),
+  checks: z.array(Check),
+  ready: z.boolean(),
+  warnings: z.array(z.string()),
+});
+
+/** Any other document with handbook checks (host health): its checks and its verdict. */
+const ChecksDocument = z.looseObject({
+  schema: z.string().max(100).optional(),
+  checks: z.array(Check).min(1),
+  ready: z.boolean().optional(),
+});
+
+/** The limits the charts draw, from the document's own checks (its policy), else the handbook's. */
+function limitsOf(checks: Check[]): Limits {
+  const lim = (id: string, fallback: number) => {
+    const c = checks.find((k) => k.id === id);
+    return c && typeof c.limit === 'number' ? c.limit : fallback;
+  };
+  return {
+    latencyMs: lim('latency', DEFAULT_POLICY.latency.maxMs),
+    jitterMs: lim('jitter', DEFAULT_POLICY.jitter.maxMs),
+    lossPct: lim('loss', DEFAULT_POLICY.loss.maxPct),
+  };
+}
+
+interface Rendered {
+  title: string;
+  subtitle: string;
+  subject: string;
+  ready: boolean;
+  checks: Check[];
+  note?: string;
+  readyWord?: string;
+  body: Html;
+  charts: ChartSpec[];
+}
+
+type Kind = 'probe' | 'capture' | 'report' | 'assessment' | 'checks';
+
+/** Which kind of document this is, or why it is none voipready reports on. */
+export function reportKind(doc: unknown): Kind {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new UserError('not a JSON object');
+  const o = doc as Record<string, unknown>;
+  if (o.schema === PROBE_SCHEMA) return 'probe';
+  if (o.schema === CAPTURE_SCHEMA) return 'capture';
+  if (o.schema === REPORT_SCHEMA) return 'report';
+  if ('assessmentId' in o && 'measurements' in o) return 'assessment';
+  if (Array.isArray(o.checks)) return 'checks';
+  throw new UserError(
+    `not a voipready document: expected a probe (${PROBE_SCHEMA}), capture (${CAPTURE_SCHEMA}), agent report (${REPORT_SCHEMA}), assessment (GET /api/v1/assessments/:id) or a document with checks`,
+  );
+}
+
+function parse<T>(schema: z.ZodType<T>, doc: unknown, what: string): T {
+  const parsed = schema.safeParse(doc);
+  if (!parsed.success) throw new UserError(`invalid ${what}: ${describeIssues(parsed.error).slice(0, 300)}`);
+  return parsed.data;
+}
+
+function renderProbe(doc: unknown): Rendered {
+  const p = parse(ProbeResult, doc, 'probe result');
+  const s = probeSections(p, '', 2, limitsOf(p.checks));
+  return {
+    title: `VoIP readiness: path to ${p.peer}`,
+    subtitle: `voipready probe, ${p.calls} × ${p.codec} for ${p.durationS} s${p.startedAt ? `, ${p.startedAt}` : ''}`,
+    subject: `path to ${p.peer}`,
+    ready: p.ready,
+    checks: p.checks,
+    ...s,
+  };
+}
+
+function renderCapture(doc: unknown): Rendered {
+  const r = parse(CaptureDocument, doc, 'capture analysis') as unknown as CaptureResult;
+  const s = captureSections(r, limitsOf(r.checks));
+  return {
+    title: `VoIP readiness: capture ${r.file}`,
+    subtitle: `voipready analyze: ${r.calls.length} call(s), ${r.streams.length} RTP stream(s), ${r.packets} packets`,
+    subject: `capture ${r.file}`,
+    ready: r.ready,
+    checks: r.checks,
+    ...(r.ready || r.streams.length > 0
+      ? {}
+      : { note: 'No audio stream was found: nothing proves the network carries calls.' }),
+    ...s,
+  };
+}
+
+function renderAgentReport(doc: unknown): Rendered {
+  const r = parse(AgentReport, doc, 'agent report');
+  const parts = r.probes.map((p, i) => ({ p, s: probeSections(p, `peer${i}-`, 3, limitsOf(p.checks)) }));
+  // The probes' own checks, worst first: this page shows what the agent judged, not the collector.
+  const checks = r.probes.flatMap((p) =>
+    p.checks.map((c) => ({ ...c, evidence: `${p.peer}: ${c.evidence}` })),
+  );
+  return {
+    title: `VoIP readiness: site ${r.site}`,
+    subtitle: `agent report ${r.reportId} from ${r.agent}, ${r.createdAt} (as the agent judged it)`,
+    subject: `site ${r.site}`,
+    ready: r.probes.every((p) => p.ready),
+    checks,
+    body: html`${parts.map(
+      ({ p, s }, i) =>
+        html`<section aria-labelledby="peer${i}"><h2 id="peer${i}">Path to ${p.peer}</h2>${s.body}</section>`,
+    )}`,
+    charts: parts.flatMap(({ s }) => s.charts),
+  };
+}
+
+function renderAssessment(doc: unknown, o: ReportOptions): Rendered {
+  const a = parse(AssessmentDocument, doc, 'assessment');
+  const limits = limitsOf(a.checks);
+  const s = assessmentSections(a, limits);
+  const history = o.history ?? [];
+  const hCharts = historyCharts(history, limits);
+  const historyBody = history.length
+    ? html`<h2>History of the site</h2>${hCharts.map(chartFigure)}${historyTable(history, o.historyLink)}`
+    : html``;
+  return {
+    title: `VoIP readiness: site ${a.site}`,
+    subtitle: `assessment of ${a.measuredAt} by the collector, agent ${a.agent}`,
+    subject: `site ${a.site}`,
+    ready: o.current?.ready ?? a.ready,
+    checks: o.current?.checks ?? a.checks,
+    ...(o.current?.note ? { note: o.current.note } : {}),
+    body: html`${historyBody}${s.body}`,
+    charts: [...hCharts, ...s.charts],
+  };
+}
+
+function renderChecks(doc: unknown): Rendered {
+  const d = parse(ChecksDocument, doc, 'document');
+  const host = typeof d.host === 'string' ? d.host : typeof d.agent === 'string' ? d.agent : null;
+  return {
+    title: `voipready: ${host ?? d.schema ?? 'checks'}`,
+    subtitle: d.schema ? `document ${d.schema}` : 'document with handbook checks',
+    subject: host ?? 'these checks',
+    ready: d.ready ?? isReady(d.checks),
+    readyWord: 'passing',
+    checks: d.checks,
+    body: html``,
+    charts: [],
+  };
+}
+
+/** The report page of a document; UserError when it is not one voipready reports on. */
+export function renderReportHtml(doc: unknown, options: ReportOptions = {}): string {
+  const kind = reportKind(doc);
+  const r =
+    kind === 'probe'
+      ? renderProbe(doc)
+      : kind === 'capture'
+        ? renderCapture(doc)
+        : kind === 'report'
+          ? renderAgentReport(doc)
+          : kind === 'assessment'
+            ? renderAssessment(doc, options)
+            : renderChecks(doc);
+  const body = html`${verdictBlock({
+    ready: r.ready,
+    checks: r.checks,
+    subject: r.subject,
+    ...(r.note ? { note: r.note } : {}),
+    anchorPrefix: 'check-',
+    ...(r.readyWord ? { readyWord: r.readyWord } : {}),
+  })}
+<section aria-labelledby="checks-heading"><h2 id="checks-heading">Handbook checks</h2>
+${checksTable(r.checks, 'One row per rule of the support handbook: status, measured value, limit, the sentence it enforces, the evidence and what to do', 'check-')}
+</section>
+${r.body}`;
+  return renderPage({
+    title: r.title,
+    subtitle: r.subtitle,
+    ...(options.nav ? { nav: options.nav } : {}),
+    body,
+    charts: r.charts,
+    footer: `Made by ${options.generator ?? 'voipready'} at ${options.generatedAt ?? new Date().toISOString()}. Status words: pass; FAIL; warning (relaxed by policy); not measured (unknown is not a pass).`,
+  });
+}
