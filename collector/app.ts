@@ -5,7 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { CollectorConfig } from '../src/config/collector.js';
 import { errorMessage } from '../src/errors.js';
 import { readinessAt } from './assessment.js';
-import { bearerToken, type Principal, RateLimiter, TokenTable } from './auth.js';
+import { bearerToken, cookieToken, type Principal, RateLimiter, TokenTable } from './auth.js';
 import { CaseService } from './cases/service.js';
 import type { CaseStore } from './cases/store.js';
 import { IngestService } from './ingest.js';
@@ -15,15 +15,20 @@ import { assessmentRoutes } from './routes/assessments.js';
 import { caseRoutes } from './routes/cases.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
+import { pageRoutes } from './routes/pages.js';
 import { REPORTS_ROUTE, reportRoutes } from './routes/reports.js';
 import { siteRoutes } from './routes/sites.js';
 import type { InfluxOutboxWriter } from './store/influx.js';
 import { StoreUnavailableError } from './store/sqlite.js';
 import type { ReportStore } from './store/store.js';
 
-/** Who may call a route: an agent token, a viewer token (unless reads are open), a support or
- * customer token (cases), or anyone. */
-export type Access = 'agent' | 'read' | 'case' | 'public';
+/**
+ * Who may call a route: an agent token, a viewer token (unless reads are open), a support or
+ * customer token (cases), or anyone. `page` is `read` for a browser: the viewer token may also come
+ * from the session cookie (POST /login), and without one the browser is sent to the login page
+ * instead of getting a 401.
+ */
+export type Access = 'agent' | 'read' | 'page' | 'case' | 'public';
 
 export interface CollectorServices {
   config: CollectorConfig;
@@ -129,9 +134,14 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   // Authentication runs before the body is read: an unauthenticated client cannot make us parse it.
   app.addHook('onRequest', async (request, reply) => {
     const access = request.routeOptions.config.access ?? 'public';
-    if (access === 'public' || (access === 'read' && config.reads === 'open')) return;
-    const token = bearerToken(request.headers.authorization);
+    if (access === 'public' || ((access === 'read' || access === 'page') && config.reads === 'open')) return;
+    const token =
+      bearerToken(request.headers.authorization) ??
+      (access === 'page' ? cookieToken(request.headers.cookie) : undefined);
     const principal = token ? app.collector.tokens.identify(token) : undefined;
+    if (!principal && access === 'page') {
+      return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`, 303);
+    }
     if (!principal) {
       reply.header('www-authenticate', 'Bearer realm="voipready"');
       return reply.code(401).send({
@@ -193,5 +203,6 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.register(healthRoutes);
   app.register(metricsRoutes);
   if (cases) app.register(caseRoutes(cases));
+  app.register(pageRoutes);
   return app;
 }

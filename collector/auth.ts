@@ -99,3 +99,19 @@ export class RateLimiter {
     return Math.max(1, Math.ceil((1 - b.tokens) / this.perSecond));
   }
 }
+
+/** The cookie the collector's pages keep a viewer token in (set by POST /login). */
+export const SESSION_COOKIE = 'voipready_token';
+
+/** The token in the `Cookie` header's session cookie (RFC 6265 §4.2.1), or undefined. */
+export function cookieToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0 && pair.slice(0, eq).trim() === SESSION_COOKIE) {
+      const value = pair.slice(eq + 1).trim();
+      return /^[\x21-\x7e]{1,512}$/.test(value) ? value : undefined;
+    }
+  }
+  return undefined;
+}

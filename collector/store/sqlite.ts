@@ -224,6 +224,9 @@ export class SqliteStore implements ReportStore {
         `SELECT a.doc AS doc, r.body AS body FROM assessments a JOIN reports r ON r.report_id = a.report_id
          WHERE a.assessment_id = ?`,
       ),
+      siteHistory: this.db
+        .prepare(`SELECT doc FROM assessments WHERE site = ? ORDER BY measured_at_ms DESC LIMIT ?`)
+        .pluck(),
       listReports: this.db.prepare(
         `SELECT report_id AS reportId, site, agent, created_at AS createdAt, received_at_ms AS receivedAtMs
          FROM reports WHERE (@site IS NULL OR site = @site) ORDER BY rowid LIMIT @limit OFFSET @offset`,
@@ -329,6 +332,10 @@ export class SqliteStore implements ReportStore {
     return row ? decode(row) : undefined;
   }
 
+  siteHistory(site: string, limit: number): Assessment[] {
+    return (this.stmt.siteHistory.all(site, limit) as string[]).map(decodeAssessment);
+  }
+
   countReports(): number {
     return this.stmt.countReports.get() as number;
   }
@@ -407,8 +414,12 @@ function encodeAssessment(a: Assessment): string {
   return JSON.stringify(single ? { ...a, checks: undefined } : a);
 }
 
-function decode(row: { doc: string; body: string }): SiteLatest {
-  const assessment = JSON.parse(row.doc) as Assessment;
+function decodeAssessment(doc: string): Assessment {
+  const assessment = JSON.parse(doc) as Assessment;
   assessment.checks ??= assessment.peers[0]!.checks;
-  return { assessment, report: JSON.parse(row.body) as AgentReport };
+  return assessment;
+}
+
+function decode(row: { doc: string; body: string }): SiteLatest {
+  return { assessment: decodeAssessment(row.doc), report: JSON.parse(row.body) as AgentReport };
 }

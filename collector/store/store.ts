@@ -59,6 +59,8 @@ export interface ReportStore {
   /** The latest assessment of every site, by measurement time, with its report. */
   latestPerSite(): SiteLatest[];
   assessment(id: string): SiteLatest | undefined;
+  /** A site's assessments, newest measurement first, at most `limit`. */
+  siteHistory(site: string, limit: number): Assessment[];
   countReports(): number;
   /** Stored reports in arrival order, optionally of one site. */
   listReports(query: { site?: string; offset: number; limit: number }): ReportSummary[];

@@ -14,6 +14,7 @@ const LABEL: Record<CheckId, string> = {
   disk: 'Disk space',
   eventlog: 'System event log',
   backup: 'Backups',
+  sip: 'SIP server answers OPTIONS',
 };
 
 export const checkLabel = (id: string): string => LABEL[id as CheckId] ?? id;
@@ -45,6 +46,7 @@ const REMEDY: Record<CheckId, string> = {
   disk: 'Free space or add disk so that raised tracing levels cannot fill the volume before the next maintenance window.',
   eventlog: 'Read the listed errors in the system event log and fix what is system-impacting before go-live.',
   backup: 'Run a system and configuration backup now and schedule them, so a recent one always exists.',
+  sip: 'Check that the SIP server is up and reachable from the site (firewall, SIP ALG, TLS certificate) and answers OPTIONS in time; the evidence gives its response or why none came.',
 };
 
 function unknownRemedy(c: Check): string {

@@ -36,6 +36,8 @@ header.page { padding-top: 18px; }
 header.page h1 { font-size: 1.5rem; margin: 0 0 4px; overflow-wrap: anywhere; }
 nav.page { padding-top: 8px; font-size: .9rem; }
 nav.page a { margin-right: 14px; }
+nav.page form { display: inline; }
+nav.page button { font: inherit; font-size: .85rem; }
 h2 { font-size: 1.2rem; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; overflow-wrap: anywhere; }
 h3 { font-size: 1.05rem; margin: 20px 0 8px; overflow-wrap: anywhere; }
 p, li, dd, td, th, figcaption, caption { overflow-wrap: anywhere; }
