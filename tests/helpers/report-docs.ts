@@ -77,7 +77,6 @@ export function hostileProbe(): ProbeResult {
     peer: `${HOSTILE.script}${HOSTILE.img}`,
     forward: { ...sampleProbe().forward, dscpReceived: { '0': 500 } },
     latencyBasis: `${HOSTILE.img} ${HOSTILE.long}`,
-    startedAt: HOSTILE.script,
   });
   // Evidence is the probe's own text in its checks: make every one hostile too.
   return {
