@@ -6,6 +6,7 @@ import type { CollectorConfig } from '../src/config/collector.js';
 import { errorMessage } from '../src/errors.js';
 import { readinessAt } from './assessment.js';
 import { bearerToken, cookieToken, type Principal, RateLimiter, TokenTable } from './auth.js';
+import { CutoverService } from './cases/cutovers.js';
 import { CaseService } from './cases/service.js';
 import type { CaseStore } from './cases/store.js';
 import { IngestService } from './ingest.js';
@@ -13,6 +14,7 @@ import { lineLogger } from './log.js';
 import { type CollectorMetrics, createMetrics, ingestResult } from './metrics.js';
 import { assessmentRoutes } from './routes/assessments.js';
 import { caseRoutes } from './routes/cases.js';
+import { cutoverRoutes } from './routes/cutovers.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { pageRoutes } from './routes/pages.js';
@@ -202,7 +204,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.register(assessmentRoutes);
   app.register(healthRoutes);
   app.register(metricsRoutes);
-  if (cases) app.register(caseRoutes(cases));
+  if (cases) {
+    app.register(caseRoutes(cases));
+    app.register(cutoverRoutes(new CutoverService(cases)));
+  }
   app.register(pageRoutes);
   return app;
 }

@@ -73,6 +73,16 @@ const COMMANDS: Entry[] = [
     load: () => loadCommand('collector'),
   },
   {
+    name: 'case',
+    summary: 'open, show, list, update and escalate support cases on a collector',
+    load: () => loadCommand('case'),
+  },
+  {
+    name: 'cutover',
+    summary: 'notify support of a cutover (checklist, 5 business days ahead); list upcoming ones',
+    load: () => loadCommand('cutover'),
+  },
+  {
     name: 'config',
     summary: 'validate an agent or collector configuration file',
     load: () => loadCommand('config'),

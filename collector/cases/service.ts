@@ -89,7 +89,7 @@ export interface OpenedCase {
 const NO_CLOCKS: ClockState = { escalationNoticeFor: null, attachmentsPurgedAt: null };
 
 export class CaseService {
-  constructor(private readonly deps: CaseServiceDeps) {}
+  constructor(readonly deps: CaseServiceDeps) {}
 
   get store(): CaseStore {
     return this.deps.store;
@@ -157,9 +157,9 @@ export class CaseService {
     if (change.notifications.length > 0) this.deps.onNotify?.();
   }
 
-  private assertSite(site: string, actor: CaseActor): void {
+  assertSite(site: string, actor: CaseActor): void {
     if (actor.sites && !actor.sites.includes(site)) {
-      throw new CaseRefusal(403, `customer contact "${actor.name}" may not open cases for site "${site}"`);
+      throw new CaseRefusal(403, `customer contact "${actor.name}" is not a contact of site "${site}"`);
     }
     if (
       !this.deps.knownSites().includes(site) &&

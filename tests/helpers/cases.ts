@@ -127,3 +127,13 @@ export const VOICE_CASE = {
   externalRef: 'ACME-4711',
   voice: true,
 };
+
+/** An API call over real HTTP to a listening collector. */
+export async function fetchApi(baseUrl: string, method: string, path: string, token: string, body?: unknown) {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}

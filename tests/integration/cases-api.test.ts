@@ -182,7 +182,7 @@ describe('cases: eligibility gated on the site evidence', () => {
     ).toBe(404);
     const other = await call(ctx.app, 'POST', '/api/v1/cases', TOKENS.globex, VOICE_CASE);
     expect(other.status).toBe(403);
-    expect(other.json.message).toMatch(/may not open cases for site "hq"/);
+    expect(other.json.message).toMatch(/is not a contact of site "hq"/);
     expect((await call(ctx.app, 'GET', '/api/v1/cases', TOKENS.viewer)).status).toBe(403);
     expect((await call(ctx.app, 'GET', '/api/v1/cases', TOKENS.hqAgent)).status).toBe(403);
     expect((await call(ctx.app, 'GET', '/api/v1/cases', null)).status).toBe(401);

@@ -11,12 +11,13 @@ import { hashToken } from '../../collector/auth.js';
 import { type RunningCollector, startCollector } from '../../collector/server.js';
 import { parseCollectorConfig } from '../../src/config/collector.js';
 import { REPORT_SCHEMA } from '../../src/schemas.js';
-import { TOKENS, VOICE_CASE } from '../helpers/cases.js';
+import { fetchApi, TOKENS, VOICE_CASE } from '../helpers/cases.js';
 import {
   cliUnavailableReason,
   killAllCli,
   probeJson,
   type ReflectorProcess,
+  realtimeWrapper,
   startReflector,
   warmUpReflector,
 } from '../helpers/cli.js';
@@ -48,7 +49,12 @@ describe.skipIf(unavailable !== undefined)(
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'vr-cases-e2e-'));
       topo = await createTopology();
-      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
+      // Real-time priority where allowed, as in netns-probe: on a loaded machine a descheduled
+      // reflector stamps late, which reads as jitter and could fail the passing run.
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, {
+        ns: topo.dc,
+        wrapper: realtimeWrapper() ?? [],
+      });
       await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, 2, { ns: topo.site });
       writeFileSync(join(dir, 'tracker.secret'), `${SECRET}\n`, { mode: 0o600 });
       // The receiver's port is reserved but nothing listens yet: the tracker is down.
@@ -79,21 +85,13 @@ describe.skipIf(unavailable !== undefined)(
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    const api = async (method: string, path: string, token: string, body?: unknown) => {
-      const res = await fetch(`${collector.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-    };
+    const api = (method: string, path: string, token: string, body?: unknown) =>
+      fetchApi(collector.url, method, path, token, body);
 
     /** One real probe run from the site namespace, posted as the hq agent's report. */
     async function probeAndReport(reportId: string) {
       const { json } = await probeJson(`${DC_ADDR}:${MEDIA_PORT}`, {
+        wrapper: realtimeWrapper() ?? [],
         ns: topo.site,
         calls: 2,
         durationS: 2,
@@ -109,7 +107,10 @@ describe.skipIf(unavailable !== undefined)(
       };
       const res = await api('POST', '/api/v1/reports', TOKENS.hqAgent, report);
       expect(res.status).toBe(202);
-      return res.json as { assessmentId: string; ready: boolean };
+      const notPassing = json.checks
+        .filter((c) => c.status !== 'pass')
+        .map((c) => `${c.id} ${c.status}: ${c.evidence}`);
+      return { ...(res.json as { assessmentId: string; ready: boolean }), notPassing };
     }
 
     it('withholds on the DSCP evidence, releases on the passing run, and the tracker gets every notice once', async () => {
@@ -151,8 +152,16 @@ describe.skipIf(unavailable !== undefined)(
       await receiver.start();
 
       await topo.impair({ counters: [], forward: [] });
-      const passing = await probeAndReport('rep-e2e-ef-kept');
-      expect(passing.ready).toBe(true);
+      // The path is clean now; on a machine shared with other test runs a single run can still see
+      // scheduling jitter or a late reply, so up to three runs (each reported: a failing one keeps
+      // the case withheld, which is checked too).
+      let passing = await probeAndReport('rep-e2e-ef-kept-1');
+      for (let run = 2; !passing.ready && run <= 3; run++) {
+        const held = await api('GET', `/api/v1/cases/${caseId}`, TOKENS.support);
+        expect(held.json).toMatchObject({ status: 'Awaiting Info', withheld: true });
+        passing = await probeAndReport(`rep-e2e-ef-kept-${run}`);
+      }
+      expect(passing.ready, passing.notPassing.join('\n')).toBe(true);
 
       await waitUntil(
         'the release and its notices at the tracker',
