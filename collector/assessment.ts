@@ -12,6 +12,8 @@ import {
   NETWORK_CHECK_IDS,
   type ProbeResult,
 } from '../src/schemas.js';
+import { judgeSip, judgeSipRun } from '../src/sip/judge.js';
+import type { SipResult } from '../src/sip/schema.js';
 
 export interface PeerAssessment {
   peer: string;
@@ -19,6 +21,22 @@ export interface PeerAssessment {
   calls: number;
   ready: boolean;
   checks: Check[];
+  /** Set when the peer's evidence came from an earlier report than the assessment's own. */
+  carriedFrom?: { reportId: string; measuredAt: string };
+}
+
+/** One SIP server asked with OPTIONS (voipready.sip/1), judged with the site's policy. */
+export interface SipTargetAssessment {
+  target: string;
+  transport: string;
+  ready: boolean;
+  checks: Check[];
+  sent: number;
+  answered: number;
+  codes: Record<string, number>;
+  responseMs: { min: number | null; p50: number | null; p95: number | null; max: number | null };
+  reportId: string;
+  measuredAt: string;
 }
 
 export interface Assessment {
@@ -36,6 +54,8 @@ export interface Assessment {
   /** The site's checks: for each check, the worst result over the peers probed. */
   checks: Check[];
   peers: PeerAssessment[];
+  /** SIP servers asked (this report's, or carried from the site's previous assessment). */
+  sip?: SipTargetAssessment[];
 }
 
 // Which result speaks for the site when peers disagree: a failure first, then what was not
@@ -63,6 +83,12 @@ export interface AssessInput {
   /** Arrival time at the collector, ms since the epoch. */
   receivedAtMs: number;
   validForMs: number;
+  /**
+   * The site's latest assessment before this report. A report carries one kind of result (RTP
+   * probes from one schedule entry, SIP OPTIONS from another): the kinds it lacks are carried from
+   * here, so the site's verdict always covers all its evidence and expires with the oldest part.
+   */
+  previous?: Assessment;
 }
 
 /**
@@ -81,16 +107,51 @@ export function assessReport({
   assessmentId,
   receivedAtMs,
   validForMs,
+  previous,
 }: AssessInput): Assessment {
-  const peers = report.probes.map((probe) => {
+  const createdAtMs = Date.parse(report.createdAt);
+  const ownTimes = [
+    ...report.probes.map((p) => probeEvidenceTimeMs(p, createdAtMs, receivedAtMs)),
+    ...(report.sip ?? []).map((r) => sipEvidenceTimeMs(r, createdAtMs, receivedAtMs)),
+  ];
+  const ownMeasuredAtMs = ownTimes.length > 0 ? Math.min(...ownTimes) : Math.min(createdAtMs, receivedAtMs);
+  // Carry only from older evidence: a report replayed late from an agent's queue stands alone.
+  const carry =
+    previous && Date.parse(previous.measuredAt) <= ownMeasuredAtMs && previous.site === report.site
+      ? previous
+      : undefined;
+  let peers: PeerAssessment[] = report.probes.map((probe) => {
     const checks = judgeNetwork(sufficientEvidence(probe, evidenceFromProbe(probe, policy)), policy);
     return { peer: probe.peer, codec: probe.codec, calls: probe.calls, ready: isReady(checks), checks };
   });
-  const checks = worstPerCheck(peers);
-  // The site's verdict needs every peer's evidence: it is as old as the oldest.
-  const createdAtMs = Date.parse(report.createdAt);
+  if (peers.length === 0 && carry) {
+    peers = carry.peers.map((p) => ({
+      ...p,
+      carriedFrom: p.carriedFrom ?? { reportId: carry.reportId, measuredAt: carry.measuredAt },
+    }));
+  }
+  const ownSip = (report.sip ?? []).map((r) => {
+    const checks = judgeSipRun(r, policy);
+    return {
+      target: r.target,
+      transport: r.transport,
+      ready: isReady(checks),
+      checks,
+      sent: r.sent,
+      answered: r.answered,
+      codes: r.codes,
+      responseMs: r.responseMs,
+      reportId: report.reportId,
+      measuredAt: new Date(sipEvidenceTimeMs(r, createdAtMs, receivedAtMs)).toISOString(),
+    };
+  });
+  const sip = ownSip.length > 0 ? ownSip : (carry?.sip ?? []);
+  const checks = siteChecks(peers, sip, policy);
+  // The site's verdict needs all its evidence: it is as old as the oldest part.
   const measuredAtMs = Math.min(
-    ...report.probes.map((p) => probeEvidenceTimeMs(p, createdAtMs, receivedAtMs)),
+    ownMeasuredAtMs,
+    ...peers.flatMap((p) => (p.carriedFrom ? [Date.parse(p.carriedFrom.measuredAt)] : [])),
+    ...sip.map((t) => Date.parse(t.measuredAt)),
   );
   return {
     assessmentId,
@@ -103,6 +164,59 @@ export function assessReport({
     ready: isReady(checks),
     checks,
     peers,
+    ...(sip.length > 0 ? { sip } : {}),
+  };
+}
+
+/** When a SIP run's evidence was measured: its start (the run is short), never after arrival. */
+function sipEvidenceTimeMs(r: SipResult, createdAtMs: number, receivedAtMs: number): number {
+  return Math.min(r.startedAt ? Date.parse(r.startedAt) : createdAtMs, receivedAtMs);
+}
+
+function worstOf(items: { who: string; check: Check }[]): Check {
+  const worst = items.reduce((a, b) => (RANK[b.check.status] < RANK[a.check.status] ? b : a));
+  const others = items.length > 1 ? ` (worst of ${items.length})` : '';
+  return items.length > 1
+    ? { ...worst.check, evidence: `${worst.who}: ${worst.check.evidence}${others}` }
+    : worst.check;
+}
+
+/**
+ * The site's checks: the network checks over the peers (unknown while no RTP probe has reported),
+ * then the `sip` check over the SIP servers asked (unknown when the policy requires one and none
+ * was). A SIP run's `dscp-sip` adds to the network one only where it saw a rewrite: the directions it
+ * cannot see say nothing against the reflector's evidence.
+ */
+function siteChecks(peers: PeerAssessment[], sip: SipTargetAssessment[], policy: Policy): Check[] {
+  const network =
+    peers.length > 0
+      ? worstPerCheck(peers)
+      : NETWORK_CHECK_IDS.map((id) => notMeasured(id, 'no RTP probe result received for this site yet'));
+  const sipDscp = sip
+    .map((t) => ({ who: t.target, check: t.checks.find((c) => c.id === 'dscp-sip') }))
+    .filter((x): x is { who: string; check: Check } => x.check !== undefined)
+    .filter((x) => x.check.status === 'fail' || x.check.status === 'warn');
+  const merged = network.map((c) =>
+    c.id === 'dscp-sip' && sipDscp.length > 0
+      ? worstOf([{ who: 'RTP probe signalling', check: c }, ...sipDscp])
+      : c,
+  );
+  const sipChecks = sip.flatMap((t) =>
+    t.checks.filter((c) => c.id === 'sip').map((check) => ({ who: t.target, check })),
+  );
+  if (sipChecks.length > 0) return [...merged, worstOf(sipChecks)];
+  return policy.sip.required ? [...merged, judgeSip(undefined, policy)] : merged;
+}
+
+function notMeasured(id: Check['id'], reason: string): Check {
+  return {
+    id,
+    status: 'unknown',
+    value: null,
+    limit: null,
+    unit: null,
+    evidence: `not measured: ${reason}`,
+    rule: RULES[id],
   };
 }
 

@@ -57,6 +57,7 @@ export class IngestService {
       assessmentId: this.deps.newId?.() ?? timeOrderedId(receivedAtMs),
       receivedAtMs,
       validForMs: config.readinessValidFor,
+      previous: this.latest.get(report.site)?.assessment,
     });
     const points = timeSeries ? pointsFromReport(report, assessment) : [];
     const result = await store.save({
@@ -69,7 +70,10 @@ export class IngestService {
     if (result === 'stored') {
       const current = this.latest.get(report.site);
       if (!current || Date.parse(assessment.measuredAt) >= Date.parse(current.assessment.measuredAt)) {
-        this.latest.set(report.site, { assessment, report });
+        // A report without RTP probes (a SIP run) keeps the site's last probe measurements at hand
+        // for /metrics and documents; its own results live in the assessment.
+        const measured = report.probes.length > 0 || !current ? report : current.report;
+        this.latest.set(report.site, { assessment, report: measured });
       }
       if (points.length > 0) this.deps.onPoints?.();
       this.deps.onStored?.(assessment);

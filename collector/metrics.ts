@@ -3,7 +3,7 @@
 // low-cardinality: site, peer, direction, traffic class — never report ids.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProbeResult } from '../src/schemas.js';
-import { type Assessment, readinessAt } from './assessment.js';
+import { type Assessment, readinessAt, type SipTargetAssessment } from './assessment.js';
 import { dscpHonoured } from './store/influx.js';
 import type { SiteLatest } from './store/store.js';
 
@@ -107,6 +107,48 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
           if (probe.mos !== null) this.set({ site: report.site, peer: probe.peer }, probe.mos);
         }
       }
+    },
+  });
+  // SIP OPTIONS (voipready.sip/1): per SIP server asked, from the site's latest assessment.
+  const sipLabels = ['site', 'target', 'transport'] as const;
+  const eachSipTarget = (
+    fn: (labels: Record<(typeof sipLabels)[number], string>, t: SipTargetAssessment) => void,
+  ) => {
+    for (const { assessment } of sources.latest()) {
+      for (const t of assessment.sip ?? [])
+        fn({ site: assessment.site, target: t.target, transport: t.transport }, t);
+    }
+  };
+  new Gauge({
+    name: 'voipready_sip_response_seconds',
+    help: 'Latest SIP OPTIONS time to the final response per site and SIP server: quantile 0 (min), 0.5, 0.95, 1 (max) over the run.',
+    labelNames: [...sipLabels, 'quantile'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachSipTarget((labels, t) => {
+        const { min, p50, p95, max } = t.responseMs;
+        for (const [quantile, ms] of [
+          ['0', min],
+          ['0.5', p50],
+          ['0.95', p95],
+          ['1', max],
+        ] as const) {
+          if (ms !== null) this.set({ ...labels, quantile }, ms / 1000);
+        }
+      });
+    },
+  });
+  new Gauge({
+    name: 'voipready_sip_answered_ratio',
+    help: 'Latest share of SIP OPTIONS requests answered with a final response (any code) per site and SIP server.',
+    labelNames: sipLabels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachSipTarget((labels, t) => {
+        if (t.sent > 0) this.set(labels, t.answered / t.sent);
+      });
     },
   });
   const siteGauge = (name: string, help: string, value: (a: Assessment, nowMs: number) => number) =>

@@ -25,7 +25,7 @@ export type ReportInput =
   | { ok: false; error: 'invalid report' | 'inconsistent report'; message: string; issues: InputIssue[] };
 
 /** The report's own keys, its probes not yet looked into. */
-const Envelope = AgentReport.extend({ probes: z.array(z.unknown()).min(1).max(MAX_REPORT_PROBES) });
+const Envelope = AgentReport.extend({ probes: z.array(z.unknown()).max(MAX_REPORT_PROBES) });
 
 const zodIssues = (issues: z.core.$ZodIssue[], prefix: (string | number)[] = []): InputIssue[] =>
   issues.map((i) => ({ path: [...prefix, ...i.path].join('.'), message: i.message }));

@@ -13,6 +13,7 @@ import type {
   ProbeStream,
   SignallingDirection,
 } from './schemas.js';
+import { sipInconsistencies } from './sip/consistency.js';
 
 export interface Inconsistency {
   /** The fields that disagree, as dotted paths into the report; the first is the one reported. */
@@ -208,8 +209,22 @@ const reportTimeConsistency: ConsistencyRule = (report) => {
   return out;
 };
 
+const sipConsistency: ConsistencyRule = (report) =>
+  (report.sip ?? []).flatMap((r, i) => sipInconsistencies(r, `sip.${i}`));
+
+/** A report carries at least one result, of whichever kind. */
+const someResult: ConsistencyRule = (report) =>
+  report.probes.length + (report.sip?.length ?? 0) > 0
+    ? []
+    : [{ fields: ['probes', 'sip'], message: 'the report carries no result (probes and sip are empty)' }];
+
 /** One rule per result kind the report carries. */
-export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [reportTimeConsistency, probesConsistency];
+export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [
+  reportTimeConsistency,
+  someResult,
+  probesConsistency,
+  sipConsistency,
+];
 
 export function reportInconsistencies(report: AgentReport): Inconsistency[] {
   return REPORT_CONSISTENCY_RULES.flatMap((rule) => rule(report));

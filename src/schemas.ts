@@ -1,6 +1,7 @@
 // The one measurement shape: what probes produce, what the collector stores and judges, what
 // reports and dashboards read. Keys marked "contract" are relied on by other tools; keep them.
 import { z } from 'zod';
+import { SipResult } from './sip/schema.js';
 
 export const CHECK_IDS = [
   'latency',
@@ -178,6 +179,8 @@ export const REPORT_SCHEMA = 'voipready.report/1';
 
 /** Probe results one report may carry. */
 export const MAX_REPORT_PROBES = 64;
+/** SIP OPTIONS results (voipready.sip/1) one report may carry. */
+export const MAX_REPORT_SIP = 16;
 
 /** Site and agent names: short, printable, safe as metric labels and file names. */
 export const Identifier = z
@@ -201,6 +204,9 @@ export const AgentReport = z.strictObject({
   site: Identifier,
   agent: Identifier,
   createdAt: z.iso.datetime({ offset: true }),
-  probes: z.array(ProbeResult).min(1).max(MAX_REPORT_PROBES),
+  /** RTP probe results; empty in a report of another schedule entry (e.g. SIP OPTIONS). */
+  probes: z.array(ProbeResult).max(MAX_REPORT_PROBES),
+  // Lazy: src/sip/schema.ts builds on this module's Check and SignallingDirection.
+  sip: z.lazy(() => z.array(SipResult).max(MAX_REPORT_SIP)).optional(),
 });
 export type AgentReport = z.infer<typeof AgentReport>;

@@ -4,8 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentConfig } from '../../src/config/agent.js';
 import { AgentReport, type ProbeResult, REPORT_SCHEMA } from '../../src/schemas.js';
+import type { SipResult } from '../../src/sip/schema.js';
 import type { ProbeOptions } from '../probe.js';
 import { DurableQueue, lockQueueDir, type QueueFs } from '../queue/durable-queue.js';
+import type { SipPingConfig } from '../sip/ping.js';
 import type { SendOutcome } from '../uplink/post-report.js';
 import { Sender } from '../uplink/sender.js';
 import type { Clock } from './clock.js';
@@ -20,8 +22,13 @@ export type ProbeRequest = Pick<
 
 export type ProbeFn = (request: ProbeRequest) => Promise<ProbeResult>;
 
+/** Runs one SIP OPTIONS schedule entry (agent/sip/ping.ts runSipPing with the site's policy). */
+export type SipPingFn = (config: SipPingConfig) => Promise<SipResult>;
+
 export interface AgentDeps {
   probe: ProbeFn;
+  /** Needed when the configuration has `sip` entries. */
+  sipPing?: SipPingFn;
   send: (body: string) => Promise<SendOutcome>;
   clock: Clock;
   log: Log;
@@ -152,7 +159,56 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
     return writing;
   };
 
-  const jobs: ScheduledJob[] = config.probes.map((p, index) => ({
+  /**
+   * Turns one schedule entry's results into a voipready.report/1, validates it and queues it (in
+   * memory first while the disk is full). `what` names the entry in the logs.
+   */
+  const queueReport = async (
+    results: Pick<AgentReport, 'probes' | 'sip'>,
+    what: string,
+    ready: boolean,
+    fields: Record<string, unknown>,
+  ): Promise<void> => {
+    const nowMs = clock.now();
+    const report = {
+      schema: REPORT_SCHEMA,
+      reportId: newReportId(config.name, nowMs),
+      site: config.site,
+      agent: config.name,
+      createdAt: new Date(nowMs).toISOString(),
+      ...results,
+    };
+    // Validate before queueing: the collector would reject a malformed report for good anyway.
+    const checked = AgentReport.safeParse(report);
+    if (!checked.success) {
+      log('error', 'report.invalid', `${what} produced a report that fails the schema; not queued`, {
+        issues: checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+      });
+      return;
+    }
+    log('info', 'probe.done', `${what}: ${ready ? 'ready' : 'not ready'}`, {
+      ...fields,
+      reportId: report.reportId,
+      ready,
+    });
+    unwritten.push({ reportId: report.reportId, body: JSON.stringify(checked.data) });
+    // Memory holds at most the queue's bound while the disk is full; the oldest go first (logged).
+    if (unwritten.length > config.queue.maxReports) {
+      const lost = unwritten.splice(0, unwritten.length - config.queue.maxReports);
+      log(
+        'warn',
+        'queue.dropped',
+        `disk still full: dropped the ${lost.length} oldest unwritten report(s): ${lost.map((u) => u.reportId).join(', ')}`,
+        {
+          count: lost.length,
+          reportIds: lost.map((u) => u.reportId),
+        },
+      );
+    }
+    await flush();
+  };
+
+  const probeJobs: ScheduledJob[] = config.probes.map((p, index) => ({
     name: `probe ${p.peer} (${p.codec}, ${p.calls} call(s))`,
     intervalMs: p.interval,
     run: async () => {
@@ -164,55 +220,33 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
         durationMs: p.duration,
         secret: deps.secrets?.[index],
       });
-      const nowMs = clock.now();
-      const report = {
-        schema: REPORT_SCHEMA,
-        reportId: newReportId(config.name, nowMs),
-        site: config.site,
-        agent: config.name,
-        createdAt: new Date(nowMs).toISOString(),
-        probes: [result],
-      };
-      // Validate before queueing: the collector would reject a malformed report for good anyway.
-      const checked = AgentReport.safeParse(report);
-      if (!checked.success) {
-        log(
-          'error',
-          'report.invalid',
-          `probe of ${p.peer} produced a report that fails the schema; not queued`,
-          {
-            issues: checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
-          },
-        );
-        return;
-      }
-      log('info', 'probe.done', `probe of ${p.peer}: ${result.ready ? 'ready' : 'not ready'}`, {
-        peer: p.peer,
-        reportId: report.reportId,
-        ready: result.ready,
-      });
-      unwritten.push({ reportId: report.reportId, body: JSON.stringify(checked.data) });
-      // Memory holds at most the queue's bound while the disk is full; the oldest go first (logged).
-      if (unwritten.length > config.queue.maxReports) {
-        const lost = unwritten.splice(0, unwritten.length - config.queue.maxReports);
-        log(
-          'warn',
-          'queue.dropped',
-          `disk still full: dropped the ${lost.length} oldest unwritten report(s): ${lost.map((u) => u.reportId).join(', ')}`,
-          {
-            count: lost.length,
-            reportIds: lost.map((u) => u.reportId),
-          },
-        );
-      }
-      await flush();
+      await queueReport({ probes: [result] }, `probe of ${p.peer}`, result.ready, { peer: p.peer });
     },
   }));
+  // SIP OPTIONS entries: the same loop (never overlapping a probe), the same report contract.
+  const sipJobs: ScheduledJob[] = (config.sip ?? []).map((s) => ({
+    name: `sip-ping ${s.target} (${s.count} request(s))`,
+    intervalMs: s.interval,
+    run: async () => {
+      if (!deps.sipPing) throw new Error('no SIP OPTIONS probe was given to the agent');
+      const result = await deps.sipPing({
+        target: s.target,
+        count: s.count,
+        intervalMs: s.requestInterval,
+        ...(s.t1 !== undefined ? { t1Ms: s.t1 } : {}),
+        tlsVerify: s.tlsVerify,
+      });
+      await queueReport({ probes: [], sip: [result] }, `sip-ping of ${s.target}`, result.ready, {
+        target: s.target,
+      });
+    },
+  }));
+  const jobs = [...probeJobs, ...sipJobs];
 
   log(
     'info',
     'agent.started',
-    `agent ${config.name} for site ${config.site}: ${jobs.length} probe(s), queue ${queue.dir}`,
+    `agent ${config.name} for site ${config.site}: ${probeJobs.length} probe(s)${sipJobs.length > 0 ? `, ${sipJobs.length} SIP target(s)` : ''}, queue ${queue.dir}`,
     {
       agent: config.name,
       site: config.site,

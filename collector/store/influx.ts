@@ -65,6 +65,52 @@ function directionFields(probe: ProbeResult, direction: 'forward' | 'reverse'): 
  * one for the direction as a whole.
  */
 export function pointsFromReport(report: AgentReport, assessment: Assessment): SeriesPoint[] {
+  return [...rtpPoints(report, assessment), ...sipPoints(report, assessment)];
+}
+
+export const SIP_MEASUREMENT = 'voipready_sip';
+
+/**
+ * One point per SIP OPTIONS run, at its start (never after arrival): tags site, agent, target,
+ * transport; fields the run's counts, response times (ms) and answered ratio, one `code_NNN` field
+ * per final response code seen, and whether the run was ready.
+ */
+export function sipPoints(report: AgentReport, assessment: Assessment): SeriesPoint[] {
+  const receivedAtMs = Date.parse(assessment.assessedAt);
+  return (report.sip ?? []).map((r) => {
+    const fields: SeriesPoint['fields'] = {
+      sent: r.sent,
+      answered: r.answered,
+      succeeded: r.succeeded,
+      retransmissions: r.retransmissions,
+      strays: r.strays,
+      malformed: r.malformed,
+      ready: r.ready,
+      reportId: report.reportId,
+    };
+    if (r.sent > 0) fields.answeredRatio = r.answered / r.sent;
+    const { min, p50, p95, max } = r.responseMs;
+    for (const [name, ms] of [
+      ['responseMinMs', min],
+      ['responseP50Ms', p50],
+      ['responseP95Ms', p95],
+      ['responseMaxMs', max],
+    ] as const) {
+      if (ms !== null) fields[name] = ms;
+    }
+    for (const [code, n] of Object.entries(r.codes)) fields[`code_${code}`] = n;
+    if (r.reason !== undefined) fields.reason = r.reason;
+    const startedMs = r.startedAt ? Date.parse(r.startedAt) : Date.parse(report.createdAt);
+    return {
+      measurement: SIP_MEASUREMENT,
+      tags: { site: report.site, agent: report.agent, target: r.target, transport: r.transport },
+      fields,
+      timeMs: Math.min(startedMs, receivedAtMs),
+    };
+  });
+}
+
+function rtpPoints(report: AgentReport, assessment: Assessment): SeriesPoint[] {
   const receivedAtMs = Date.parse(assessment.assessedAt);
   return report.probes.flatMap((probe, i) => {
     // At the probe's start, never after arrival (an agent clock far ahead).

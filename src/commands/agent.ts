@@ -62,12 +62,14 @@ export const command: Command = {
     // The same reading as the reflector's and the probe's --secret-file.
     const secrets = config.probes.map((p) => (p.secretFile ? readSecretFile(p.secretFile) : undefined));
     const { runProbe } = await import('../../agent/probe.js');
+    const { runSipPing } = await import('../../agent/sip/ping.js');
     const log = jsonLog(io.stderr, level as Level);
     const target = { url: config.collector.url, token, timeoutMs: config.collector.timeout };
     let agent: Awaited<ReturnType<typeof startAgent>>;
     try {
       agent = await startAgent(config, {
         probe: (request) => runProbe(request),
+        sipPing: (request) => runSipPing(request),
         send: (body) => postReport(target, body),
         clock: systemClock,
         log,

@@ -9,6 +9,8 @@ import { CODEC_NAMES, type CodecName } from '../codecs.js';
 import { UserError } from '../errors.js';
 import { PROBE_LATE_WAIT_MS, PROBE_SUMMARY_DEADLINE_MS, probeRunMaxMs } from '../probe-run.js';
 import { Identifier } from '../schemas.js';
+import { MAX_SIP_REQUESTS } from '../sip/schema.js';
+import { parseSipTarget } from '../sip/target.js';
 
 /** One problem in a configuration file: `${file}: ${path}: ${message}` when printed. */
 export interface ConfigError {
@@ -69,6 +71,37 @@ export const AgentProbeConfig = z
   });
 export type AgentProbeConfig = z.infer<typeof AgentProbeConfig>;
 
+/** A SIP server to ask with OPTIONS on a schedule (`voipready sip-ping`, docs/sip.md). */
+export const AgentSipConfig = z
+  .strictObject({
+    /** sip:HOST[:PORT][;transport=udp|tcp|tls] */
+    target: z
+      .string()
+      .max(512)
+      .superRefine((v, ctx) => {
+        try {
+          parseSipTarget(v, 'target');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^target:? /, '') });
+        }
+      }),
+    /** Requests per run. */
+    count: z.number().int().min(1).max(MAX_SIP_REQUESTS).default(5),
+    /** Between the starts of two requests of a run. */
+    requestInterval: Duration.default(1000),
+    /** Between the starts of two runs. */
+    interval: Duration.default(300_000),
+    /** RFC 3261 T1 (retransmission start, Timer F = 64·T1); 500ms by default. */
+    t1: Duration.optional(),
+    /** Verify the TLS server's certificate. */
+    tlsVerify: z.boolean().default(true),
+  })
+  .refine((s) => s.interval >= s.count * s.requestInterval, {
+    message: 'interval must be at least count × requestInterval (runs never overlap)',
+    path: ['interval'],
+  });
+export type AgentSipConfig = z.infer<typeof AgentSipConfig>;
+
 export const AgentConfig = z.strictObject({
   agent: z.strictObject({
     name: Identifier,
@@ -117,6 +150,8 @@ export const AgentConfig = z.strictObject({
           });
         }
       }),
+    /** SIP servers asked with OPTIONS, each on its own interval, in the same loop as the probes. */
+    sip: z.array(AgentSipConfig).max(64).optional(),
   }),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;

@@ -2,7 +2,8 @@
 // issue's keys (schema, target, transport, sent, answered, codes, responseMs, checks, ready) are kept
 // exactly; the others are additions. Every array is bounded, like the rest of the report.
 import { z } from 'zod';
-import { Check, SignallingDirection } from '../schemas.js';
+// Lazy references to ../schemas.js: that module's AgentReport carries SipResult (an import cycle).
+import { CHECK_IDS, Check, SignallingDirection, TagText } from '../schemas.js';
 import { SIP_TRANSPORTS } from './target.js';
 
 export const SIP_SCHEMA = 'voipready.sip/1';
@@ -33,7 +34,7 @@ const ResponseStat = Ms.nullable();
 
 export const SipResult = z.looseObject({
   schema: z.literal(SIP_SCHEMA),
-  target: z.string().min(1).max(512),
+  target: z.lazy(() => TagText(512)),
   transport: z.enum(SIP_TRANSPORTS),
   /** OPTIONS requests sent (transactions started; retransmissions not counted). */
   sent: z.number().int().nonnegative(),
@@ -43,14 +44,14 @@ export const SipResult = z.looseObject({
   codes: z.record(z.string().regex(/^[1-6]\d\d$/), z.number().int().nonnegative()),
   /** Time to the final response over the answered requests; null when none was answered. */
   responseMs: z.strictObject({ min: ResponseStat, p50: ResponseStat, p95: ResponseStat, max: ResponseStat }),
-  checks: z.array(Check).max(16),
+  checks: z.lazy(() => z.array(Check).max(CHECK_IDS.length)),
   ready: z.boolean(),
   /** false: the probe could not run or could not reach the server at all; `reason` says why. */
   succeeded: z.boolean(),
   reason: z.string().max(300).optional(),
   /** Where a failed run stopped: the target (resolve, connect, tls) or this machine (socket). */
   failedAt: z.enum(['resolve', 'connect', 'tls', 'socket']).optional(),
-  startedAt: z.string().max(40).optional(),
+  startedAt: z.iso.datetime({ offset: true }).optional(),
   /** Whether CAP_NET_RAW was available to mark and read DSCP. */
   privileged: z.boolean(),
   retransmissions: z.number().int().nonnegative(),
@@ -61,7 +62,7 @@ export const SipResult = z.looseObject({
   /** Repeated final responses to a transaction already completed (answers to retransmissions). */
   duplicates: z.number().int().nonnegative(),
   /** CS3 marking: forward = our requests on the way to the server, reverse = its responses to us. */
-  dscp: z.strictObject({ forward: SignallingDirection, reverse: SignallingDirection }),
+  dscp: z.lazy(() => z.strictObject({ forward: SignallingDirection, reverse: SignallingDirection })),
   requests: z.array(SipRequest).max(MAX_SIP_REQUESTS),
 });
 export type SipResult = z.infer<typeof SipResult>;
