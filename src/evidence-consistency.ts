@@ -210,7 +210,11 @@ const reportTimeConsistency: ConsistencyRule = (report) => {
 };
 
 const sipConsistency: ConsistencyRule = (report) =>
-  (report.sip ?? []).flatMap((r, i) => sipInconsistencies(r, `sip.${i}`));
+  (report.sip ?? []).flatMap((r, i) => {
+    const out = sipInconsistencies(r, `sip.${i}`);
+    timeRule(`sip.${i}.startedAt`, r.startedAt, out);
+    return out;
+  });
 
 /** A report carries at least one result, of whichever kind. */
 const someResult: ConsistencyRule = (report) =>
