@@ -10,17 +10,13 @@ import { DSCP } from '../../src/dscp.js';
 import { errorMessage } from '../../src/errors.js';
 import { DEFAULT_POLICY, isReady, type Policy } from '../../src/policy.js';
 import { judgeSipRun } from '../../src/sip/judge.js';
-import { BRANCH_COOKIE, buildOptions } from '../../src/sip/message.js';
+import { BRANCH_COOKIE, buildOptions, DEFAULT_T1_MS, DEFAULT_T2_MS } from '../../src/sip/message.js';
 import { MAX_SIP_REQUESTS, SIP_SCHEMA, type SipRequest, type SipResult } from '../../src/sip/schema.js';
 import { parseSipTarget, type SipTarget } from '../../src/sip/target.js';
 import { wallNowMs } from '../net/wall-clock.js';
 import { summarize } from '../probe/timing.js';
 import { resolveHost } from '../probe.js';
 import { type OpenFailure, openSipTransport, type SipConnection, type SipHandlers } from './transport.js';
-
-/** RFC 3261 §17.1.1.1 defaults. */
-export const DEFAULT_T1_MS = 500;
-export const DEFAULT_T2_MS = 4000;
 
 export interface SipPingConfig {
   /** sip:HOST[:PORT][;transport=udp|tcp|tls] */

@@ -1,10 +1,11 @@
 // `voipready sip-ping`: does a SIP server answer OPTIONS, how fast, and are the marks kept?
-import { DEFAULT_T1_MS, DEFAULT_T2_MS, runSipPing } from '../../agent/sip/ping.js';
+import { runSipPing } from '../../agent/sip/ping.js';
 import { parseDurationMs, parseIntFlag } from '../args.js';
 import type { Command } from '../cli.js';
 import { UserError } from '../errors.js';
 import { loadPolicy } from '../policy.js';
 import { renderSipTable } from '../report/sip-table.js';
+import { DEFAULT_T1_MS, DEFAULT_T2_MS } from '../sip/message.js';
 import { MAX_SIP_REQUESTS } from '../sip/schema.js';
 import { parseSipTarget } from '../sip/target.js';
 

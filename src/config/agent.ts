@@ -9,6 +9,7 @@ import { CODEC_NAMES, type CodecName } from '../codecs.js';
 import { UserError } from '../errors.js';
 import { PROBE_LATE_WAIT_MS, PROBE_SUMMARY_DEADLINE_MS, probeRunMaxMs } from '../probe-run.js';
 import { Identifier } from '../schemas.js';
+import { sipRunMaxMs } from '../sip/message.js';
 import { MAX_SIP_REQUESTS } from '../sip/schema.js';
 import { parseSipTarget } from '../sip/target.js';
 
@@ -96,9 +97,15 @@ export const AgentSipConfig = z
     /** Verify the TLS server's certificate. */
     tlsVerify: z.boolean().default(true),
   })
-  .refine((s) => s.interval >= s.count * s.requestInterval, {
-    message: 'interval must be at least count × requestInterval (runs never overlap)',
-    path: ['interval'],
+  .superRefine((s, ctx) => {
+    const runMs = sipRunMaxMs(s.count, s.requestInterval, s.t1);
+    if (s.interval < runMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['interval'],
+        message: `a run can take ${runMs / 1000} s ((count - 1) × requestInterval + twice Timer F, 64·T1): interval must be at least that (runs never overlap)`,
+      });
+    }
   });
 export type AgentSipConfig = z.infer<typeof AgentSipConfig>;
 

@@ -8,6 +8,17 @@ import type { SipTarget } from './target.js';
 export const BRANCH_COOKIE = 'z9hG4bK';
 /** RFC 3261 §8.1.1.6: Max-Forwards SHOULD be 70. */
 export const MAX_FORWARDS = 70;
+/** RFC 3261 §17.1.1.1 timer defaults. */
+export const DEFAULT_T1_MS = 500;
+export const DEFAULT_T2_MS = 4000;
+
+/**
+ * The longest a run can take: its requests' starts, then the last one waiting up to Timer F
+ * (64·T1), after a TCP/TLS connect bounded by Timer F as well.
+ */
+export function sipRunMaxMs(count: number, requestIntervalMs: number, t1Ms = DEFAULT_T1_MS): number {
+  return (count - 1) * requestIntervalMs + 2 * 64 * t1Ms;
+}
 
 export interface OptionsRequest {
   target: SipTarget;
