@@ -173,9 +173,13 @@ export class RtpStreamStats {
     this.deltaMs = relMs - this.refMs;
     if (clock !== 0) {
       this.clockRate = clock;
-      // Wireshark: nominal time = timestamp difference / (clock_rate / 1000), integer division.
-      const nominalDiffMs = (this.extTs - this.refTs) / Math.floor(clock / 1000);
-      this.jitter.observe(relMs - (this.refMs + nominalDiffMs));
+      // A timestamp before the stream's first one (the sender restarted its clock) has no place on
+      // the stream's media timeline: J stays as it was, as tshark 4.0 leaves it (docs/analyze.md).
+      if (inTimeSequence) {
+        // Wireshark: nominal time = timestamp difference / (clock_rate / 1000), integer division.
+        const nominalDiffMs = (this.extTs - this.refTs) / Math.floor(clock / 1000);
+        this.jitter.observe(relMs - (this.refMs + nominalDiffMs));
+      }
       currentJitter = this.jitter.jitterMs;
     }
     // Max delta and max/mean jitter skip marker packets, comfort noise, packets after comfort noise

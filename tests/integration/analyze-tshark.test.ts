@@ -226,6 +226,8 @@ describe('agreement with tshark on generated captures', () => {
     cnEvery?: number;
     /** Announce the stream in SIP/SDP with telephone-event 101, and send DTMF events (frozen timestamp). */
     dtmfEvery?: number;
+    /** From packet `at` on, the sender's RTP clock restarts `back` packets' worth earlier (below the first timestamp). */
+    tsRestart?: { at: number; back: number };
   }
 
   const variants: Variant[] = [
@@ -260,6 +262,14 @@ describe('agreement with tshark on generated captures', () => {
     },
     { name: 'BSD loopback', payloadType: 0, step: 160, linkType: 0, jitterMs: 1 },
     { name: 'H.263 video clock 90 kHz', payloadType: 34, step: 3000, jitterMs: 4 },
+    // Timestamps drop below the stream's first at packet 300 and climb past it again at 400.
+    {
+      name: 'RTP timestamp restart below the first',
+      payloadType: 0,
+      step: 160,
+      jitterMs: 3,
+      tsRestart: { at: 300, back: 400 },
+    },
     {
       name: 'SDP-announced G.711 with DTMF events',
       payloadType: 8,
@@ -320,6 +330,11 @@ describe('agreement with tshark on generated captures', () => {
       const packet = rtpPacket(spec, n, v.markerEvery !== undefined && n % v.markerEvery === 0);
       if (event)
         Buffer.from(packet.buffer, packet.byteOffset).writeUInt32BE((123456 + eventStart * v.step) >>> 0, 4);
+      if (v.tsRestart && n >= v.tsRestart.at)
+        Buffer.from(packet.buffer, packet.byteOffset).writeUInt32BE(
+          (spec.timestampStart + (n - v.tsRestart.back) * v.step) >>> 0,
+          4,
+        );
       const ip = udpPacket({ src: a, dst: b, srcPort: 16384, dstPort: 16386, dscp: 46 }, packet);
       frames.push({ time: t, bytes: frameFor(v.linkType ?? 1, ip, v.vlans) });
     }

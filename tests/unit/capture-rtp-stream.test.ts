@@ -95,6 +95,19 @@ describe('RtpStreamStats (tshark 4.0 definitions)', () => {
     expect(cn.maxDeltaMs).toBe(20); // the CN packet and the one after it are skipped
   });
 
+  it('leaves J untouched for packets timestamped before the first (a sender clock restart), as tshark', () => {
+    // 100 packets on time, then the sender restarts its RTP clock at 0 — far below the first
+    // timestamp (10^6) — and goes on sending every 20 ms (±1 ms) with 0, 160, 320, …
+    const s = new RtpStreamStats();
+    for (let n = 0; n < 100; n++) pcma(s, n, n * 20, { ts: 1_000_000 + n * 160 });
+    expect(s.jitterMs).toBe(0);
+    for (let n = 100; n < 200; n++) pcma(s, n, n * 20 + (n % 2), { ts: (n - 100) * 160 });
+    // Fed to the estimator, the restart would give D ≈ 1000000/8 ms: J over 7 seconds, for good.
+    expect(s.jitterMs).toBe(0);
+    expect([s.jitterMaxMs, s.jitterMeanMs, s.maxDeltaMs]).toEqual([0, 0, 20]);
+    expect([s.packets, s.lost]).toEqual([200, 0]);
+  });
+
   it('uses the integer clock/1000 of tshark, and no clock for unknown dynamic types', () => {
     expect(analysisClockRate(8, undefined)).toBe(8000);
     expect(analysisClockRate(10, undefined)).toBe(44100);
