@@ -155,6 +155,19 @@ function describeStart(bytes: Uint8Array, n: number): string {
   return `starts with '${printable}'`;
 }
 
+/**
+ * A valid file header followed by nothing but damage is a damaged file, not an empty capture: a
+ * verdict of "every check unknown" would hide that. One line, like any unreadable input. (A file
+ * that ends cleanly after its header is an empty capture and is analysed as one.)
+ */
+function refuseIfNothingRead(summary: ReadSummary, name: string): ReadSummary {
+  if (summary.packets > 0 || summary.warnings.length === 0) return summary;
+  const damage = summary.warnings[0]!.slice(name.length + 2).replace(/(: damaged file)?; analysed .*$/, '');
+  throw new UserError(
+    `${name}: damaged ${summary.format} file: nothing readable after its header (${damage})`,
+  );
+}
+
 /** Reads the whole source, calling onPacket for each record. Throws UserError when it is no capture. */
 export function readCapture(source: ByteSource, name: string, onPacket: PacketHandler): ReadSummary {
   const w = new Window(source);
@@ -166,9 +179,9 @@ export function readCapture(source: ByteSource, name: string, onPacket: PacketHa
     const b = w.buf;
     const s = w.start;
     const magicBE = ((b[s]! << 24) | (b[s + 1]! << 16) | (b[s + 2]! << 8) | b[s + 3]!) >>> 0;
-    if (magicBE === 0x0a0d0d0a) return readPcapng(w, name, onPacket);
+    if (magicBE === 0x0a0d0d0a) return refuseIfNothingRead(readPcapng(w, name, onPacket), name);
     if (magicBE === 0xa1b2c3d4 || magicBE === 0xd4c3b2a1 || magicBE === 0xa1b23c4d || magicBE === 0x4d3cb2a1)
-      return readPcap(w, name, magicBE, onPacket);
+      return refuseIfNothingRead(readPcap(w, name, magicBE, onPacket), name);
     if (b[s] === 0x1f && b[s + 1] === 0x8b)
       throw new UserError(
         `${name}: is gzip-compressed; decompress it first, e.g. gunzip -c ${name} | voipready analyze -`,

@@ -201,6 +201,11 @@ describe.skipIf(unavailable !== undefined)(`voipready analyze (CLI) ${unavailabl
         ['analyze', join(FIXTURES, 'NormB__sipnab/c07-sip-r2.cap')],
         /not a pcap or pcapng file \(starts with 'GMBU'\)\n$/,
       ],
+      // A valid pcap header, then nothing readable: damaged, not "NOT READY with every check unknown".
+      [
+        ['analyze', join(FIXTURES, 'aboutsip__pkts/cool.pcap')],
+        /^voipready analyze: .*cool\.pcap: damaged pcap file: nothing readable after its header \(record 1 at byte 24 claims 587333632 bytes \(more than 262144\)\)\n$/,
+      ],
       [['analyze'], /^voipready analyze: needs exactly one FILE/],
       [['analyze', '--policy', text, join(dir, 'x')], /^voipready analyze: policy file/],
     ];

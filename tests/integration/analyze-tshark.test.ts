@@ -52,7 +52,7 @@ const execFileP = promisify(execFile);
 /** Captures that are not readable captures at all, or that tshark cannot read: tested elsewhere. */
 const UNREADABLE = new Set([
   'NormB__sipnab/c07-sip-r2.cap', // Microsoft NetMon 2.x: not pcap/pcapng (exit 2)
-  'aboutsip__pkts/cool.pcap', // corrupt first record header (warning, nothing analysed)
+  'aboutsip__pkts/cool.pcap', // corrupt first record header: a damaged file (exit 2)
 ]);
 
 type Field = 'packets' | 'lost' | 'jitter' | 'maxDelta' | 'present' | 'extra';

@@ -86,6 +86,30 @@ describe('pcap reader', () => {
     );
     expect(err(writePcap([]).subarray(0, 20))).toMatch(/file header cut short/);
   });
+
+  it('refuses a valid header followed by nothing readable as a damaged file; a bare header is an empty capture', () => {
+    const err = (bytes: Uint8Array) => {
+      try {
+        read(bytes);
+      } catch (e) {
+        expect(e).toBeInstanceOf(UserError);
+        return (e as Error).message;
+      }
+      throw new Error('expected a UserError');
+    };
+    const junk = Buffer.from('not a record, not a packet at all');
+    expect(err(Buffer.concat([writePcap([]), junk]))).toBe(
+      'test.pcap: damaged pcap file: nothing readable after its header (record 1 at byte 24 claims 1685221219 bytes (more than 262144))',
+    );
+    expect(err(Buffer.concat([writePcap([]), junk.subarray(0, 5)]))).toBe(
+      'test.pcap: damaged pcap file: nothing readable after its header (cut short in a record header after 0 packets)',
+    );
+    expect(err(Buffer.concat([writePcapng([], [{ linkType: 1 }]), junk]))).toMatch(
+      /^test\.pcap: damaged pcapng file: nothing readable after its header \(block of type 0x[0-9a-f]+ with a bad length \(\d+\) at byte 48\)$/,
+    );
+    // Damage after at least one packet is analysed up to there, with a warning (tested above).
+    expect(read(writePcap([])).summary).toEqual({ format: 'pcap', packets: 0, warnings: [] });
+  });
 });
 
 describe('pcapng reader', () => {
