@@ -3,6 +3,7 @@
 // low-cardinality: site, peer, direction, traffic class — never report ids.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProbeResult } from '../src/schemas.js';
+import { RESPONSE_STATS } from '../src/sip/schema.js';
 import { type Assessment, readinessAt, type SipTargetAssessment } from './assessment.js';
 import { dscpHonoured } from './store/influx.js';
 import type { SiteLatest } from './store/store.js';
@@ -127,13 +128,8 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
     collect() {
       this.reset();
       eachSipTarget((labels, t) => {
-        const { min, p50, p95, max } = t.responseMs;
-        for (const [quantile, ms] of [
-          ['0', min],
-          ['0.5', p50],
-          ['0.95', p95],
-          ['1', max],
-        ] as const) {
+        for (const { key, quantile } of RESPONSE_STATS) {
+          const ms = t.responseMs[key];
           if (ms !== null) this.set({ ...labels, quantile }, ms / 1000);
         }
       });

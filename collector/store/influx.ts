@@ -12,6 +12,7 @@ import type { InfluxConfig } from '../../src/config/collector.js';
 import { errorMessage } from '../../src/errors.js';
 import { listedStreams } from '../../src/probe-evidence.js';
 import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas.js';
+import { RESPONSE_STATS } from '../../src/sip/schema.js';
 import type { Assessment } from '../assessment.js';
 import type { RejectedPoint, ReportStore, SeriesPoint } from './store.js';
 
@@ -89,14 +90,9 @@ export function sipPoints(report: AgentReport, assessment: Assessment): SeriesPo
       reportId: report.reportId,
     };
     if (r.sent > 0) fields.answeredRatio = r.answered / r.sent;
-    const { min, p50, p95, max } = r.responseMs;
-    for (const [name, ms] of [
-      ['responseMinMs', min],
-      ['responseP50Ms', p50],
-      ['responseP95Ms', p95],
-      ['responseMaxMs', max],
-    ] as const) {
-      if (ms !== null) fields[name] = ms;
+    for (const { key, field } of RESPONSE_STATS) {
+      const ms = r.responseMs[key];
+      if (ms !== null) fields[field] = ms;
     }
     for (const [code, n] of Object.entries(r.codes)) fields[`code_${code}`] = n;
     if (r.reason !== undefined) fields.reason = r.reason;

@@ -32,6 +32,14 @@ export type SipRequest = z.infer<typeof SipRequest>;
 
 const ResponseStat = Ms.nullable();
 
+/** The responseMs statistics, each with its quantile (Prometheus label) and InfluxDB field name. */
+export const RESPONSE_STATS = [
+  { key: 'min', quantile: '0', field: 'responseMinMs' },
+  { key: 'p50', quantile: '0.5', field: 'responseP50Ms' },
+  { key: 'p95', quantile: '0.95', field: 'responseP95Ms' },
+  { key: 'max', quantile: '1', field: 'responseMaxMs' },
+] as const;
+
 export const SipResult = z.looseObject({
   schema: z.literal(SIP_SCHEMA),
   target: z.lazy(() => TagText(512)),
