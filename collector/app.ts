@@ -1,6 +1,7 @@
 // The collector as a Fastify app: services decorated on the root instance, one route plugin per
 // resource, auth and metrics as hooks. Side effects (store, clock, InfluxDB writer) come in, so
 // tests drive the app with inject() and move the clock.
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { errorMessage } from '../src/errors.js';
@@ -64,10 +65,32 @@ export interface AppOptions {
   influx?: InfluxOutboxWriter;
   /** Defaults to no logging. */
   logger?: FastifyBaseLogger;
+  /** A clock that never steps (ms), for rate limits; defaults to performance.now. */
+  monotonicNow?: () => number;
   /** Where cases live (docs/cases.md); without it there are no case routes. */
   caseStore?: CaseStore;
   /** Called when a case change queued notifications (the server wakes its webhook sender). */
   onCaseNotify?: () => void;
+}
+
+/** At most `max` open connections, `perAddress` from one client address: the rest are closed. */
+function limitConnections(app: FastifyInstance, limits: CollectorConfig['connections']): void {
+  app.server.maxConnections = limits.max;
+  const perAddress = new Map<string, number>();
+  app.server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const open = (perAddress.get(address) ?? 0) + 1;
+    if (open > limits.perAddress) {
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, open);
+    socket.once('close', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left > 0) perAddress.set(address, left);
+      else perAddress.delete(address);
+    });
+  });
 }
 
 export function buildApp(opts: AppOptions): FastifyInstance {
@@ -77,8 +100,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     loggerInstance: opts.logger ?? lineLogger('silent', process.stderr),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
-    // A client that trickles a request (slowloris) is cut off rather than held forever.
+    // A client that trickles a request (slowloris) is cut off rather than held forever, and so is
+    // one that holds a connection open doing nothing.
     requestTimeout: 30_000,
+    connectionTimeout: config.connections.idleTimeout,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
@@ -123,13 +148,19 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     store,
     ingest,
     tokens: new TokenTable(config),
-    limiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
+    // A wall clock stepped back would empty every bucket until it caught up again.
+    limiter: new RateLimiter(
+      config.rateLimit.perSecond,
+      config.rateLimit.burst,
+      opts.monotonicNow ?? (() => performance.now()),
+    ),
     metrics,
     influx: opts.influx,
     cases,
     now,
   } satisfies CollectorServices);
   app.decorateRequest('principal', undefined);
+  limitConnections(app, config.connections);
   // JSON only: any other content type is 415 (Fastify would otherwise accept text/plain).
   app.removeContentTypeParser('text/plain');
 
@@ -144,23 +175,26 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     if (!principal && access === 'page') {
       return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`, 303);
     }
+    // Refused before the body is read: close the connection rather than read a body nobody wants
+    // (a client trickling it after the answer would otherwise hold the connection forever).
+    const refuse = (status: number) => reply.header('connection', 'close').code(status);
     if (!principal) {
       reply.header('www-authenticate', 'Bearer realm="voipready"');
-      return reply.code(401).send({
+      return refuse(401).send({
         error: 'unauthorized',
         message: token ? 'unknown token' : 'missing "Authorization: Bearer <token>" header',
       });
     }
     const wanted = access === 'agent' ? 'agent' : access === 'case' ? 'support or customer' : 'viewer';
     if (!wanted.split(' or ').includes(principal.kind)) {
-      return reply.code(403).send({ error: 'forbidden', message: `this needs a ${wanted} token` });
+      return refuse(403).send({ error: 'forbidden', message: `this needs a ${wanted} token` });
     }
     request.principal = principal;
     if (access === 'agent') {
       const retryAfterS = app.collector.limiter.take(principal.name);
       if (retryAfterS > 0) {
         reply.header('retry-after', String(retryAfterS));
-        return reply.code(429).send({
+        return refuse(429).send({
           error: 'rate limited',
           message: `agent ${principal.name} exceeded ${config.rateLimit.perSecond} reports/s (burst ${config.rateLimit.burst}); retry after ${retryAfterS} s`,
         });

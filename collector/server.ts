@@ -32,7 +32,10 @@ export interface RunningCollector {
 export async function startCollector(opts: StartOptions): Promise<RunningCollector> {
   let store: SqliteStore;
   try {
-    store = new SqliteStore(opts.dataDir, { synchronous: opts.config.synchronous });
+    store = new SqliteStore(opts.dataDir, {
+      synchronous: opts.config.synchronous,
+      headroomBytes: opts.config.bodyLimitBytes,
+    });
   } catch (err) {
     throw new UserError(`cannot open the store in ${opts.dataDir}: ${(err as Error).message}`);
   }

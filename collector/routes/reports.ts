@@ -28,6 +28,12 @@ export async function reportRoutes(app: FastifyInstance): Promise<void> {
         message: `this token reports for site "${principal?.kind === 'agent' ? principal.site : '?'}", not "${report.site}"`,
       });
     }
+    if (principal.name !== report.agent) {
+      return reply.code(403).send({
+        error: 'forbidden',
+        message: `this token is agent "${principal.name}"'s, the report names "${report.agent}"`,
+      });
+    }
     const { result, assessment } = await app.collector.ingest.ingest(report);
     if (result === 'duplicate') return reply.code(200).send({ reportId: report.reportId, duplicate: true });
     if (result === 'conflict') {

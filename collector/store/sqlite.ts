@@ -3,7 +3,7 @@
 // (group commit): while one transaction commits and fsyncs there, the main thread keeps parsing and
 // judging the next reports, which go into the next transaction together; every caller still waits
 // for its own commit. Reads use the main thread's connection (WAL readers see committed data).
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -21,26 +21,34 @@ import type {
   SiteLatest,
 } from './store.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS reports (
-  report_id TEXT PRIMARY KEY,
+// Report ids are the agents' choice, so they are unique per site only: one site's ids neither
+// collide with nor reveal another's (schema 2; schema 1 keyed reports by report_id alone).
+const reportsTable = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
   site TEXT NOT NULL,
+  report_id TEXT NOT NULL,
   agent TEXT NOT NULL,
   created_at TEXT NOT NULL,
   received_at_ms INTEGER NOT NULL,
   body_sha256 TEXT NOT NULL,
-  body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS assessments (
+  body TEXT NOT NULL,
+  PRIMARY KEY (site, report_id)
+)`;
+const assessmentsTable = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
   assessment_id TEXT PRIMARY KEY,
-  report_id TEXT NOT NULL UNIQUE REFERENCES reports(report_id),
+  report_id TEXT NOT NULL,
   site TEXT NOT NULL,
   measured_at_ms INTEGER NOT NULL,
-  doc TEXT NOT NULL
-);
+  doc TEXT NOT NULL,
+  UNIQUE (site, report_id),
+  FOREIGN KEY (site, report_id) REFERENCES reports(site, report_id)
+)`;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+${reportsTable('reports')};
+${assessmentsTable('assessments')};
 CREATE INDEX IF NOT EXISTS assessments_site_time ON assessments(site, measured_at_ms);
 CREATE TABLE IF NOT EXISTS sites (
   site TEXT PRIMARY KEY,
@@ -109,7 +117,7 @@ function writerThread(): void {
     `INSERT OR IGNORE INTO reports (report_id, site, agent, created_at, received_at_ms, body_sha256, body)
      VALUES (?, ?, ?, ?, ?, ?, ?)`,
   );
-  const reportSha = db.prepare('SELECT body_sha256 FROM reports WHERE report_id = ?').pluck();
+  const reportSha = db.prepare('SELECT body_sha256 FROM reports WHERE site = ? AND report_id = ?').pluck();
   const insertAssessment = db.prepare(
     'INSERT INTO assessments (assessment_id, report_id, site, measured_at_ms, doc) VALUES (?, ?, ?, ?, ?)',
   );
@@ -133,7 +141,9 @@ function writerThread(): void {
       bodySha256,
       r.body,
     );
-    if (inserted.changes === 0) return reportSha.get(r.reportId) === bodySha256 ? 'duplicate' : 'conflict';
+    if (inserted.changes === 0) {
+      return reportSha.get(r.site, r.reportId) === bodySha256 ? 'duplicate' : 'conflict';
+    }
     insertAssessment.run(r.assessmentId, r.reportId, r.site, r.measuredAtMs, r.assessmentDoc);
     upsertSite.run(r.site, r.assessmentId, r.measuredAtMs);
     if (r.outboxPoints > 0) insertOutbox.run(r.outboxPoints, r.outboxDoc);
@@ -181,6 +191,27 @@ interface Pending {
 
 export const SQLITE_FILE = 'voipready.sqlite';
 
+/**
+ * Schema 1 → 2: reports keyed by (site, report_id). New tables are filled and renamed into place
+ * (SQLite's way to change a key); rows keep their order (rowid) and content.
+ */
+function migrateToPerSiteIds(db: Database.Database): void {
+  db.pragma('foreign_keys = OFF');
+  db.transaction(() => {
+    db.exec(`${reportsTable('reports_v2')}; ${assessmentsTable('assessments_v2')};
+      INSERT INTO reports_v2 (site, report_id, agent, created_at, received_at_ms, body_sha256, body)
+        SELECT site, report_id, agent, created_at, received_at_ms, body_sha256, body FROM reports ORDER BY rowid;
+      INSERT INTO assessments_v2 (assessment_id, report_id, site, measured_at_ms, doc)
+        SELECT assessment_id, report_id, site, measured_at_ms, doc FROM assessments ORDER BY rowid;
+      DROP TABLE assessments;
+      DROP TABLE reports;
+      ALTER TABLE reports_v2 RENAME TO reports;
+      ALTER TABLE assessments_v2 RENAME TO assessments;
+      CREATE INDEX IF NOT EXISTS assessments_site_time ON assessments(site, measured_at_ms);
+      UPDATE meta SET value = '2' WHERE key = 'schema';`);
+  })();
+}
+
 export class SqliteStore implements ReportStore {
   private readonly db: Database.Database;
   private readonly writer: Worker;
@@ -196,8 +227,17 @@ export class SqliteStore implements ReportStore {
   private ackedThrough = 0;
   private dispatchScheduled = false;
   private readonly stmt;
+  /** Why the last commit failed (disk full, I/O error); cleared by a commit or a write probe. */
+  private lastWriteError: string | undefined;
+  private lastProbeMs = Number.NEGATIVE_INFINITY;
+  private readonly dataDir: string;
+  private readonly headroomBytes: number;
 
-  constructor(dataDir: string, opts: { synchronous?: 'full' | 'normal' } = {}) {
+  /** headroomBytes: free space a write needs before the store calls itself writable again (the
+   * largest request body). */
+  constructor(dataDir: string, opts: { synchronous?: 'full' | 'normal'; headroomBytes?: number } = {}) {
+    this.dataDir = dataDir;
+    this.headroomBytes = opts.headroomBytes ?? 1024 * 1024;
     mkdirSync(dataDir, { recursive: true, mode: 0o750 });
     const file = join(dataDir, SQLITE_FILE);
     this.db = new Database(file);
@@ -209,6 +249,8 @@ export class SqliteStore implements ReportStore {
       | undefined;
     if (version === undefined) {
       this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION));
+    } else if (Number(version) === 1) {
+      migrateToPerSiteIds(this.db);
     } else if (Number(version) !== SCHEMA_VERSION) {
       throw new Error(
         `data directory ${dataDir} holds schema version ${version}, this collector reads ${SCHEMA_VERSION}`,
@@ -218,10 +260,10 @@ export class SqliteStore implements ReportStore {
       latest: this.db.prepare(
         `SELECT a.doc AS doc, r.body AS body FROM sites s
          JOIN assessments a ON a.assessment_id = s.assessment_id
-         JOIN reports r ON r.report_id = a.report_id ORDER BY s.site`,
+         JOIN reports r ON r.site = a.site AND r.report_id = a.report_id ORDER BY s.site`,
       ),
       assessment: this.db.prepare(
-        `SELECT a.doc AS doc, r.body AS body FROM assessments a JOIN reports r ON r.report_id = a.report_id
+        `SELECT a.doc AS doc, r.body AS body FROM assessments a JOIN reports r ON r.site = a.site AND r.report_id = a.report_id
          WHERE a.assessment_id = ?`,
       ),
       siteHistory: this.db
@@ -238,6 +280,7 @@ export class SqliteStore implements ReportStore {
       outboxSize: this.db
         .prepare(`SELECT COALESCE(SUM(n_points), 0) FROM influx_outbox WHERE seq > ?`)
         .pluck(),
+      probeWrite: this.db.prepare(`INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', ?)`),
       rejected: this.db.prepare(
         `SELECT rejected_at_ms AS atMs, error, point FROM influx_rejected ORDER BY id DESC LIMIT ?`,
       ),
@@ -305,6 +348,7 @@ export class SqliteStore implements ReportStore {
   private settle(reply: WriterReply): void {
     const batch = this.inFlight ?? [];
     this.inFlight = undefined;
+    this.lastWriteError = 'error' in reply ? reply.error : undefined;
     if ('error' in reply) {
       const failure = new StoreUnavailableError(`storage failed (${reply.error})`);
       for (const p of batch) p.reject(failure);
@@ -321,6 +365,27 @@ export class SqliteStore implements ReportStore {
     this.inFlight = undefined;
     this.pending = [];
     this.drained?.();
+  }
+
+  writeTrouble(): string | undefined {
+    if (this.closed) return 'the store is closed';
+    if (this.writerFailure) return this.writerFailure.message;
+    if (this.lastWriteError === undefined) return undefined;
+    // After a failed commit: look again (at most every 2 s, as /readyz may be polled often).
+    const now = Date.now();
+    if (now - this.lastProbeMs < 2000) return this.lastWriteError;
+    this.lastProbeMs = now;
+    try {
+      const fs = statfsSync(this.dataDir);
+      const free = fs.bavail * fs.bsize;
+      if (free < this.headroomBytes) return `${this.lastWriteError} (${free} bytes free in ${this.dataDir})`;
+      this.stmt.probeWrite.run(String(now));
+      this.lastWriteError = undefined;
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      this.lastWriteError = `${e.code ?? 'error'}: ${e.message}`;
+    }
+    return this.lastWriteError;
   }
 
   latestPerSite(): SiteLatest[] {

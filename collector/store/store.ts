@@ -71,6 +71,8 @@ export interface ReportStore {
   /** Points InfluxDB refused, newest first. */
   rejectedPoints(limit: number): (RejectedPoint & { rejectedAt: string })[];
   outboxSize(): number;
+  /** Why the store cannot take a report now (disk full, closed), or undefined when it can. */
+  writeTrouble(): string | undefined;
   /** Commits what is pending and closes. */
   close(): Promise<void>;
 }

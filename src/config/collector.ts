@@ -119,6 +119,15 @@ export const CollectorConfig = z.strictObject({
         burst: z.number().int().min(1).default(100),
       })
       .prefault({}),
+    /** Open TCP connections: beyond `max` in all or `perAddress` from one address, a new one is
+     * closed at once; a connection idle for `idleTimeout` is closed. */
+    connections: z
+      .strictObject({
+        max: z.number().int().min(1).default(1024),
+        perAddress: z.number().int().min(1).default(64),
+        idleTimeout: Duration.default(60_000),
+      })
+      .prefault({}),
     agents: z.array(AgentEntry).default([]),
     viewers: z.array(ViewerEntry).default([]),
     /** Support engineers: every case. */
@@ -170,6 +179,18 @@ export function parseCollectorConfig(text: string, fileName: string): ConfigResu
       seen.set(entry.tokenHash, `collector.${kind}.${i}`);
     });
   }
+  // A report's `agent` must be its token's name, and the rate limit is per agent name.
+  const agentNames = new Map<string, number>();
+  c.agents.forEach((a, i) => {
+    const first = agentNames.get(a.name);
+    if (first !== undefined) {
+      errors.push({
+        file: fileName,
+        path: `collector.agents.${i}.name`,
+        message: `same name as collector.agents.${first}: every agent needs its own name`,
+      });
+    } else agentNames.set(a.name, i);
+  });
   if (errors.length > 0) return { ok: false, errors };
   if (c.dataDir) c.dataDir = resolve(dirname(resolve(fileName)), c.dataDir);
   for (const w of c.cases.webhooks) w.secretFile = resolve(dirname(resolve(fileName)), w.secretFile);

@@ -45,7 +45,7 @@ function open(over: Record<string, unknown> = {}, dir = mkdtempSync(join(tmpdir(
   dirs.push(dir);
   const clock = { now: T0 };
   const store = new SqliteStore(dir);
-  const app = buildApp({ config: config(over), store, now: () => clock.now });
+  const app = buildApp({ config: config(over), store, now: () => clock.now, monotonicNow: () => clock.now });
   app.addHook('onClose', () => store.close());
   apps.push(app);
   return { app, store, clock, dir };
@@ -113,7 +113,7 @@ describe('collector API: ingest', () => {
     const again = await post(ctx.app, r);
     expect(again.statusCode).toBe(200);
     expect(again.json()).toEqual({ reportId: 'rep-api-0002', duplicate: true });
-    const changed = await post(ctx.app, { ...r, agent: 'hq-agent-2' });
+    const changed = await post(ctx.app, { ...r, createdAt: new Date(T0 - 30_000).toISOString() });
     expect(changed.statusCode).toBe(409);
     expect(ctx.store.countReports()).toBe(before);
   });
@@ -240,7 +240,8 @@ describe('collector API: rate limit and read access', () => {
     expect(limited.headers['retry-after']).toBe('1');
     // another agent's token has its own bucket
     expect(
-      (await post(app, report('rep-rate-0010', { site: 'branch', agent: 'b1' }), BRANCH_AGENT)).statusCode,
+      (await post(app, report('rep-rate-0010', { site: 'branch', agent: 'branch-agent' }), BRANCH_AGENT))
+        .statusCode,
     ).toBe(202);
     clock.now += 1000;
     expect((await post(app, report('rep-rate-0011'))).statusCode).toBe(202);

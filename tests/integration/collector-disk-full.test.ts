@@ -1,8 +1,9 @@
 // A full disk under the store: the collector answers 503 with Retry-After (the agent keeps the
-// report and retries), never 500, stores nothing it did not acknowledge, and keeps serving reads.
+// report and retries), never 500, stores nothing it did not acknowledge, keeps serving reads, and
+// /readyz says not ready until there is room again.
 // The data directory is a real 2 MiB tmpfs, so SQLite meets a real ENOSPC.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,7 +30,10 @@ describe.skipIf(!isRoot)(
       const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { encoding: 'utf8' });
       expect(mount.status, mount.stderr).toBe(0);
       mounted = true;
-      const store = new SqliteStore(dir);
+      // 1 MiB taken by another file, freed later: room comes back
+      const filler = join(dir, 'filler');
+      writeFileSync(filler, Buffer.alloc(1024 * 1024));
+      const store = new SqliteStore(dir, { headroomBytes: 256 * 1024 });
       const app = buildApp({
         config: CollectorConfig.parse({
           collector: {
@@ -65,6 +69,19 @@ describe.skipIf(!isRoot)(
         const readiness = await app.inject({ url: '/api/v1/sites/hq/readiness' });
         expect(readiness.statusCode).toBe(200);
         expect(readiness.json().reportId).toBe(`rep-full-${String(acknowledged - 1).padStart(4, '0')}`);
+
+        // not ready while posts get 503, ready again once there is room
+        const full = await app.inject({ url: '/readyz' });
+        expect(full.statusCode).toBe(503);
+        expect(full.json()).toMatchObject({
+          ready: false,
+          store: expect.stringMatching(/^cannot store reports: SQLITE_FULL/),
+        });
+        rmSync(filler);
+        await new Promise((r) => setTimeout(r, 2100)); // the store looks again at most every 2 s
+        const room = await app.inject({ url: '/readyz' });
+        expect(room.json()).toMatchObject({ ready: true, store: 'ok' });
+        expect(room.statusCode).toBe(200);
       } finally {
         await app.close();
         await store.close();
