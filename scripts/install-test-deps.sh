@@ -10,4 +10,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   tshark sip-tester influxdb influxdb-client prometheus iperf3 nftables iproute2 \
   libcap2-bin util-linux procps time >/dev/null
+# sip-ping over TLS: Debian's sipp is built without OpenSSL, so haproxy terminates TLS in front of it.
+$SUDO apt-get install -y -qq --no-install-recommends haproxy openssl >/dev/null
 echo "test dependencies installed: $(tshark --version | head -1); $(influxd version 2>/dev/null | head -1); $(prometheus --version 2>&1 | head -1)"

@@ -173,11 +173,10 @@ function openStream(o: OpenOptions): Promise<SipConnection | OpenFailure> {
       if (connected) return; // reported through 'close'
       clearTimeout(timer);
       socket.destroy();
-      const code = codeOf(err);
       const stage = secure && tcpUp ? 'tls' : 'connect';
       resolve({
         failedAt: stage,
-        reason: `${stage === 'tls' ? 'TLS handshake failed' : 'cannot connect'}: ${code === errorMessage(err) ? code : `${errorMessage(err)}`}`,
+        reason: `${stage === 'tls' ? 'TLS handshake failed' : 'cannot connect'}: ${errorMessage(err)}`,
       });
     });
     socket.once(secure ? 'secureConnect' : 'connect', () => {

@@ -4,7 +4,8 @@
 // retransmission schedules against the capture's timestamps.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSipPing, type SipPingConfig, systemSipDeps } from '../../agent/sip/ping.js';
 import { SipResult } from '../../src/sip/schema.js';
 import { cliUnavailableReason, runCli } from '../helpers/cli.js';
+import { binaryMissing, waitUntil } from '../helpers/service.js';
 import { freePort, killAllSipp, sippUnavailableReason, startSipp } from '../helpers/sipp.js';
 
 const execFileP = promisify(execFile);
@@ -98,6 +100,81 @@ async function wireSip(file: string, port: number): Promise<WireSip[]> {
         status: status ? Number(status) : null,
       };
     });
+}
+
+const tlsUnavailable = binaryMissing('haproxy') ?? binaryMissing('openssl');
+
+/** haproxy terminating TLS (a self-signed certificate made here) and passing the stream to sipp. */
+async function startTlsFront(
+  dir: string,
+  backendPort: number,
+): Promise<{ port: number; stop(): Promise<void> }> {
+  const pem = join(dir, 'server.pem');
+  await execFileP('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-keyout',
+    join(dir, 'key.pem'),
+    '-out',
+    join(dir, 'cert.pem'),
+  ]);
+  writeFileSync(
+    pem,
+    readFileSync(join(dir, 'cert.pem'), 'utf8') + readFileSync(join(dir, 'key.pem'), 'utf8'),
+  );
+  const port = await freePort();
+  const cfg = join(dir, `haproxy-${port}.cfg`);
+  writeFileSync(
+    cfg,
+    [
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 60s',
+      '  timeout server 60s',
+      'frontend sip_tls',
+      `  bind 127.0.0.1:${port} ssl crt ${pem}`,
+      '  default_backend sipp',
+      'backend sipp',
+      `  server sipp 127.0.0.1:${backendPort}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  await waitUntil(
+    `haproxy on 127.0.0.1:${port} (${stderr.trim()})`,
+    () =>
+      new Promise<boolean>((resolve) => {
+        const s = connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      }),
+    10_000,
+  ).catch(async (err) => {
+    await stop();
+    throw err;
+  });
+  return { port, stop };
 }
 
 describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, () => {
@@ -255,6 +332,28 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
       await sipp.stop();
     }
   });
+
+  it.skipIf(tlsUnavailable !== undefined)(
+    `TLS (haproxy terminating TLS in front of sipp's TCP): answered; an unverifiable certificate is a failed run ${tlsUnavailable ?? ''}`,
+    async () => {
+      const sipp = await startSipp({ scenario: 'options-200.xml', transport: 'tcp', pauseMs: 20 });
+      const front = await startTlsFront(dir, sipp.port);
+      try {
+        const r = await ping({ target: `sips:127.0.0.1:${front.port}`, count: 3, tlsVerify: false });
+        expect(r).toMatchObject({ transport: 'tls', sent: 3, answered: 3, retransmissions: 0 });
+        expect(r.codes).toEqual({ '200': 3 });
+        expect(r.dscp.forward.dscpUnknownReason).toMatch(/IP_TOS/);
+        // The self-signed certificate is refused when verified (the default).
+        const strict = await ping({ target: `sip:127.0.0.1:${front.port};transport=tls`, count: 1 });
+        expect(strict).toMatchObject({ succeeded: false, failedAt: 'tls', sent: 0 });
+        expect(strict.reason).toMatch(/TLS handshake failed: .*(self[- ]signed|certificate)/i);
+        expect(strict.checks.find((c) => c.id === 'sip')).toMatchObject({ status: 'fail' });
+      } finally {
+        await front.stop();
+        await sipp.stop();
+      }
+    },
+  );
 
   it('TCP: nothing listening — failure as data, not an exception', async () => {
     const port = await freePort();
