@@ -5,8 +5,9 @@ import dgram from 'node:dgram';
 import { accessSync, constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { REPO_ROOT } from './cli.js';
 
-export const SIPP_SCENARIOS = join(import.meta.dirname, '..', 'fixtures', 'sipp');
+export const SIPP_SCENARIOS = join(REPO_ROOT, 'tests', 'fixtures', 'sipp');
 
 export function sippUnavailableReason(): string | undefined {
   try {
