@@ -19,6 +19,7 @@ import {
   type SummaryResponse,
 } from '../src/wire.js';
 import { detectClockSync } from './net/clock-sync.js';
+import { loadNativeUdp, type NativeBinding, noticeFallback } from './net/native-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
 import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
 import {
@@ -27,7 +28,12 @@ import {
   type StreamMeasurement,
   unsentProbeResult,
 } from './probe/result.js';
-import { openDgramProbeSockets, type ProbeSockets, type ProbeSocketsRequest } from './probe/sockets.js';
+import {
+  openDgramProbeSockets,
+  openNativeProbeSockets,
+  type ProbeSockets,
+  type ProbeSocketsRequest,
+} from './probe/sockets.js';
 import { Timeline } from './probe/timeline.js';
 import { Histogram, Mean } from './probe/timing.js';
 
@@ -48,13 +54,17 @@ export interface ProbeOptions {
 
 export interface ProbeDeps {
   now: () => number;
-  /** Wakes the pacer at each tick (tests inject a fake). */
-  ticker: Ticker;
+  /** Wakes the pacer at each tick (tests inject a fake); default: mainThreadTicker on the socket layer's clock. */
+  ticker?: Ticker;
   clockSync: () => Promise<ClockSync>;
-  /** Set false to measure without raw sockets even when privileged. */
+  /** Dgram path only: set false to measure without raw sockets even when privileged. */
   useRawSocket: boolean;
   /** Even source ports are picked at random from this range (RTP convention, RFC 3550 §11). */
   portRange: [number, number];
+  /** The native socket layer, or why it cannot be used (then dgram measures, with a notice). */
+  nativeUdp: () => NativeBinding | string;
+  /** Says once that the fallback measures (default: one line on stderr). */
+  notice: (reason: string) => void;
   /** Resolves the peer's host name (tests inject failures such as EAI_AGAIN). */
   lookup: (host: string) => Promise<{ address: string }>;
 }
@@ -94,9 +104,10 @@ export function resolveHost(host: string): Promise<{ address: string }> {
 
 const defaultDeps: ProbeDeps = {
   now: wallNowMs,
-  ticker: mainThreadTicker(),
   clockSync: () => detectClockSync(),
   useRawSocket: true,
+  nativeUdp: loadNativeUdp,
+  notice: noticeFallback,
   portRange: [16384, 32766],
   lookup: resolveHost,
 };
@@ -457,9 +468,17 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     portRange: d.portRange,
     onDatagram: onDatagram(run, options.secret),
   };
-  const io = await openDgramProbeSockets(request, { useRawSocket: d.useRawSocket, now: d.now });
+  const native = d.nativeUdp();
+  if (typeof native === 'string') d.notice(native);
+  const io =
+    typeof native === 'string'
+      ? await openDgramProbeSockets(request, { useRawSocket: d.useRawSocket, now: d.now })
+      : openNativeProbeSockets(request, native);
   try {
-    const { startMs, lateness } = await sendCalls(run, io, plan, { ...options, ticker: d.ticker });
+    const { startMs, lateness } = await sendCalls(run, io, plan, {
+      ...options,
+      ticker: d.ticker ?? mainThreadTicker(io.now),
+    });
     await fetchSummaries(run, io, plan.waitMs, options.secret);
     const withPort = (s: StreamState) => measure(s, io.localPorts[s.index]!);
     return buildProbeResult(
@@ -471,6 +490,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         startedAt: new Date(startMs).toISOString(),
         privileged: io.dscpReason === undefined,
         ...(io.dscpReason ? { localDscpReason: io.dscpReason } : {}),
+        socketPath: { path: io.path, ...(typeof native === 'string' ? { reason: native } : {}) },
         mediaDscp: policy['dscp-rtp'].audio,
         signallingDscp: policy['dscp-sip'].class,
         media: run.media.map(withPort),

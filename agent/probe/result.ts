@@ -60,6 +60,8 @@ export interface ProbeMeasurement {
   privileged: boolean;
   /** Why the agent could not mark/read DSCP (when not privileged). */
   localDscpReason?: string;
+  /** The socket layer that measured (agent/probe/sockets.ts), and why not the native one when not. */
+  socketPath: { path: 'native' | 'dgram'; reason?: string };
   /** The DSCP the agent marked media and signalling with, and asked the replies to carry. */
   mediaDscp: number;
   signallingDscp: number;
@@ -306,6 +308,8 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
       ...(m.timeline ? { timeline: m.timeline } : {}),
     },
     {
+      socketPath: m.socketPath.path,
+      ...(m.socketPath.reason ? { socketPathReason: m.socketPath.reason } : {}),
       sendTiming: timing(m.sendLateness),
       reflectorSendTiming: m.reflector
         ? {

@@ -2,8 +2,9 @@
 // the packets it sends and the replies it receives. The measuring logic (agent/probe.ts) sees only
 // this interface, so the path that carries the packets can change without touching it.
 import dgram from 'node:dgram';
-import { dscpFromTos } from '../../src/dscp.js';
+import { dscpFromTos, tosFromDscp } from '../../src/dscp.js';
 import { UserError } from '../../src/errors.js';
+import { type NativeBinding, NativeUdp } from '../net/native-udp.js';
 import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from '../net/raw-udp.js';
 
 /** Which socket layer measured: the native addon (kernel stamps and marks) or Node's dgram (+ raw socket). */
@@ -175,6 +176,75 @@ export async function openDgramProbeSockets(
       } catch {
         // Not connected (no route to the peer): the summary stays missing.
       }
+    },
+    close,
+  };
+}
+
+/**
+ * The native addon's sockets (agent/net/native-udp.ts): every packet marked with its DSCP and every
+ * reply's class and kernel receive time read, as any user, IPv4 and IPv6. One batch of sends per
+ * pacing tick.
+ */
+export function openNativeProbeSockets(req: ProbeSocketsRequest, binding: NativeBinding): ProbeSockets {
+  const streamOf = new Map<number, number>();
+  const udp = new NativeUdp(binding, (count) => {
+    for (let k = 0; k < count; k++) {
+      const tos = udp.rxTos(k);
+      req.onDatagram(
+        streamOf.get(udp.rxSocket(k))!,
+        udp.rxPayload(k),
+        udp.rxArrivalMs(k),
+        tos < 0 ? null : dscpFromTos(tos),
+      );
+    }
+  });
+  const ids: number[] = [];
+  const close = () => {
+    for (const id of ids) udp.close(id);
+  };
+  const [lo, hi] = req.portRange;
+  try {
+    for (const [index, e] of req.endpoints.entries()) {
+      let id: number | undefined;
+      for (let tries = 200; id === undefined; tries--) {
+        const port = lo + 2 * Math.floor((Math.random() * (hi - lo)) / 2);
+        try {
+          id = udp.open(req.family, req.family === 6 ? '::' : '0.0.0.0', port);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'EADDRINUSE' || tries <= 1) {
+            throw new UserError(`cannot bind a local UDP port: ${code ?? (err as Error).message}`);
+          }
+        }
+      }
+      ids.push(id);
+      streamOf.set(id, index);
+      try {
+        udp.connect(id, req.peerIp, e.remotePort);
+      } catch {
+        // No route: sends will fail and count as lost.
+      }
+    }
+  } catch (err) {
+    close();
+    throw err;
+  }
+  return {
+    path: 'native',
+    localPorts: ids.map((id) => udp.localPort(id)),
+    now: udp.now,
+    buffer: () => udp.txBuffer(),
+    send(i, bytes, dscp) {
+      udp.queue(ids[i]!, bytes, tosFromDscp(dscp));
+    },
+    flush() {
+      udp.flush();
+    },
+    sendControl(i, msg) {
+      msg.copy(udp.txBuffer());
+      udp.queue(ids[i]!, msg.length, -1);
+      udp.flush();
     },
     close,
   };

@@ -54,7 +54,8 @@ export const command: Command = {
     const fmt = (h: string, p: number) => `${h.includes(':') ? `[${h}]` : h}:${p}`;
     io.stderr.write(
       `reflector listening on ${fmt(host, reflector.port)} (media), ${fmt(host, reflector.signallingPort)} (signalling); ` +
-        `DSCP readable: ${reflector.dscpReadable ? 'yes' : `no (${reflector.dscpUnknownReason})`}\n`,
+        `DSCP readable: ${reflector.dscpReadable ? 'yes' : `no (${reflector.dscpUnknownReason})`}; ` +
+        `sockets: ${reflector.socketPath === 'native' ? 'native (kernel receive times)' : 'dgram'}\n`,
     );
     await new Promise<void>((resolve) => {
       const stop = () => {

@@ -46,6 +46,7 @@ function measurement(over: Partial<ProbeMeasurement> = {}): ProbeMeasurement {
     durationMs: 30_000,
     startedAt: '2026-11-26T01:00:00.000Z',
     privileged: true,
+    socketPath: { path: 'native' },
     mediaDscp: 46,
     signallingDscp: 24,
     media: [stream(1), stream(2)],

@@ -1,0 +1,415 @@
+// UDP sockets for the probe and reflector on Linux (issue 14). Node's dgram exposes neither
+// socket options nor ancillary data; this does, and nothing more: DSCP marks (IP_TOS /
+// IPV6_TCLASS, per socket or per datagram), the class each datagram arrived with
+// (IP_RECVTOS / IPV6_RECVTCLASS), the kernel's receive time (SO_TIMESTAMPNS), and batches
+// (recvmmsg / sendmmsg). Readiness comes from a uv_poll on each descriptor in Node's own loop (no
+// threads). Datagrams and their metadata live in typed arrays that JavaScript allocates once and
+// reads in place: no allocation per datagram. All measuring logic stays in TypeScript.
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+// Layout shared with agent/net/native-udp.ts.
+constexpr int SLOT_BYTES = 2048;  // larger than any message (1500 B): longer ones are truncated
+constexpr int RX_META = 5;        // socket id, length, source port, TOS (-1 unknown), arrival ms
+constexpr int TX_META = 4;        // socket id, length, destination port (0: connected), TOS (-1: socket's)
+constexpr int ADDR_BYTES = 16;    // IPv6 address, or IPv4 in the first 4 bytes
+constexpr int MAX_BATCHES_PER_WAKE = 16;
+
+double RealtimeMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+Napi::Error ErrnoError(Napi::Env env, const char* what, int err) {
+  const char* name = strerrorname_np(err);
+  Napi::Error e = Napi::Error::New(env, std::string(what) + ": " + strerror(err));
+  e.Set("code", Napi::String::New(env, name ? name : "EIO"));
+  return e;
+}
+
+// Fills a sockaddr from (family, 16 address bytes, port); returns its length.
+socklen_t ToSockaddr(int family, const uint8_t* addr, int port, sockaddr_storage* out) {
+  memset(out, 0, sizeof *out);
+  if (family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(out);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    memcpy(&a->sin_addr, addr, 4);
+    return sizeof *a;
+  }
+  auto* a = reinterpret_cast<sockaddr_in6*>(out);
+  a->sin6_family = AF_INET6;
+  a->sin6_port = htons(port);
+  memcpy(&a->sin6_addr, addr, 16);
+  return sizeof *a;
+}
+
+bool ParseAddress(int family, const std::string& text, uint8_t* out) {
+  memset(out, 0, ADDR_BYTES);
+  return inet_pton(family, text.c_str(), out) == 1;
+}
+
+class UdpSet;
+
+struct Socket {
+  UdpSet* owner;
+  int id;
+  int fd;
+  int family;
+  uv_poll_t poll;
+};
+
+class UdpSet : public Napi::ObjectWrap<UdpSet> {
+ public:
+  static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function cls = DefineClass(env, "UdpSet",
+                                     {InstanceMethod("open", &UdpSet::Open),
+                                      InstanceMethod("connect", &UdpSet::Connect),
+                                      InstanceMethod("localPort", &UdpSet::LocalPort),
+                                      InstanceMethod("setTos", &UdpSet::SetTos),
+                                      InstanceMethod("send", &UdpSet::Send),
+                                      InstanceMethod("close", &UdpSet::Close)});
+    exports.Set("UdpSet", cls);
+    exports.Set("nowMs", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                  return Napi::Number::New(info.Env(), RealtimeMs());
+                }));
+    exports.Set("SLOT_BYTES", Napi::Number::New(env, SLOT_BYTES));
+    exports.Set("RX_META", Napi::Number::New(env, RX_META));
+    exports.Set("TX_META", Napi::Number::New(env, TX_META));
+    exports.Set("ADDR_BYTES", Napi::Number::New(env, ADDR_BYTES));
+    return exports;
+  }
+
+  // new UdpSet(slots, rxData: Uint8Array, rxMeta: Float64Array, rxAddr: Uint8Array,
+  //            txData: Uint8Array, txMeta: Float64Array, txAddr: Uint8Array, onReceive(count))
+  explicit UdpSet(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSet>(info) {
+    Napi::Env env = info.Env();
+    slots_ = info[0].As<Napi::Number>().Int32Value();
+    if (slots_ < 1 || slots_ > 1024 || !Take(info, 1, SLOT_BYTES, rx_data_) || !TakeF(info, 2, RX_META, rx_meta_) ||
+        !Take(info, 3, ADDR_BYTES, rx_addr_) || !Take(info, 4, SLOT_BYTES, tx_data_) ||
+        !TakeF(info, 5, TX_META, tx_meta_) || !Take(info, 6, ADDR_BYTES, tx_addr_) || !info[7].IsFunction()) {
+      Napi::TypeError::New(env, "UdpSet: bad buffers").ThrowAsJavaScriptException();
+      return;
+    }
+    on_receive_ = Napi::Persistent(info[7].As<Napi::Function>());
+    loop_ = nullptr;
+    napi_get_uv_event_loop(env, &loop_);
+    rx_msgs_.resize(slots_);
+    rx_iov_.resize(slots_);
+    rx_names_.resize(slots_);
+    rx_control_.resize(slots_ * CONTROL_BYTES);
+    tx_msgs_.resize(slots_);
+    tx_iov_.resize(slots_);
+    tx_names_.resize(slots_);
+    tx_control_.resize(slots_ * CONTROL_BYTES);
+  }
+
+  ~UdpSet() override {
+    for (Socket* s : sockets_)
+      if (s) Release(s);
+  }
+
+ private:
+  static constexpr int CONTROL_BYTES = 128;
+
+  bool Take(const Napi::CallbackInfo& info, int i, int stride, uint8_t*& out) {
+    if (!info[i].IsTypedArray()) return false;
+    auto a = info[i].As<Napi::Uint8Array>();
+    if (a.TypedArrayType() != napi_uint8_array || a.ElementLength() < size_t(slots_) * stride) return false;
+    refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+    out = a.Data();
+    return true;
+  }
+  bool TakeF(const Napi::CallbackInfo& info, int i, int stride, double*& out) {
+    if (!info[i].IsTypedArray()) return false;
+    auto a = info[i].As<Napi::Float64Array>();
+    if (a.TypedArrayType() != napi_float64_array || a.ElementLength() < size_t(slots_) * stride) return false;
+    refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+    out = a.Data();
+    return true;
+  }
+
+  Socket* Get(const Napi::CallbackInfo& info, int i) {
+    int id = info[i].As<Napi::Number>().Int32Value();
+    if (id < 0 || size_t(id) >= sockets_.size() || !sockets_[id]) {
+      Napi::Error::New(info.Env(), "UdpSet: no such socket").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    return sockets_[id];
+  }
+
+  // open(family 4|6, address, port) -> id. Marks readable on arrival and kernel receive times on.
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int family = info[0].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+    std::string host = info[1].As<Napi::String>().Utf8Value();
+    int port = info[2].As<Napi::Number>().Int32Value();
+    uint8_t addr[ADDR_BYTES];
+    if (!ParseAddress(family, host, addr)) {
+      Napi::Error e = Napi::Error::New(env, "not an IP address: " + host);
+      e.Set("code", Napi::String::New(env, "EINVAL"));
+      e.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      ErrnoError(env, "socket", errno).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int on = 1;
+    // Failures here are not fatal: the datagram then carries no stamp/class and JS says so.
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+    setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);  // also for IPv4-mapped on IPv6 sockets
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof on);
+    int rcvbuf = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_storage sa;
+    socklen_t len = ToSockaddr(family, addr, port, &sa);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) < 0) {
+      int err = errno;
+      close(fd);
+      ErrnoError(env, "bind", err).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto* s = new Socket{this, int(sockets_.size()), fd, family, {}};
+    uv_poll_init(loop_, &s->poll, fd);
+    s->poll.data = s;
+    uv_poll_start(&s->poll, UV_READABLE, OnReadable);
+    sockets_.push_back(s);
+    Ref();  // alive while a socket is open
+    return Napi::Number::New(env, s->id);
+  }
+
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Socket* s = Get(info, 0);
+    if (!s) return env.Undefined();
+    uint8_t addr[ADDR_BYTES];
+    if (!ParseAddress(s->family, info[1].As<Napi::String>().Utf8Value(), addr)) {
+      Napi::Error::New(env, "connect: not an address of the socket's family").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    sockaddr_storage sa;
+    socklen_t len = ToSockaddr(s->family, addr, info[2].As<Napi::Number>().Int32Value(), &sa);
+    if (connect(s->fd, reinterpret_cast<sockaddr*>(&sa), len) < 0)
+      ErrnoError(env, "connect", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  Napi::Value LocalPort(const Napi::CallbackInfo& info) {
+    Socket* s = Get(info, 0);
+    if (!s) return info.Env().Undefined();
+    sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    getsockname(s->fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    int port = sa.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port);
+    return Napi::Number::New(info.Env(), port);
+  }
+
+  // setTos(id, tos): the class of everything the socket sends without a per-datagram TOS.
+  Napi::Value SetTos(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Socket* s = Get(info, 0);
+    if (!s) return env.Undefined();
+    int tos = info[1].As<Napi::Number>().Int32Value();
+    int rc = setsockopt(s->fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+    if (s->family == AF_INET6) rc = setsockopt(s->fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
+    if (rc < 0) ErrnoError(env, "setsockopt", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  // send(count): the first `count` tx slots, each run of slots for one socket in one sendmmsg.
+  // Returns how many the kernel took; a refused datagram (no route, ICMP error) is skipped.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    int count = info[0].As<Napi::Number>().Int32Value();
+    if (count > slots_) count = slots_;
+    int accepted = 0;
+    int i = 0;
+    while (i < count) {
+      int id = int(tx_meta_[i * TX_META]);
+      if (id < 0 || size_t(id) >= sockets_.size() || !sockets_[id]) {
+        i++;
+        continue;
+      }
+      Socket* s = sockets_[id];
+      int n = 0;
+      for (; i + n < count && int(tx_meta_[(i + n) * TX_META]) == id; n++) Prepare(s, i + n, n);
+      int done = 0;
+      while (done < n) {
+        int r = sendmmsg(s->fd, tx_msgs_.data() + done, n - done, MSG_DONTWAIT);
+        if (r > 0) {
+          done += r;
+          accepted += r;
+        } else if (r < 0 && errno == EINTR) {
+          continue;
+        } else {
+          done++;  // this datagram was refused: count it sent and lost
+        }
+      }
+      i += n;
+    }
+    return Napi::Number::New(info.Env(), accepted);
+  }
+
+  // Fills tx_msgs_[k] from tx slot `slot`.
+  void Prepare(Socket* s, int slot, int k) {
+    const double* m = tx_meta_ + slot * TX_META;
+    int length = int(m[1]);
+    if (length < 0) length = 0;
+    if (length > SLOT_BYTES) length = SLOT_BYTES;
+    int port = int(m[2]);
+    int tos = int(m[3]);
+    msghdr& h = tx_msgs_[k].msg_hdr;
+    memset(&h, 0, sizeof h);
+    tx_iov_[k] = {tx_data_ + size_t(slot) * SLOT_BYTES, size_t(length)};
+    h.msg_iov = &tx_iov_[k];
+    h.msg_iovlen = 1;
+    const uint8_t* addr = tx_addr_ + slot * ADDR_BYTES;
+    bool v4 = s->family == AF_INET || IN6_IS_ADDR_V4MAPPED(reinterpret_cast<const in6_addr*>(addr));
+    if (port > 0) {
+      h.msg_name = &tx_names_[k];
+      h.msg_namelen = ToSockaddr(s->family, addr, port, &tx_names_[k]);
+    }
+    if (tos >= 0) {
+      // Per-datagram class: IP_TOS for IPv4 (and IPv4-mapped), IPV6_TCLASS for IPv6.
+      uint8_t* control = tx_control_.data() + k * CONTROL_BYTES;
+      h.msg_control = control;
+      h.msg_controllen = CMSG_SPACE(sizeof(int));
+      cmsghdr* c = CMSG_FIRSTHDR(&h);
+      c->cmsg_level = v4 ? IPPROTO_IP : IPPROTO_IPV6;
+      c->cmsg_type = v4 ? IP_TOS : IPV6_TCLASS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &tos, sizeof tos);
+    }
+    tx_msgs_[k].msg_len = 0;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Socket* s = Get(info, 0);
+    if (s) {
+      sockets_[s->id] = nullptr;
+      Release(s);
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  static void Release(Socket* s) {
+    uv_poll_stop(&s->poll);
+    close(s->fd);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+  }
+
+  static void OnReadable(uv_poll_t* handle, int status, int events) {
+    auto* s = static_cast<Socket*>(handle->data);
+    s->owner->Drain(s);
+  }
+
+  // Reads batches until the queue is empty (or a bound, so one flood cannot starve the loop),
+  // handing each batch to JavaScript.
+  void Drain(Socket* s) {
+    Napi::Env env = Env();
+    for (int batch = 0; batch < MAX_BATCHES_PER_WAKE && sockets_[s->id] == s; batch++) {
+      for (int k = 0; k < slots_; k++) {
+        rx_iov_[k] = {rx_data_ + size_t(k) * SLOT_BYTES, SLOT_BYTES};
+        msghdr& h = rx_msgs_[k].msg_hdr;
+        h.msg_name = &rx_names_[k];
+        h.msg_namelen = sizeof rx_names_[k];
+        h.msg_iov = &rx_iov_[k];
+        h.msg_iovlen = 1;
+        h.msg_control = rx_control_.data() + k * CONTROL_BYTES;
+        h.msg_controllen = CONTROL_BYTES;
+        h.msg_flags = 0;
+      }
+      int n = recvmmsg(s->fd, rx_msgs_.data(), slots_, MSG_DONTWAIT, nullptr);
+      if (n < 0) {
+        // ICMP errors on a connected socket surface once each: read on past them.
+        if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EINTR) continue;
+        return;
+      }
+      if (n == 0) return;
+      double fallbackMs = -1;
+      for (int k = 0; k < n; k++) {
+        double* m = rx_meta_ + k * RX_META;
+        const msghdr& h = rx_msgs_[k].msg_hdr;
+        m[0] = s->id;
+        m[1] = rx_msgs_[k].msg_len;
+        m[3] = -1;
+        m[4] = -1;
+        uint8_t* addr = rx_addr_ + k * ADDR_BYTES;
+        const sockaddr* sa = static_cast<const sockaddr*>(h.msg_name);
+        if (sa->sa_family == AF_INET) {
+          auto* a = reinterpret_cast<const sockaddr_in*>(sa);
+          memset(addr, 0, ADDR_BYTES);
+          memcpy(addr, &a->sin_addr, 4);
+          m[2] = ntohs(a->sin_port);
+        } else {
+          auto* a = reinterpret_cast<const sockaddr_in6*>(sa);
+          memcpy(addr, &a->sin6_addr, 16);
+          m[2] = ntohs(a->sin6_port);
+        }
+        for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            m[4] = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+          } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
+            m[3] = *CMSG_DATA(c);
+          } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) {
+            int tclass;
+            memcpy(&tclass, CMSG_DATA(c), sizeof tclass);
+            m[3] = tclass & 0xff;
+          }
+        }
+        if (m[4] < 0) {
+          if (fallbackMs < 0) fallbackMs = RealtimeMs();
+          m[4] = fallbackMs;
+        }
+      }
+      Napi::HandleScope scope(env);
+      on_receive_.MakeCallback(Value(), {Napi::Number::New(env, n)});
+      if (env.IsExceptionPending()) {
+        Napi::Error e = env.GetAndClearPendingException();
+        napi_fatal_exception(env, e.Value());
+        return;
+      }
+      if (n < slots_) return;
+    }
+  }
+
+  int slots_ = 0;
+  uv_loop_t* loop_ = nullptr;
+  uint8_t* rx_data_ = nullptr;
+  double* rx_meta_ = nullptr;
+  uint8_t* rx_addr_ = nullptr;
+  uint8_t* tx_data_ = nullptr;
+  double* tx_meta_ = nullptr;
+  uint8_t* tx_addr_ = nullptr;
+  std::vector<Napi::ObjectReference> refs_;
+  Napi::FunctionReference on_receive_;
+  std::vector<Socket*> sockets_;
+  std::vector<mmsghdr> rx_msgs_, tx_msgs_;
+  std::vector<iovec> rx_iov_, tx_iov_;
+  std::vector<sockaddr_storage> rx_names_, tx_names_;
+  std::vector<uint8_t> rx_control_, tx_control_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) { return UdpSet::Init(env, exports); }
+
+}  // namespace
+
+NODE_API_MODULE(voipready_udp, Init)
