@@ -212,7 +212,7 @@ export class NativeUdp {
     this.txMeta[m + 1] = length;
     this.txMeta[m + 2] = replyTo >= 0 ? this.rxPort(replyTo) : port;
     this.txMeta[m + 3] = tos;
-    if (replyTo >= 0) this.txAddr.copyWithin(k * 16, replyTo * 16, replyTo * 16 + 16);
+    if (replyTo >= 0) this.txAddr.set(this.rxAddr.subarray(replyTo * 16, replyTo * 16 + 16), k * 16);
     if (this.queued === SLOTS) this.flush();
   }
   /** Sends everything queued (sendmmsg per socket run); returns how many the kernel accepted. */

@@ -241,6 +241,8 @@ export const ProbeJson = ProbeResult.extend({
   reflectorSendTiming: Timing.nullable().optional(),
   clockSync: z.object({ local: ClockSync, peer: ClockSync.nullable() }),
   bandwidth: z.looseObject({}),
+  socketPath: z.enum(['native', 'dgram']).optional(),
+  socketPathReason: z.string().optional(),
 });
 export type ProbeJson = z.infer<typeof ProbeJson>;
 

@@ -368,10 +368,24 @@ describe.skipIf(unavailable !== undefined)(
     );
 
     it.skipIf(!isRoot)(
-      'demo as an ordinary user (setpriv to nobody, no CAP_NET_RAW) works and says why DSCP is unknown',
+      'demo as an ordinary user (setpriv to nobody): native sockets mark and read DSCP',
       async () => {
         const out = await runCli(['demo', '--duration', '1s'], {
           wrapper: DROP_TO_NOBODY,
+          timeoutMs: 20_000,
+        });
+        expect(out.code, out.stdout + out.stderr).toBe(0);
+        const rows = out.stdout.split('\n');
+        for (const id of ['dscp-rtp', 'dscp-sip'])
+          expect(rows.find((l) => l.startsWith(`${id} `))).toMatch(/PASS/);
+      },
+    );
+
+    it.skipIf(!isRoot)(
+      'demo as an ordinary user with the dgram fallback works and says why DSCP is unknown',
+      async () => {
+        const out = await runCli(['demo', '--duration', '1s'], {
+          wrapper: [...DROP_TO_NOBODY, 'env', 'VOIPREADY_NATIVE_UDP=0'],
           timeoutMs: 20_000,
         });
         expect(out.code, out.stderr).toBe(1);

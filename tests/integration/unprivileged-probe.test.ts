@@ -1,7 +1,9 @@
-// Without CAP_NET_RAW the probe still measures delay, jitter and loss, and says plainly that DSCP
-// could not be checked: `unknown` with the reason and the fix, never `pass`, and not ready.
-// As root the children run under setpriv with CAP_NET_RAW removed from every capability set;
-// as an ordinary user they simply lack it. Loopback only.
+// Without CAP_NET_RAW the native socket layer marks and reads DSCP all the same (socket options,
+// no raw socket). The dgram fallback (the addon switched off) still measures delay, jitter and
+// loss, and says plainly that DSCP could not be checked: `unknown` with the reason and the fix,
+// never `pass`, and not ready. As root the children run under setpriv with CAP_NET_RAW removed
+// from every capability set; as an ordinary user they simply lack it. Loopback only; the same as
+// uid 65534 over a routed path: tests/integration/netns-native-dscp.test.ts.
 
 import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
@@ -18,6 +20,9 @@ const CAP_NET_RAW_BIT = 13n;
 const isRoot = process.getuid?.() === 0;
 /** Drops CAP_NET_RAW from the bounding and inheritable sets: after exec, root keeps every other capability. */
 const DROP_NET_RAW = isRoot ? ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw', '--'] : [];
+/** The fallback: Node's dgram, with marks only through a raw socket. */
+const DGRAM_ONLY = ['env', 'VOIPREADY_NATIVE_UDP=0'];
+const DROP_NET_RAW_DGRAM = [...DROP_NET_RAW, ...DGRAM_ONLY];
 const unavailable = cliUnavailableReason();
 
 function effectiveCaps(wrapper: string[]): bigint {
@@ -89,8 +94,24 @@ describe.skipIf(unavailable !== undefined)(
       }
     }
 
-    it('an unprivileged probe measures delay, jitter and loss; DSCP is unknown with the reason', async () => {
-      const { probe, json } = await run({ probeWrapper: DROP_NET_RAW, reflectorWrapper: [] });
+    it('without CAP_NET_RAW the native layer marks and reads DSCP at both ends', async () => {
+      const { listening, probe, json } = await run({
+        probeWrapper: DROP_NET_RAW,
+        reflectorWrapper: DROP_NET_RAW,
+      });
+      expect(listening).toMatch(/DSCP readable: yes; sockets: native/);
+      expect(json.socketPath).toBe('native');
+      expect(json.privileged).toBe(true);
+      expectTimingStillMeasured(json);
+      expect(json.forward.dscpReceived).toEqual({ '46': json.forward.received });
+      expect(json.reverse.dscpReceived).toEqual({ '46': json.reverse.received });
+      for (const check of dscpChecks(json)) expect(check.status, check.id).toBe('pass');
+      expect(probe.code).toBe(0);
+    });
+
+    it('an unprivileged dgram probe measures delay, jitter and loss; DSCP is unknown with the reason', async () => {
+      const { probe, json } = await run({ probeWrapper: DROP_NET_RAW_DGRAM, reflectorWrapper: [] });
+      expect(json.socketPath).toBe('dgram');
       expect(json.privileged).toBe(false);
       expectTimingStillMeasured(json);
       expect(json.forward.dscpSent).toBeNull();
@@ -105,9 +126,12 @@ describe.skipIf(unavailable !== undefined)(
       expect(probe.code).toBe(1);
     });
 
-    it('an unprivileged reflector says it cannot read DSCP, and the probe reports unknown, not pass', async () => {
-      const { listening, probe, json } = await run({ probeWrapper: [], reflectorWrapper: DROP_NET_RAW });
-      expect(listening).toMatch(/DSCP readable: no \(.+\)/);
+    it('an unprivileged dgram reflector says it cannot read DSCP, and the probe reports unknown, not pass', async () => {
+      const { listening, probe, json } = await run({
+        probeWrapper: [],
+        reflectorWrapper: DROP_NET_RAW_DGRAM,
+      });
+      expect(listening).toMatch(/DSCP readable: no \(.+\); sockets: dgram/);
       expectTimingStillMeasured(json);
       expect(json.forward.dscpReceived).toEqual({});
       // Unmeasured, not blamed on the network: neither pass nor fail.
