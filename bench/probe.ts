@@ -1,6 +1,9 @@
 // `npm run bench:probe`: the probe's pacing, footprint and jitter accuracy, measured on a real
 // site—router—dc namespace topology and printed beside the reference tools (the capture, iperf3,
 // tshark). Figures are printed, never asserted. Needs root (namespaces), tshark, iperf3 and GNU time.
+// Every figure is measured for both socket layers in the same run: the native addon (kernel
+// receive times, socket-option marks, batched I/O) and today's fallback (Node's dgram + a raw
+// socket), with the load average beside it (the machine may be shared).
 //
 //   BENCH_SECONDS   footprint run length (default 60, the issue's figure)
 //   BENCH_PACING_SECONDS   length of each pacing/accuracy run (default 10)
@@ -43,7 +46,13 @@ const FOOTPRINT_CALLS = 50;
  * Pacing and accuracy are also measured with probe and reflector at real-time priority (chrt
  * --fifo), as on hosts of their own: this separates the programs from a busy shared machine.
  */
-const FIFO_CALLS = [1, 50];
+const FIFO_CALLS = [50];
+/** Socket layers compared: the native addon, and the dgram fallback (VOIPREADY_NATIVE_UDP=0). */
+const LAYERS = ['native', 'dgram'] as const;
+type Layer = (typeof LAYERS)[number];
+const layerWrapper = (layer: Layer) => (layer === 'dgram' ? ['env', 'VOIPREADY_NATIVE_UDP=0'] : []);
+/** The 1-minute load average, printed beside each figure. */
+const load1 = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 const FIFO = realtimeWrapper();
 const PTIME_MS = 20;
 
@@ -70,10 +79,13 @@ function captureLatenessMs(packets: RtpPacket[]): number[] {
   return out;
 }
 
-const reflectorIn = (topo: Topology, wrapper?: string[]) =>
-  startReflector(PEER, { ns: topo.dc, ...(wrapper ? { wrapper } : {}) });
+const reflectorIn = (topo: Topology, layer: Layer, wrapper: string[] = []) =>
+  startReflector(PEER, { ns: topo.dc, wrapper: [...wrapper, ...layerWrapper(layer)] });
 
 interface PacingRow {
+  layer: Layer;
+  /** 1-minute load average at the end of the run. */
+  load: number;
   calls: number;
   /** Scheduling of probe and reflector: as shipped, or SCHED_FIFO (as on hosts of their own). */
   priority: 'normal' | 'fifo';
@@ -118,29 +130,27 @@ function compareStreams(
 async function pacingRun(
   topo: Topology,
   dir: string,
+  layer: Layer,
   calls: number,
   priority: PacingRow['priority'],
 ): Promise<PacingRow> {
-  const wrapper = priority === 'fifo' ? FIFO : undefined;
-  const reflector = await reflectorIn(topo, wrapper);
+  const wrapper = [...((priority === 'fifo' ? FIFO : undefined) ?? []), ...layerWrapper(layer)];
+  const reflector = await reflectorIn(topo, layer, priority === 'fifo' ? FIFO : undefined);
   try {
     await warmUpReflector(PEER, calls, { ns: topo.site });
     const siteCap = await startCapture({
       ns: topo.site,
       iface: HOST_IFACE,
-      file: join(dir, `site-${calls}-${priority}.pcapng`),
+      file: join(dir, `site-${layer}-${calls}-${priority}.pcapng`),
     });
     const dcCap = await startCapture({
       ns: topo.dc,
       iface: HOST_IFACE,
-      file: join(dir, `dc-${calls}-${priority}.pcapng`),
+      file: join(dir, `dc-${layer}-${calls}-${priority}.pcapng`),
     });
-    const { json: result } = await probeJson(PEER, {
-      ns: topo.site,
-      ...(wrapper ? { wrapper } : {}),
-      calls,
-      durationS: PACING_S,
-    });
+    const { json: result } = await probeJson(PEER, { ns: topo.site, wrapper, calls, durationS: PACING_S });
+    if (result.socketPath !== layer)
+      throw new Error(`asked for ${layer}, the probe measured with ${result.socketPath}`);
     await new Promise((r) => setTimeout(r, 300));
     await siteCap.stop();
     await dcCap.stop();
@@ -158,6 +168,8 @@ async function pacingRun(
       (s, r) => r.dstPort === s.dstPort,
     );
     return {
+      layer,
+      load: load1(),
       calls,
       priority,
       probe: result.sendTiming,
@@ -195,19 +207,58 @@ function exitOf(cmd: string, args: string[]): Promise<number | null> {
   return new Promise((resolve) => child.on('close', resolve));
 }
 
-async function footprint(topo: Topology, dir: string) {
-  const reflectorTime = join(dir, 'reflector.time');
-  const probeTime = join(dir, 'probe.time');
-  const reflector = await reflectorIn(topo, timeWrapper(reflectorTime));
+async function footprint(topo: Topology, dir: string, layer: Layer) {
+  const reflectorTime = join(dir, `reflector-${layer}.time`);
+  const probeTime = join(dir, `probe-${layer}.time`);
+  const reflector = await reflectorIn(topo, layer, timeWrapper(reflectorTime));
   const { json: probeResult } = await probeJson(PEER, {
     ns: topo.site,
-    wrapper: timeWrapper(probeTime),
+    wrapper: [...timeWrapper(probeTime), ...layerWrapper(layer)],
     calls: FOOTPRINT_CALLS,
     durationS: FOOTPRINT_S,
   });
   process.kill(childOf(reflector.child.pid!), 'SIGTERM');
   await reflector.done;
+  return {
+    layer,
+    load: load1(),
+    probe: readUsage(probeTime),
+    reflector: readUsage(reflectorTime),
+    forwardLost: probeResult.forward.lost,
+  };
+}
 
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat (USER_HZ = 100). */
+function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Issue 7's "every datagram on the host": the reflector's CPU while FLOOD_PPS datagrams a second
+ * go to an unrelated UDP port of its host (nothing listens there), against the same time idle.
+ */
+const FLOOD_S = 10;
+const FLOOD_PPS = 20_000;
+async function floodCost(topo: Topology, layer: Layer) {
+  const reflector = await reflectorIn(topo, layer);
+  try {
+    const pid = reflector.child.pid!;
+    const idle0 = cpuSecondsOf(pid);
+    await new Promise((r) => setTimeout(r, FLOOD_S * 1000));
+    const idle = cpuSecondsOf(pid) - idle0;
+    const script = `const s=require('dgram').createSocket('udp4');const b=Buffer.alloc(100);let n=0;const end=Date.now()+${FLOOD_S * 1000};const t=setInterval(()=>{if(Date.now()>end){clearInterval(t);s.close();return;}for(let i=0;i<${FLOOD_PPS / 100};i++){s.send(b,9,'${DC_ADDR}');n++;}},10);`;
+    const flood0 = cpuSecondsOf(pid);
+    const code = await exitOf('ip', ['netns', 'exec', topo.site, process.execPath, '-e', script]);
+    if (code !== 0) throw new Error(`flood generator exited ${code}`);
+    const flooded = cpuSecondsOf(pid) - flood0;
+    return { layer, load: load1(), idleCpuS: idle, floodCpuS: flooded };
+  } finally {
+    await reflector.stop();
+  }
+}
+
+async function iperfFootprint(topo: Topology, dir: string) {
   // The reference: iperf3 carrying the same packets both ways — 172-byte UDP payloads (12-byte RTP
   // header + 160 bytes of G.711) at 50 calls x 50 packets/s = 2,500 packets/s = 3.44 Mbit/s each way.
   const serverTime = join(dir, 'iperf3-server.time');
@@ -240,13 +291,7 @@ async function footprint(topo: Topology, dir: string) {
   ]);
   await serverDone;
   if (clientCode !== 0) throw new Error(`iperf3 client exited ${clientCode}`);
-  return {
-    probe: readUsage(probeTime),
-    reflector: readUsage(reflectorTime),
-    iperfClient: readUsage(clientTime),
-    iperfServer: readUsage(serverTime),
-    forwardLost: probeResult.forward.lost,
-  };
+  return { load: load1(), client: readUsage(clientTime), server: readUsage(serverTime) };
 }
 
 const schedulingName = (r: PacingRow) =>
@@ -278,51 +323,59 @@ async function main(): Promise<number> {
       `voipready probe benchmark — namespaces site—router—dc, G.711 (20 ms), pacing runs ${PACING_S} s, footprint ${FOOTPRINT_S} s\n\n`,
     );
     const pacing: PacingRow[] = [];
-    for (const calls of PACING_CALLS) pacing.push(await pacingRun(topo, dir, calls, 'normal'));
-    if (FIFO) for (const calls of FIFO_CALLS) pacing.push(await pacingRun(topo, dir, calls, 'fifo'));
-    else process.stdout.write('(chrt --fifo is refused here: no SCHED_FIFO rows)\n\n');
-    const fp = await footprint(topo, dir);
+    for (const layer of LAYERS) {
+      for (const calls of PACING_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'normal'));
+      if (FIFO) for (const calls of FIFO_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'fifo'));
+    }
+    if (!FIFO) process.stdout.write('(chrt --fifo is refused here: no SCHED_FIFO rows)\n\n');
+    const footprints = [];
+    for (const layer of LAYERS) footprints.push(await footprint(topo, dir, layer));
+    const iperf = await iperfFootprint(topo, dir);
+    const floods = [];
+    for (const layer of LAYERS) floods.push(await floodCost(topo, layer));
 
     process.stdout.write(
-      '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 within 1 ms at 50 calls)\n',
+      '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 ≤ 0.5 ms at 50 calls)\n',
     );
     process.stdout.write(
-      '   scheduling           | calls | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
+      '   layer  | scheduling           | calls | load | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
     );
     for (const r of pacing) {
       process.stdout.write(
-        `   ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)}\n`,
+        `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)}\n`,
       );
     }
 
-    const ours = { cpuS: fp.probe.cpuS + fp.reflector.cpuS, rssMb: fp.probe.rssMb + fp.reflector.rssMb };
     const ref = {
-      cpuS: fp.iperfClient.cpuS + fp.iperfServer.cpuS,
-      rssMb: fp.iperfClient.rssMb + fp.iperfServer.rssMb,
+      cpuS: iperf.client.cpuS + iperf.server.cpuS,
+      rssMb: iperf.client.rssMb + iperf.server.rssMb,
     };
-    const line = (name: string, u: Usage) =>
-      `   ${name.padEnd(22)} ${f(u.cpuS, 2).padStart(10)} ${f(u.rssMb, 1).padStart(12)}\n`;
+    const line = (name: string, u: Usage, load: number) =>
+      `   ${name.padEnd(30)} ${f(u.cpuS, 2).padStart(10)} ${f(u.rssMb, 1).padStart(12)} ${f(load, 1).padStart(6)}\n`;
     process.stdout.write(
-      `\n2. Footprint: ${FOOTPRINT_CALLS} G.711 calls for ${FOOTPRINT_S} s (2,500 packets/s each way; targets: CPU ≤ 2x iperf3, RSS < 80 MB)\n`,
+      `\n2. Footprint: ${FOOTPRINT_CALLS} G.711 calls for ${FOOTPRINT_S} s (2,500 packets/s each way; target: probe + reflector CPU ≤ 1.0x iperf3)\n`,
     );
     process.stdout.write(
-      `   ${'process'.padEnd(22)} ${'CPU s'.padStart(10)} ${'peak RSS MB'.padStart(12)}\n`,
+      `   ${'process'.padEnd(30)} ${'CPU s'.padStart(10)} ${'peak RSS MB'.padStart(12)} ${'load'.padStart(6)}\n`,
     );
-    process.stdout.write(line('voipready probe', fp.probe));
-    process.stdout.write(line('voipready reflector', fp.reflector));
-    process.stdout.write(line('probe + reflector', ours));
-    process.stdout.write(line('iperf3 client', fp.iperfClient));
-    process.stdout.write(line('iperf3 server', fp.iperfServer));
-    process.stdout.write(line('iperf3 client + server', ref));
+    for (const fp of footprints) {
+      const ours = { cpuS: fp.probe.cpuS + fp.reflector.cpuS, rssMb: fp.probe.rssMb + fp.reflector.rssMb };
+      process.stdout.write(line(`${fp.layer}: probe`, fp.probe, fp.load));
+      process.stdout.write(line(`${fp.layer}: reflector`, fp.reflector, fp.load));
+      process.stdout.write(line(`${fp.layer}: probe + reflector`, ours, fp.load));
+      process.stdout.write(
+        `   ${fp.layer}: CPU ratio voipready / iperf3 ${f(ours.cpuS / ref.cpuS, 2)}x; probe forward lost: ${fp.forwardLost}\n`,
+      );
+    }
+    process.stdout.write(line('iperf3 client', iperf.client, iperf.load));
+    process.stdout.write(line('iperf3 server', iperf.server, iperf.load));
+    process.stdout.write(line('iperf3 client + server', ref, iperf.load));
     process.stdout.write(
-      `   CPU ratio voipready / iperf3: ${f(ours.cpuS / ref.cpuS, 2)}x; largest voipready RSS ${f(Math.max(fp.probe.rssMb, fp.reflector.rssMb), 1)} MB; probe forward lost: ${fp.forwardLost}\n`,
-    );
-    process.stdout.write(
-      '\n3. Accuracy: max RFC 3550 jitter per stream vs tshark -z rtp,streams on the same packets\n' +
+      '\n3. Accuracy: max RFC 3550 jitter per stream vs tshark -z rtp,streams on the same packets (target: |Δ| ≤ 0.05 ms)\n' +
         "   forward: the reflector's figures vs a capture on the reflector's interface; reverse: the probe's vs one on the site's\n",
     );
     process.stdout.write(
-      '   scheduling           | calls | direction | streams | |Δ max jitter| ms: mean    max | packet counts equal\n',
+      '   layer  | scheduling           | calls | load | direction | streams | |Δ max jitter| ms: mean    max | packet counts equal\n',
     );
     for (const r of pacing) {
       for (const [direction, a] of [
@@ -330,9 +383,18 @@ async function main(): Promise<number> {
         ['reverse', r.reverse],
       ] as const) {
         process.stdout.write(
-          `   ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${direction.padEnd(9)} | ${String(a.streams).padStart(7)} | ${f(a.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(a.maxAbsDeltaMaxJitterMs).padStart(6)} | ${a.countsEqual ? 'yes' : 'NO'}\n`,
+          `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${direction.padEnd(9)} | ${String(a.streams).padStart(7)} | ${f(a.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(a.maxAbsDeltaMaxJitterMs).padStart(6)} | ${a.countsEqual ? 'yes' : 'NO'}\n`,
         );
       }
+    }
+    process.stdout.write(
+      `\n4. A flood to an unrelated port (${FLOOD_PPS.toLocaleString('en')} datagrams/s of 100 B to UDP port 9 of the reflector's host for ${FLOOD_S} s): the reflector's CPU\n`,
+    );
+    process.stdout.write(`   layer  | idle ${FLOOD_S} s CPU s | flooded ${FLOOD_S} s CPU s | load\n`);
+    for (const fl of floods) {
+      process.stdout.write(
+        `   ${fl.layer.padEnd(6)} | ${f(fl.idleCpuS, 2).padStart(16)} | ${f(fl.floodCpuS, 2).padStart(19)} | ${f(fl.load, 1).padStart(4)}\n`,
+      );
     }
     return 0;
   } finally {
