@@ -25,11 +25,18 @@ async function probeOnce(
     host: '127.0.0.1',
     port: 0,
     useRawSocket: false,
+    nativeUdp: () => 'switched off in this test',
+    notice: () => {},
     clockSync: reflectorClock,
   });
   return runProbe(
     { peer: `127.0.0.1:${reflector.port}`, signallingPort: reflector.signallingPort, ...options },
-    { useRawSocket: false, clockSync: synced },
+    {
+      useRawSocket: false,
+      nativeUdp: () => 'switched off in this test',
+      notice: () => {},
+      clockSync: synced,
+    },
   );
 }
 
@@ -53,9 +60,32 @@ describe('runProbe', () => {
     expect(r.clockSync).toEqual({ local: await synced(), peer: await synced() });
     expect(progress.at(-1)).toBe(1);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
-    // Privilege was switched off: DSCP is unknown, never pass.
+    // Privilege was switched off: DSCP is unknown, never pass; the document names the layer and why.
+    expect(r).toMatchObject({ socketPath: 'dgram', socketPathReason: 'switched off in this test' });
     expect(r.privileged).toBe(false);
     expect(r.checks.find((c) => c.id === 'dscp-rtp')!.status).toBe('unknown');
+  });
+
+  it('with native sockets at both ends marks and reads DSCP without privilege, and says which layer measured', async () => {
+    reflector = await startReflector({ host: '127.0.0.1', port: 0, clockSync: unsynced });
+    const r = await runProbe(
+      {
+        peer: `127.0.0.1:${reflector.port}`,
+        signallingPort: reflector.signallingPort,
+        codec: 'g711u',
+        calls: 2,
+        durationMs: 400,
+        waitMs: 100,
+      },
+      { clockSync: unsynced },
+    );
+    expect(r.socketPath).toBe('native');
+    expect(r).not.toHaveProperty('socketPathReason');
+    expect(r.privileged).toBe(true);
+    expect(r.forward.dscpReceived).toEqual({ '46': r.forward.received });
+    expect(r.reverse.dscpReceived).toEqual({ '46': r.reverse.received });
+    expect(r.signalling.reverse.dscpReceived).toEqual({ '24': r.signalling.reverse.received });
+    expect(r.checks.find((c) => c.id === 'dscp-rtp')!.status).toBe('pass');
   });
 
   it('falls back to RTT/2 when only one end is synchronised', async () => {

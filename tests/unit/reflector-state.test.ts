@@ -1,7 +1,8 @@
 // The reflector in-process on loopback with real sockets: reply sizes, bounded state, idle expiry,
-// authentication, and the unprivileged path (no raw socket).
+// authentication, and the unprivileged dgram path (no raw socket); the native layer's marks.
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadNativeUdp } from '../../agent/net/native-udp.js';
 import { type Reflector, startReflector } from '../../agent/reflector.js';
 import {
   CONTROL_BYTES,
@@ -28,6 +29,8 @@ async function open(options: Partial<Parameters<typeof startReflector>[0]> = {})
     host: '127.0.0.1',
     port: 0,
     useRawSocket: false,
+    nativeUdp: () => 'switched off in this test',
+    notice: () => {},
     clockSync: unsynced,
     ...options,
   });
@@ -76,6 +79,24 @@ describe('reflector', () => {
     });
     expect(r.dscpReadable).toBe(false);
     expect(r.dscpUnknownReason).toBe('raw sockets disabled');
+  });
+
+  it('native sockets: reads the class each probe arrived with and marks the reply', async () => {
+    const { r, replies } = await open({ nativeUdp: loadNativeUdp });
+    expect(r.socketPath).toBe('native');
+    expect(r.dscpReadable).toBe(true);
+    await send(probe(172, 9, 0), r.port);
+    await send(encodeSummaryRequest({ ssrc: 9, nonce: 1 }), r.port);
+    await settle(300);
+    expect(replies.map((m) => m.length)).toEqual([172, CONTROL_BYTES]);
+    // Node's dgram sends unmarked (CS0): read as such, and the reply carries the requested EF.
+    expect(decodeMessage(replies[0]!)).toMatchObject({ type: 'reply', arrivalDscp: 0, marked: true });
+    expect(decodeMessage(replies[1]!)).toMatchObject({
+      type: 'summaryResponse',
+      dscpReadable: true,
+      marksReplies: true,
+      dscpCounts: [[0, 1]],
+    });
   });
 
   it('counts duplicates and reorders in the forward summary', async () => {
