@@ -140,6 +140,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     : undefined;
   const metrics = createMetrics({
     latest: () => ingest.latestPerSite(),
+    latestHosts: () => ingest.latestHostsPerSite(),
     now,
     outboxSize: () => store.outboxSize(),
   });

@@ -14,6 +14,7 @@ import {
 } from '../src/schemas.js';
 import { judgeSip, judgeSipRun } from '../src/sip/judge.js';
 import type { SipResult } from '../src/sip/schema.js';
+import { assessHost, type HostAssessment } from './maintenance.js';
 
 export interface PeerAssessment {
   peer: string;
@@ -56,6 +57,8 @@ export interface Assessment {
   peers: PeerAssessment[];
   /** SIP servers asked (this report's, or carried from the site's previous assessment). */
   sip?: SipTargetAssessment[];
+  /** The host checks (maintenance), when the report carried a host result (collector/maintenance.ts). */
+  maintenance?: HostAssessment;
 }
 
 // Which result speaks for the site when peers disagree: a failure first, then what was not
@@ -113,6 +116,8 @@ export function assessReport({
   const ownTimes = [
     ...report.probes.map((p) => probeEvidenceTimeMs(p, createdAtMs, receivedAtMs)),
     ...(report.sip ?? []).map((r) => sipEvidenceTimeMs(r, createdAtMs, receivedAtMs)),
+    // A host result is as old as its collection, never after arrival (an agent clock far ahead).
+    ...(report.host ? [Math.min(Date.parse(report.host.collectedAt), receivedAtMs)] : []),
   ];
   const ownMeasuredAtMs = ownTimes.length > 0 ? Math.min(...ownTimes) : Math.min(createdAtMs, receivedAtMs);
   // Carry only from older evidence: a report replayed late from an agent's queue stands alone.
@@ -165,6 +170,7 @@ export function assessReport({
     checks,
     peers,
     ...(sip.length > 0 ? { sip } : {}),
+    ...(report.host ? { maintenance: assessHost(report.host, policy) } : {}),
   };
 }
 

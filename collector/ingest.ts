@@ -42,9 +42,27 @@ export interface IngestOutcome {
 
 export class IngestService {
   private readonly latest = new Map<string, SiteLatest>();
+  /** Per site, per host: the latest assessment carrying that host's result. */
+  private readonly latestHosts = new Map<string, Map<string, SiteLatest>>();
 
   constructor(private readonly deps: IngestDeps) {
     for (const l of deps.store.latestPerSite()) this.latest.set(l.assessment.site, l);
+    for (const l of deps.store.latestHostsPerSite()) this.keepHost(l);
+  }
+
+  /** Keeps a host result as its host's latest unless a newer one is held. */
+  private keepHost(l: SiteLatest): void {
+    const host = l.report.host?.host;
+    if (host === undefined) return;
+    let hosts = this.latestHosts.get(l.report.site);
+    if (!hosts) {
+      hosts = new Map();
+      this.latestHosts.set(l.report.site, hosts);
+    }
+    const current = hosts.get(host);
+    if (!current || Date.parse(l.assessment.measuredAt) >= Date.parse(current.assessment.measuredAt)) {
+      hosts.set(host, l);
+    }
   }
 
   async ingest(report: AgentReport): Promise<IngestOutcome> {
@@ -75,6 +93,7 @@ export class IngestService {
         const measured = report.probes.length > 0 || !current ? report : current.report;
         this.latest.set(report.site, { assessment, report: measured });
       }
+      this.keepHost({ assessment, report });
       if (points.length > 0) this.deps.onPoints?.();
       this.deps.onStored?.(assessment);
     }
@@ -89,11 +108,22 @@ export class IngestService {
     return this.latest.get(site);
   }
 
+  /** Every site's hosts' latest host results. */
+  latestHostsPerSite(): SiteLatest[] {
+    return [...this.latestHosts.values()].flatMap((hosts) => [...hosts.values()]);
+  }
+
+  /** The latest host results of one site's hosts. */
+  hostsFor(site: string): SiteLatest[] {
+    return [...(this.latestHosts.get(site)?.values() ?? [])];
+  }
+
   /** Sites with evidence, and sites the configuration names (agents bound to them, policies). */
   knownSites(): string[] {
     const { config } = this.deps;
     const sites = new Set([
       ...this.latest.keys(),
+      ...this.latestHosts.keys(),
       ...config.agents.map((a) => a.site),
       ...Object.keys(config.sites),
     ]);

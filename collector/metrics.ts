@@ -5,11 +5,14 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProbeResult } from '../src/schemas.js';
 import { RESPONSE_STATS } from '../src/sip/schema.js';
 import { type Assessment, readinessAt, type SipTargetAssessment } from './assessment.js';
+import { registerHostMetrics } from './metrics-host.js';
 import { dscpHonoured } from './store/influx.js';
 import type { SiteLatest } from './store/store.js';
 
 export interface MetricsSources {
   latest: () => Iterable<SiteLatest>;
+  /** The latest host result of every site's hosts. */
+  latestHosts?: () => Iterable<SiteLatest>;
   now: () => number;
   outboxSize: () => number;
 }
@@ -170,6 +173,8 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
     'Age of the evidence behind each site’s latest assessment.',
     (a, now) => Math.max(0, now - Date.parse(a.measuredAt)) / 1000,
   );
+  if (sources.latestHosts)
+    registerHostMetrics(registry, { latestHosts: sources.latestHosts, now: sources.now });
   new Gauge({
     name: 'voipready_influx_outbox_points',
     help: 'Points committed locally and not yet written to InfluxDB.',

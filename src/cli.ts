@@ -63,6 +63,11 @@ const COMMANDS: Entry[] = [
     load: () => loadCommand('report'),
   },
   {
+    name: 'host',
+    summary: 'check this server once: disk headroom, event log, backups, system performance',
+    load: () => loadCommand('host'),
+  },
+  {
     name: 'agent',
     summary: 'run probes on a schedule and send reports to the collector',
     load: () => loadCommand('agent'),

@@ -22,6 +22,7 @@ export const RULES: Record<CheckId, string> = {
   backup: 'Perform regular system/configuration backups.',
   // Not a handbook sentence: what support asks of the customer's SIP servers (issue 12).
   sip: 'The SIP server answers OPTIONS (RFC 3261 §11) with an accepted final response within the configured time.',
+  system: 'Monitor system performance and communicate hardware needs.',
 };
 
 // The handbook heads its list with "the network performance must conform to these parameters", so
@@ -103,6 +104,16 @@ export const Policy = z.strictObject({
       maxResponseMs: z.number().positive().default(500),
       /** true: a site without a SIP OPTIONS result is not ready (the check is unknown). */
       required: z.boolean().default(false),
+      severity: Severity.default('fail'),
+    })
+    .prefault({}),
+  /** System performance is reported always and judged only against the limits a site sets. */
+  system: z
+    .strictObject({
+      maxCpuPct: z.number().min(0).max(100).nullable().default(null),
+      maxLoad1: z.number().nonnegative().nullable().default(null),
+      maxMemUsedPct: z.number().min(0).max(100).nullable().default(null),
+      maxSwapUsedPct: z.number().min(0).max(100).nullable().default(null),
       severity: Severity.default('fail'),
     })
     .prefault({}),
@@ -190,7 +201,7 @@ export interface NetworkEvidence {
   unknownReasons?: Partial<Record<CheckId, string>>;
 }
 
-const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
+export const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
 
 export function check(
   id: CheckId,

@@ -1,6 +1,7 @@
 // The one measurement shape: what probes produce, what the collector stores and judges, what
 // reports and dashboards read. Keys marked "contract" are relied on by other tools; keep them.
 import { z } from 'zod';
+import { HostResult } from './host-schema.js';
 import { SipResult } from './sip/schema.js';
 
 export const CHECK_IDS = [
@@ -13,6 +14,7 @@ export const CHECK_IDS = [
   'disk',
   'eventlog',
   'backup',
+  'system',
   'sip',
 ] as const;
 export const CheckId = z.enum(CHECK_IDS);
@@ -208,5 +210,7 @@ export const AgentReport = z.strictObject({
   probes: z.array(ProbeResult).max(MAX_REPORT_PROBES),
   // Lazy: src/sip/schema.ts builds on this module's Check and SignallingDirection.
   sip: z.lazy(() => z.array(SipResult).max(MAX_REPORT_SIP)).optional(),
+  /** Host health (src/host-schema.ts); lazy: host-schema.ts builds on this module's Check. */
+  host: z.lazy(() => HostResult).optional(),
 });
 export type AgentReport = z.infer<typeof AgentReport>;

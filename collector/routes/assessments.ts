@@ -12,7 +12,8 @@ export async function assessmentRoutes(app: FastifyInstance): Promise<void> {
       if (!found) {
         return reply.code(404).send({ error: 'not found', message: `no assessment "${request.params.id}"` });
       }
-      return { ...found.assessment, measurements: found.report.probes };
+      const { host } = found.report;
+      return { ...found.assessment, measurements: found.report.probes, ...(host ? { host } : {}) };
     },
   );
 }

@@ -46,6 +46,7 @@ export async function reportRoutes(app: FastifyInstance): Promise<void> {
       reportId: report.reportId,
       assessmentId: assessment.assessmentId,
       ready: assessment.ready,
+      ...(assessment.maintenance ? { maintenanceReady: assessment.maintenance.ready } : {}),
     });
   });
 

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Identifier } from '../../src/schemas.js';
 import { readinessAt } from '../assessment.js';
+import { maintenanceAt } from '../maintenance.js';
 
 export async function siteRoutes(app: FastifyInstance): Promise<void> {
   app.get('/api/v1/sites', { config: { access: 'read' } }, async () => {
@@ -10,7 +11,11 @@ export async function siteRoutes(app: FastifyInstance): Promise<void> {
     return {
       sites: ingest.knownSites().map((site) => {
         const { checks: _checks, ...summary } = readinessAt(site, ingest.latestFor(site)?.assessment, nowMs);
-        return summary;
+        const maintenance = maintenanceAt(
+          ingest.hostsFor(site).map((l) => l.assessment),
+          nowMs,
+        );
+        return { ...summary, maintenanceReady: maintenance.ready, hosts: maintenance.hosts.length };
       }),
     };
   });
@@ -31,7 +36,15 @@ export async function siteRoutes(app: FastifyInstance): Promise<void> {
           .code(404)
           .send({ error: 'not found', message: `no site "${site.data}" is configured or has reported` });
       }
-      return readinessAt(site.data, ingest.latestFor(site.data)?.assessment, now());
+      const nowMs = now();
+      // Two verdicts side by side: VoIP readiness (network checks) and maintenance (host checks).
+      return {
+        ...readinessAt(site.data, ingest.latestFor(site.data)?.assessment, nowMs),
+        maintenance: maintenanceAt(
+          ingest.hostsFor(site.data).map((l) => l.assessment),
+          nowMs,
+        ),
+      };
     },
   );
 }

@@ -5,7 +5,7 @@
 // Schema (docs/collector.md): measurement `voipready_rtp`, one point per direction per RTP stream
 // (per direction when the probe did not list its streams), at the probe's start time; tags site,
 // agent, peer, codec, direction, stream; fields the stream's measurements plus the direction's
-// delay and DSCP and the probe's round trip and E-model figures.
+// delay and DSCP and the probe's round trip and E-model figures. Host results: ./influx-host.ts.
 import { setTimeout as delay } from 'node:timers/promises';
 import { InfluxDB, type IPoint } from 'influx';
 import type { InfluxConfig } from '../../src/config/collector.js';
@@ -14,6 +14,7 @@ import { listedStreams } from '../../src/probe-evidence.js';
 import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas.js';
 import { RESPONSE_STATS } from '../../src/sip/schema.js';
 import type { Assessment } from '../assessment.js';
+import { hostPoints } from './influx-host.js';
 import type { RejectedPoint, ReportStore, SeriesPoint } from './store.js';
 
 export const RTP_MEASUREMENT = 'voipready_rtp';
@@ -66,7 +67,11 @@ function directionFields(probe: ProbeResult, direction: 'forward' | 'reverse'): 
  * one for the direction as a whole.
  */
 export function pointsFromReport(report: AgentReport, assessment: Assessment): SeriesPoint[] {
-  return [...rtpPoints(report, assessment), ...sipPoints(report, assessment)];
+  return [
+    ...rtpPoints(report, assessment),
+    ...sipPoints(report, assessment),
+    ...hostPoints(report, assessment.maintenance),
+  ];
 }
 
 export const SIP_MEASUREMENT = 'voipready_sip';

@@ -55,6 +55,13 @@ CREATE TABLE IF NOT EXISTS sites (
   assessment_id TEXT NOT NULL REFERENCES assessments(assessment_id),
   measured_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS site_hosts (
+  site TEXT NOT NULL,
+  host TEXT NOT NULL,
+  assessment_id TEXT NOT NULL REFERENCES assessments(assessment_id),
+  measured_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (site, host)
+);
 CREATE TABLE IF NOT EXISTS influx_outbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   n_points INTEGER NOT NULL,
@@ -86,6 +93,8 @@ interface WriteRow {
   assessmentDoc: string;
   outboxPoints: number;
   outboxDoc: string;
+  /** The host a host result came from: it may become that host's latest maintenance assessment. */
+  host: string | null;
 }
 
 type WriterReply = { results: SaveResult[] } | { error: string };
@@ -128,6 +137,11 @@ function writerThread(): void {
      ON CONFLICT(site) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
      WHERE excluded.measured_at_ms >= sites.measured_at_ms`,
   );
+  const upsertHost = db.prepare(
+    `INSERT INTO site_hosts (site, host, assessment_id, measured_at_ms) VALUES (?, ?, ?, ?)
+     ON CONFLICT(site, host) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
+     WHERE excluded.measured_at_ms >= site_hosts.measured_at_ms`,
+  );
   const insertOutbox = db.prepare('INSERT INTO influx_outbox (n_points, points) VALUES (?, ?)');
   const saveOne = (r: WriteRow): SaveResult => {
     // Hashed here rather than on the main thread, which parses, validates and judges the next reports.
@@ -146,6 +160,7 @@ function writerThread(): void {
     }
     insertAssessment.run(r.assessmentId, r.reportId, r.site, r.measuredAtMs, r.assessmentDoc);
     upsertSite.run(r.site, r.assessmentId, r.measuredAtMs);
+    if (r.host !== null) upsertHost.run(r.site, r.host, r.assessmentId, r.measuredAtMs);
     if (r.outboxPoints > 0) insertOutbox.run(r.outboxPoints, r.outboxDoc);
     return 'stored';
   };
@@ -262,6 +277,11 @@ export class SqliteStore implements ReportStore {
          JOIN assessments a ON a.assessment_id = s.assessment_id
          JOIN reports r ON r.site = a.site AND r.report_id = a.report_id ORDER BY s.site`,
       ),
+      latestHosts: this.db.prepare(
+        `SELECT a.doc AS doc, r.body AS body FROM site_hosts h
+         JOIN assessments a ON a.assessment_id = h.assessment_id
+         JOIN reports r ON r.report_id = a.report_id ORDER BY h.site, h.host`,
+      ),
       assessment: this.db.prepare(
         `SELECT a.doc AS doc, r.body AS body FROM assessments a JOIN reports r ON r.site = a.site AND r.report_id = a.report_id
          WHERE a.assessment_id = ?`,
@@ -320,6 +340,7 @@ export class SqliteStore implements ReportStore {
       assessmentDoc: encodeAssessment(a),
       outboxPoints: e.points.length,
       outboxDoc: e.points.length > 0 ? JSON.stringify(e.points) : '',
+      host: e.report.host?.host ?? null,
     };
     return new Promise((resolve, reject) => {
       this.pending.push({ row, resolve, reject });
@@ -390,6 +411,10 @@ export class SqliteStore implements ReportStore {
 
   latestPerSite(): SiteLatest[] {
     return (this.stmt.latest.all() as { doc: string; body: string }[]).map(decode);
+  }
+
+  latestHostsPerSite(): SiteLatest[] {
+    return (this.stmt.latestHosts.all() as { doc: string; body: string }[]).map(decode);
   }
 
   assessment(id: string): SiteLatest | undefined {

@@ -58,6 +58,8 @@ export interface ReportStore {
   save(entry: NewReport): Promise<SaveResult>;
   /** The latest assessment of every site, by measurement time, with its report. */
   latestPerSite(): SiteLatest[];
+  /** The latest assessment carrying a host result, per site and host, by measurement time. */
+  latestHostsPerSite(): SiteLatest[];
   assessment(id: string): SiteLatest | undefined;
   /** A site's assessments, newest measurement first, at most `limit`. */
   siteHistory(site: string, limit: number): Assessment[];

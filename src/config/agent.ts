@@ -12,6 +12,7 @@ import { Identifier } from '../schemas.js';
 import { sipRunMaxMs } from '../sip/message.js';
 import { MAX_SIP_REQUESTS } from '../sip/schema.js';
 import { parseSipTarget } from '../sip/target.js';
+import { HostConfig } from './host.js';
 
 /** One problem in a configuration file: `${file}: ${path}: ${message}` when printed. */
 export interface ConfigError {
@@ -110,56 +111,69 @@ export const AgentSipConfig = z
 export type AgentSipConfig = z.infer<typeof AgentSipConfig>;
 
 export const AgentConfig = z.strictObject({
-  agent: z.strictObject({
-    name: Identifier,
-    site: Identifier,
-    collector: z
-      .strictObject({
-        url: z.url({ protocol: /^https?$/ }),
-        token: z.string().min(1).optional(),
-        /** File holding the bearer token (relative to the config file); preferred over `token`. */
-        tokenFile: z.string().min(1).optional(),
-        /** Per-request timeout. */
-        timeout: Duration.default(10_000),
-      })
-      .refine((c) => (c.token === undefined) !== (c.tokenFile === undefined), {
-        message: 'give exactly one of token or tokenFile',
+  agent: z
+    .strictObject({
+      name: Identifier,
+      site: Identifier,
+      collector: z
+        .strictObject({
+          url: z.url({ protocol: /^https?$/ }),
+          token: z.string().min(1).optional(),
+          /** File holding the bearer token (relative to the config file); preferred over `token`. */
+          tokenFile: z.string().min(1).optional(),
+          /** Per-request timeout. */
+          timeout: Duration.default(10_000),
+        })
+        .refine((c) => (c.token === undefined) !== (c.tokenFile === undefined), {
+          message: 'give exactly one of token or tokenFile',
+        }),
+      queue: z.strictObject({
+        dir: z.string().min(1),
+        /** Bound on queued reports; when exceeded the oldest are dropped (logged). */
+        maxReports: z.number().int().min(1).max(10_000_000).default(10_000),
+        /** Bound on queued bytes; when exceeded the oldest are dropped (logged). */
+        maxBytes: z
+          .number()
+          .int()
+          .min(4096)
+          .default(256 * 1024 * 1024),
       }),
-    queue: z.strictObject({
-      dir: z.string().min(1),
-      /** Bound on queued reports; when exceeded the oldest are dropped (logged). */
-      maxReports: z.number().int().min(1).max(10_000_000).default(10_000),
-      /** Bound on queued bytes; when exceeded the oldest are dropped (logged). */
-      maxBytes: z
-        .number()
-        .int()
-        .min(4096)
-        .default(256 * 1024 * 1024),
-    }),
-    /** Retry backoff: exponential with full jitter, between initial and max. */
-    retry: z
-      .strictObject({ initial: Duration.default(1000), max: Duration.default(300_000) })
-      .prefault({})
-      .refine((r) => r.initial <= r.max, { message: 'initial must not be longer than max' }),
-    probes: z
-      .array(AgentProbeConfig)
-      .min(1)
-      .max(64)
-      .superRefine((probes, ctx) => {
-        // Probes run one at a time (agent/service/scheduler.ts): together they must fit the clock.
-        // (A probe that does not fit its own interval is reported on its own key.)
-        if (probes.some((p) => p.interval < probeRunMaxMs(p.duration))) return;
-        const busy = probes.reduce((sum, p) => sum + probeRunMaxMs(p.duration) / p.interval, 0);
-        if (probes.length > 1 && busy > 1) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `the probes run one at a time and together need ${(busy * 100).toFixed(0)} % of the time (each run's duration + ${formatSeconds(PROBE_LATE_WAIT_MS + PROBE_SUMMARY_DEADLINE_MS)} per interval): lengthen intervals or shorten durations`,
-          });
-        }
-      }),
-    /** SIP servers asked with OPTIONS, each on its own interval, in the same loop as the probes. */
-    sip: z.array(AgentSipConfig).max(64).optional(),
-  }),
+      /** Retry backoff: exponential with full jitter, between initial and max. */
+      retry: z
+        .strictObject({ initial: Duration.default(1000), max: Duration.default(300_000) })
+        .prefault({})
+        .refine((r) => r.initial <= r.max, { message: 'initial must not be longer than max' }),
+      probes: z
+        .array(AgentProbeConfig)
+        .max(64)
+        .default([])
+        .superRefine((probes, ctx) => {
+          // Probes run one at a time (agent/service/scheduler.ts): together they must fit the clock.
+          // (A probe that does not fit its own interval is reported on its own key.)
+          if (probes.some((p) => p.interval < probeRunMaxMs(p.duration))) return;
+          const busy = probes.reduce((sum, p) => sum + probeRunMaxMs(p.duration) / p.interval, 0);
+          if (probes.length > 1 && busy > 1) {
+            ctx.addIssue({
+              code: 'custom',
+              message: `the probes run one at a time and together need ${(busy * 100).toFixed(0)} % of the time (each run's duration + ${formatSeconds(PROBE_LATE_WAIT_MS + PROBE_SUMMARY_DEADLINE_MS)} per interval): lengthen intervals or shorten durations`,
+            });
+          }
+        }),
+      /** SIP servers asked with OPTIONS, each on its own interval, in the same loop as the probes. */
+      sip: z.array(AgentSipConfig).max(64).optional(),
+      /** Host health (src/config/host.ts), in the same loop; lazy: host.ts uses Duration from here. */
+      host: z.lazy(() => HostConfig).optional(),
+    })
+    .refine(
+      (a) =>
+        !Array.isArray(a.probes) || a.probes.length > 0 || (a.sip?.length ?? 0) > 0 || a.host !== undefined,
+      {
+        message: 'configure at least one probe, a sip entry or a host section',
+        path: ['probes'],
+        // Said beside the section's other problems, not only once they are fixed.
+        when: () => true,
+      },
+    ),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
