@@ -15,6 +15,7 @@ const LABEL: Record<CheckId, string> = {
   eventlog: 'System event log',
   backup: 'Backups',
   sip: 'SIP server answers OPTIONS',
+  system: 'System performance',
 };
 
 export const checkLabel = (id: string): string => LABEL[id as CheckId] ?? id;
@@ -46,6 +47,8 @@ const REMEDY: Record<CheckId, string> = {
   disk: 'Free space or add disk so that raised tracing levels cannot fill the volume before the next maintenance window.',
   eventlog: 'Read the listed errors in the system event log and fix what is system-impacting before go-live.',
   backup: 'Run a system and configuration backup now and schedule them, so a recent one always exists.',
+  system:
+    'Find what keeps the server busy (CPU, memory, swap or load above the site limit) and relieve it, or communicate the hardware need.',
   sip: 'Check that the SIP server is up and reachable from the site (firewall, SIP ALG, TLS certificate) and answers OPTIONS in time; the evidence gives its response or why none came.',
 };
 
