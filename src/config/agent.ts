@@ -171,7 +171,7 @@ export const AgentConfig = z.strictObject({
         message: 'configure at least one probe, a sip entry or a host section',
         path: ['probes'],
         // Said beside the section's other problems, not only once they are fixed.
-        when: () => true,
+        when: (payload) => typeof payload.value === 'object' && payload.value !== null,
       },
     ),
 });
