@@ -44,6 +44,8 @@ export interface CollectorServices {
   /** Support cases; present when the app was given a case store. */
   cases: CaseService | undefined;
   now: () => number;
+  /** Deletes what is older than `retention` (docs/collector.md, Retention); runs hourly. */
+  pruneOld: () => void;
 }
 
 declare module 'fastify' {
@@ -91,6 +93,18 @@ function limitConnections(app: FastifyInstance, limits: CollectorConfig['connect
       else perAddress.delete(address);
     });
   });
+}
+
+const PRUNE_EVERY_MS = 3_600_000;
+
+/** Prunes when the app is ready, then hourly, until it closes. */
+function scheduleRetention(app: FastifyInstance): void {
+  let timer: NodeJS.Timeout | undefined;
+  app.addHook('onReady', async () => {
+    app.collector.pruneOld();
+    timer = setInterval(() => app.collector.pruneOld(), PRUNE_EVERY_MS).unref();
+  });
+  app.addHook('onClose', async () => clearInterval(timer));
 }
 
 export function buildApp(opts: AppOptions): FastifyInstance {
@@ -159,8 +173,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     influx: opts.influx,
     cases,
     now,
+    pruneOld: () => store.prune(now() - config.retention),
   } satisfies CollectorServices);
   app.decorateRequest('principal', undefined);
+  scheduleRetention(app);
   limitConnections(app, config.connections);
   // JSON only: any other content type is 415 (Fastify would otherwise accept text/plain).
   app.removeContentTypeParser('text/plain');

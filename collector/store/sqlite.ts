@@ -98,10 +98,8 @@ interface WriteRow {
 }
 
 type WriterReply = { results: SaveResult[] } | { error: string };
-type WriterCommand =
-  | 'close'
-  | { ackThrough: number; rejected: { atMs: number; error: string; point: string }[] };
-
+type OutboxAck = { ackThrough: number; rejected: { atMs: number; error: string; point: string }[] };
+type WriterCommand = 'close' | OutboxAck | { pruneBefore: number };
 interface WriterData {
   driver: string;
   file: string;
@@ -169,14 +167,42 @@ function writerThread(): void {
   const insertRejected = db.prepare(
     'INSERT INTO influx_rejected (rejected_at_ms, error, point) VALUES (?, ?, ?)',
   );
-  const outboxAck = db.transaction((c: Exclude<WriterCommand, 'close'>) => {
+  const outboxAck = db.transaction((c: OutboxAck) => {
     for (const r of c.rejected) insertRejected.run(r.atMs, r.error, r.point);
     outboxDelete.run(c.ackThrough);
   });
+  // Retention: a few thousand rows per transaction, so report commits wait little between them.
+  const PRUNE_BATCH = 2000;
+  const pruneAssessments = db.prepare(
+    `DELETE FROM assessments WHERE assessment_id IN (
+       SELECT a.assessment_id FROM assessments a JOIN reports r ON r.site = a.site AND r.report_id = a.report_id
+       WHERE r.received_at_ms < ? AND a.assessment_id NOT IN (SELECT assessment_id FROM sites) LIMIT ${PRUNE_BATCH})`,
+  );
+  const pruneReports = db.prepare(
+    `DELETE FROM reports WHERE rowid IN (
+       SELECT r.rowid FROM reports r WHERE r.received_at_ms < ? AND NOT EXISTS (
+         SELECT 1 FROM assessments a WHERE a.site = r.site AND a.report_id = r.report_id) LIMIT ${PRUNE_BATCH})`,
+  );
+  const pruneRejected = db.prepare(
+    `DELETE FROM influx_rejected WHERE id IN (SELECT id FROM influx_rejected WHERE rejected_at_ms < ? LIMIT ${PRUNE_BATCH})`,
+  );
+  const prune = (beforeMs: number) => {
+    try {
+      for (const stmt of [pruneAssessments, pruneReports, pruneRejected]) {
+        while (stmt.run(beforeMs).changes === PRUNE_BATCH) {}
+      }
+    } catch {
+      // best effort: the next run tries again
+    }
+  };
   parentPort!.on('message', (rows: WriteRow[] | WriterCommand) => {
     if (rows === 'close') {
       db.close();
       parentPort!.close();
+      return;
+    }
+    if (typeof rows === 'object' && 'pruneBefore' in rows) {
+      prune(rows.pruneBefore);
       return;
     }
     if (!Array.isArray(rows)) {
@@ -386,6 +412,10 @@ export class SqliteStore implements ReportStore {
     this.inFlight = undefined;
     this.pending = [];
     this.drained?.();
+  }
+
+  prune(beforeMs: number): void {
+    if (!this.closed) this.writer.postMessage({ pruneBefore: beforeMs } satisfies WriterCommand);
   }
 
   writeTrouble(): string | undefined {

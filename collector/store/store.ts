@@ -73,6 +73,12 @@ export interface ReportStore {
   /** Points InfluxDB refused, newest first. */
   rejectedPoints(limit: number): (RejectedPoint & { rejectedAt: string })[];
   outboxSize(): number;
+  /**
+   * Deletes reports (and their assessments) that arrived before `beforeMs`, except each site's
+   * latest assessment and its report, and refused InfluxDB points set aside before then. Runs in
+   * the background, in small transactions.
+   */
+  prune(beforeMs: number): void;
   /** Why the store cannot take a report now (disk full, closed), or undefined when it can. */
   writeTrouble(): string | undefined;
   /** Commits what is pending and closes. */

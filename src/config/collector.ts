@@ -119,6 +119,9 @@ export const CollectorConfig = z.strictObject({
         burst: z.number().int().min(1).default(100),
       })
       .prefault({}),
+    /** Reports and assessments that arrived longer ago than this are deleted (hourly), except each
+     * site's latest assessment and its report; so is what InfluxDB refused. */
+    retention: Duration.default(90 * 86_400_000),
     /** Open TCP connections: beyond `max` in all or `perAddress` from one address, a new one is
      * closed at once; a connection idle for `idleTimeout` is closed. */
     connections: z

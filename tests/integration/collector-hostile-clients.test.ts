@@ -52,9 +52,9 @@ function tempDir(): string {
   return dir;
 }
 
-function openApp(clock: { now: number }, dir = tempDir()) {
+function openApp(clock: { now: number }, dir = tempDir(), over: Record<string, unknown> = {}) {
   const store = new SqliteStore(dir);
-  const app = buildApp({ config: config(), store, now: () => clock.now });
+  const app = buildApp({ config: config(over), store, now: () => clock.now });
   app.addHook('onClose', () => store.close());
   cleanups.push(() => app.close());
   return { app, store };
@@ -201,6 +201,43 @@ describe('report ids per site', () => {
     expect((await post(app, branchReport('rep-mig-0001', clock), BRANCH)).statusCode).toBe(202);
   });
 });
+
+describe('retention', () => {
+  it("prunes reports and assessments older than retention (default 90 days), keeping each site's latest", async () => {
+    const clock = { now: T0 };
+    const { app, store } = openApp(clock, tempDir(), { rateLimit: { perSecond: 100, burst: 100 } });
+    await app.ready();
+    for (const id of ['rep-old-0001', 'rep-old-0002', 'rep-old-0003']) {
+      expect((await post(app, hqReport(id, clock))).statusCode).toBe(202);
+    }
+    expect((await post(app, branchReport('rep-old-0004', clock), BRANCH)).statusCode).toBe(202);
+    clock.now += 89 * 86_400_000;
+    app.collector.pruneOld();
+    expect((await post(app, hqReport('rep-new-0001', clock))).statusCode).toBe(202);
+    expect(store.countReports()).toBe(5);
+    clock.now += 2 * 86_400_000;
+    app.collector.pruneOld();
+    await waitFor(() => store.countReports() === 2);
+    expect(store.listReports({ offset: 0, limit: 10 }).map((r) => r.reportId)).toEqual([
+      'rep-old-0004',
+      'rep-new-0001',
+    ]);
+    // the branch's only evidence is stale, but still says what was measured
+    const branch = await app.inject({
+      url: '/api/v1/sites/branch/readiness',
+      headers: { authorization: `Bearer ${VIEWER}` },
+    });
+    expect(branch.json()).toMatchObject({ reportId: 'rep-old-0004', stale: true });
+  });
+});
+
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('connections (a real listening collector)', () => {
   let running: RunningCollector;
