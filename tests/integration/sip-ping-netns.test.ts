@@ -4,18 +4,22 @@
 // handbook would). The probe's dscp-sip result must name the rewritten direction where it can see
 // it (the responses), and say plainly that it cannot see the other (the requests' marks on arrival).
 import { execFile } from 'node:child_process';
-
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SipResult } from '../../src/sip/schema.js';
 import { cliUnavailableReason, runCli } from '../helpers/cli.js';
 import {
   createTopology,
   DC_ADDR,
+  HOST_IFACE,
   netnsUnavailableReason,
   SITE_ADDR,
   type Topology,
 } from '../helpers/netns.js';
 import { killAllSipp, type SippServer, sippUnavailableReason, startSipp } from '../helpers/sipp.js';
+import { startCapture } from '../helpers/tshark.js';
 
 const reason = netnsUnavailableReason() ?? sippUnavailableReason() ?? cliUnavailableReason();
 const SIP_PORT = 5060;
@@ -23,8 +27,10 @@ const SIP_PORT = 5060;
 describe.skipIf(reason !== undefined)(`sip-ping DSCP through a re-marking router ${reason ?? ''}`, () => {
   let topo: Topology;
   let sipp: SippServer;
+  let dir: string;
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'voipready-sip-netns-'));
     topo = await createTopology();
     // The SIP server marks its responses CS3 (sipp cannot set the TOS byte itself).
     const ruleset = [
@@ -49,6 +55,7 @@ describe.skipIf(reason !== undefined)(`sip-ping DSCP through a re-marking router
     await sipp?.stop();
     killAllSipp();
     await topo?.destroy();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   async function sipPing(): Promise<SipResult> {
@@ -96,9 +103,21 @@ describe.skipIf(reason !== undefined)(`sip-ping DSCP through a re-marking router
     expect(r.ready).toBe(false);
   });
 
-  it('the router rewrites the requests: not visible from the agent, and said so', async () => {
+  it('the router rewrites the requests: not visible from the agent, and said so; a capture point at the server sees it', async () => {
     await rewrite('forward');
-    const r = await sipPing();
+    const capture = await startCapture({
+      ns: topo.dc,
+      iface: HOST_IFACE,
+      file: join(dir, 'dc.pcapng'),
+      filter: `udp port ${SIP_PORT}`,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // dumpcap's filter attaches just after
+    let r: SipResult;
+    try {
+      r = await sipPing();
+    } finally {
+      await capture.stop();
+    }
     const { rewritten } = await topo.counters();
     expect(rewritten!.packets).toBe(4); // the requests did lose CS3 on the way
     expect(r.dscp.forward).toMatchObject({ dscpSent: 24, dscpReceived: {} });
@@ -107,5 +126,17 @@ describe.skipIf(reason !== undefined)(`sip-ping DSCP through a re-marking router
     expect(dscp.evidence).toMatch(/forward path \(requests to sip:198\.18\.2\.2:5060\): not seen/);
     // The sip check itself is unaffected: the server answered.
     expect(r.checks.find((c) => c.id === 'sip')!.status).toBe('pass');
+    // Where the forward marks can be seen — a capture at the SIP server — `voipready analyze` names
+    // the rewritten direction: requests site → dc arrived CS0, the server's own answers left CS3.
+    const analyzed = await runCli(['analyze', capture.file, '--json'], { timeoutMs: 60_000 });
+    const checks = JSON.parse(analyzed.stdout).checks as { id: string; status: string; evidence: string }[];
+    const atServer = checks.find((c) => c.id === 'dscp-sip')!;
+    expect(atServer.status).toBe('fail');
+    // Every request the capture holds arrived CS0 (n of n); the server's answers left it CS3.
+    const esc = (a: string) => a.replaceAll('.', '\\.');
+    expect(atServer.evidence).toMatch(
+      new RegExp(`arrived as CS0 \\((\\d+) of \\1\\) on SIP ${esc(SITE_ADDR)} → ${esc(DC_ADDR)}(;|$)`),
+    );
+    expect(atServer.evidence).toMatch(new RegExp(`SIP ${esc(DC_ADDR)} → ${esc(SITE_ADDR)}: CS3 on arrival`));
   });
 });
