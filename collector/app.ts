@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
 import { errorMessage } from '../src/errors.js';
+import { renderReportHtml } from '../src/report/html/index.js';
 import { readinessAt } from './assessment.js';
 import { bearerToken, cookieToken, type Principal, RateLimiter, TokenTable } from './auth.js';
 import { CutoverService } from './cases/cutovers.js';
@@ -149,6 +150,12 @@ export function buildApp(opts: AppOptions): FastifyInstance {
             ...(latest ? { document: { ...latest.assessment, measurements: latest.report.probes } } : {}),
           };
         },
+        reportHtml: (document) =>
+          renderReportHtml(document, {
+            generator: 'the voipready collector (a frozen copy attached to a support case)',
+            generatedAt: new Date(now()).toISOString(),
+          }),
+        onWarning: (message) => app.log.warn(message),
         ...(opts.onCaseNotify ? { onNotify: opts.onCaseNotify } : {}),
       })
     : undefined;

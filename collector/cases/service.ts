@@ -68,10 +68,12 @@ export interface CaseServiceDeps {
     nowMs: number,
   ) => { readiness: SiteReadiness; document?: Record<string, unknown> };
   /**
-   * Hook for the HTML report page (report issue): when given, a voice case also gets the page of the
-   * attached assessment as a frozen `report-html` attachment.
+   * The HTML report page of an assessment document (the report issue's renderer): when given, each
+   * frozen assessment copy gets its page beside it as a `report-html` attachment.
    */
-  reportHtml?: (assessmentId: string) => string | undefined;
+  reportHtml?: (document: Record<string, unknown>) => string;
+  /** Problems that should not fail the case (an HTML page that could not be rendered). */
+  onWarning?: (message: string) => void;
   /** Called after a change that queued notifications (wakes the webhook sender). */
   onNotify?: () => void;
 }
@@ -143,9 +145,16 @@ export class CaseService {
     const copies: NewAttachment[] = [
       { kind: 'assessment', assessmentId, contentType: 'application/json', body: JSON.stringify(document) },
     ];
-    const html = this.deps.reportHtml?.(assessmentId);
-    if (html !== undefined) {
-      copies.push({ kind: 'report-html', assessmentId, contentType: 'text/html; charset=utf-8', body: html });
+    if (this.deps.reportHtml) {
+      // The JSON copy is the evidence; a page that cannot be rendered must not keep the case from opening.
+      try {
+        const body = this.deps.reportHtml(document);
+        copies.push({ kind: 'report-html', assessmentId, contentType: 'text/html; charset=utf-8', body });
+      } catch (err) {
+        this.deps.onWarning?.(
+          `report page of assessment ${assessmentId} not attached: ${(err as Error).message}`,
+        );
+      }
     }
     return copies;
   }

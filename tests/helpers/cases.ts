@@ -1,6 +1,7 @@
 // A collector app with the case store on a real SQLite file in a temp directory, a clock the test
 // moves, and tokens for an agent per site, a support engineer and two customer contacts.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -136,4 +137,25 @@ export async function fetchApi(baseUrl: string, method: string, path: string, to
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/**
+ * Whether uPlot (the report page's chart library) is installed: a page with charts (a real probe's
+ * timeline) needs it; pages without charts render regardless.
+ */
+export const CHART_LIBRARY = (() => {
+  try {
+    createRequire(import.meta.url).resolve('uplot/dist/uPlot.iife.min.js');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** The attachments a frozen copy of one assessment makes: its JSON and its HTML report page. */
+export function copiesOf(assessmentId: string) {
+  return [
+    { kind: 'assessment', assessmentId },
+    { kind: 'report-html', assessmentId },
+  ];
 }

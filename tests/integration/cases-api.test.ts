@@ -10,6 +10,7 @@ import { SQLITE_FILE, SqliteStore } from '../../collector/store/sqlite.js';
 import {
   type CaseCtx,
   call,
+  copiesOf,
   openCaseApp,
   postReport,
   removeDir,
@@ -52,7 +53,7 @@ describe('cases: eligibility gated on the site evidence', () => {
       status: 'Awaiting Info',
       subStatus: 'Info required from the customer',
       withheld: true,
-      attachments: [{ kind: 'assessment', assessmentId: firstAssessment }],
+      attachments: copiesOf(firstAssessment),
     });
     expect(body.caseId).toMatch(/^\d{10}$/);
     const dscp = body.missingChecks.find((m) => m.id === 'dscp-rtp');
@@ -79,6 +80,16 @@ describe('cases: eligibility gated on the site evidence', () => {
     expect(doc.assessmentId).toBe(firstAssessment);
     expect(doc.ready).toBe(false);
     expect(doc.measurements[0]!.reverse.dscpReceived).toEqual({ '0': 500 });
+    // Its report page, frozen beside it: the verdict links the failing DSCP check.
+    const page = await call(
+      ctx.app,
+      'GET',
+      `/api/v1/cases/${withheldId}/attachments/${attachments[1]!.attachmentId}`,
+      TOKENS.acme,
+    );
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.body).toMatch(/^<!doctype html>/i);
+    expect(page.body).toContain('#check-dscp-rtp');
   });
 
   it('a customer update keeps a withheld case waiting; the customer cannot force it open (409 naming the rule)', async () => {
@@ -130,8 +141,15 @@ describe('cases: eligibility gated on the site evidence', () => {
       withheld: false,
       missingChecks: [],
     });
-    const attachments = shown.json.attachments as { attachmentId: number; assessmentId: string }[];
-    expect(attachments.map((a) => a.assessmentId)).toEqual([firstAssessment, passing]);
+    const attachments = shown.json.attachments as {
+      attachmentId: number;
+      kind: string;
+      assessmentId: string;
+    }[];
+    expect(attachments.map(({ kind, assessmentId }) => ({ kind, assessmentId }))).toEqual([
+      ...copiesOf(firstAssessment),
+      ...copiesOf(passing),
+    ]);
     const old = await call(
       ctx.app,
       'GET',
