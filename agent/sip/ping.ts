@@ -206,6 +206,7 @@ export async function runSipPing(
     ...head,
     sent: requests.length,
     answered,
+    lossPct: round3((100 * (requests.length - answered)) / requests.length),
     codes,
     responseMs: {
       min: stats ? round3(stats.min) : null,
@@ -357,6 +358,7 @@ function failed(
     ...head,
     sent: 0,
     answered: 0,
+    lossPct: 0,
     codes: {},
     responseMs: { min: null, p50: null, p95: null, max: null },
     succeeded: false,

@@ -94,7 +94,10 @@ export function sipPoints(report: AgentReport, assessment: Assessment): SeriesPo
       ready: r.ready,
       reportId: report.reportId,
     };
-    if (r.sent > 0) fields.answeredRatio = r.answered / r.sent;
+    if (r.sent > 0) {
+      fields.answeredRatio = r.answered / r.sent;
+      fields.lossPct = (100 * (r.sent - r.answered)) / r.sent;
+    }
     for (const { key, field } of RESPONSE_STATS) {
       const ms = r.responseMs[key];
       if (ms !== null) fields[field] = ms;

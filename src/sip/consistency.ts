@@ -30,6 +30,10 @@ export function sipInconsistencies(r: SipResult, at: string): Inconsistency[] {
   } else if (min !== null && !(min <= p50! && p50! <= p95! && p95! <= max!)) {
     add(['responseMs'], `response times out of order: min ${min}, p50 ${p50}, p95 ${p95}, max ${max}`);
   }
+  const lossPct = r.sent > 0 ? (100 * (r.sent - r.answered)) / r.sent : 0;
+  if (r.lossPct !== undefined && Math.abs(r.lossPct - lossPct) > 0.01) {
+    add(['lossPct', 'sent', 'answered'], `lossPct ${r.lossPct} is not (sent - answered) / sent = ${lossPct}`);
+  }
   if (!r.succeeded && r.sent > 0) add(['succeeded', 'sent'], 'a run that did not succeed sent nothing');
   return out;
 }

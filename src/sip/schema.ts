@@ -48,6 +48,8 @@ export const SipResult = z.looseObject({
   sent: z.number().int().nonnegative(),
   /** Requests that got a final response. */
   answered: z.number().int().nonnegative(),
+  /** Requests without a final response, % of sent (0 when nothing was sent). */
+  lossPct: z.number().min(0).max(100).optional(),
   /** Final response codes seen, code → count. */
   codes: z.record(z.string().regex(/^[1-6]\d\d$/), z.number().int().nonnegative()),
   /** Time to the final response over the answered requests; null when none was answered. */
