@@ -3,7 +3,7 @@
 import type { CaptureResult, CaptureStream } from '../../capture/analyze.js';
 import type { ChartSpec } from './charts.js';
 import { chartFigure } from './charts.js';
-import { facts, marksText, num } from './format.js';
+import { facts, foldText, marksText, num } from './format.js';
 import { html } from './markup.js';
 import type { Section } from './probe.js';
 
@@ -14,7 +14,7 @@ function callsTable(r: CaptureResult) {
 <thead><tr><th scope="col">Call-ID</th><th scope="col">From</th><th scope="col">To</th><th scope="col">Codec</th><th scope="col">Start</th><th scope="col">End</th><th scope="col" class="num">Messages</th><th scope="col" class="num">Final status</th><th scope="col">Streams</th></tr></thead>
 <tbody>${r.calls.map(
     (c) =>
-      html`<tr><th scope="row" class="mono">${c.callId}</th><td>${c.from ?? '—'}</td><td>${c.to ?? '—'}</td><td>${c.codec ?? '—'}</td><td>${c.start ?? '—'}</td><td>${c.end ?? '—'}</td><td class="num">${c.messages}</td><td class="num">${c.status ?? '—'}</td><td>${c.streams.join(' ') || '—'}</td></tr>`,
+      html`<tr><th scope="row" class="mono">${foldText(c.callId)}</th><td>${foldText(c.from ?? '—')}</td><td>${foldText(c.to ?? '—')}</td><td>${c.codec ?? '—'}</td><td>${c.start ?? '—'}</td><td>${c.end ?? '—'}</td><td class="num">${c.messages}</td><td class="num">${c.status ?? '—'}</td><td>${c.streams.join(' ') || '—'}</td></tr>`,
   )}</tbody></table></div>`;
 }
 
@@ -82,7 +82,7 @@ ${facts([
     r.rtcp.rttMs && r.rtcp.rttMs.length > 0 ? `${r.rtcp.rttMs.map((v) => num(v)).join(', ')} ms` : null,
   ],
 ])}
-${r.warnings.length ? html`<h3>Warnings</h3><ul>${r.warnings.map((w) => html`<li>${w}</li>`)}</ul>` : ''}
+${r.warnings.length ? html`<h3>Warnings</h3><ul>${r.warnings.map((w) => html`<li>${foldText(w)}</li>`)}</ul>` : ''}
 <h2>Calls</h2>
 ${callsTable(r)}
 <h2>Streams</h2>

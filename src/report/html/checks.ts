@@ -2,6 +2,7 @@
 // value against the limit, the handbook sentence it enforces, the evidence, and what to do.
 import { RULES } from '../../policy.js';
 import type { Check, CheckId, CheckStatus } from '../../schemas.js';
+import { foldText } from './format.js';
 import { type Html, html } from './markup.js';
 
 const LABEL: Record<CheckId, string> = {
@@ -102,7 +103,7 @@ function checkRow(c: Check, anchor: string): Html {
 <td class="num">${fmt(c.value, c.unit)}</td>
 <td class="num">${limitText(c)}</td>
 <td><q>${c.rule ?? RULES[c.id] ?? ''}</q></td>
-<td class="evidence">${c.evidence}</td>
+<td class="evidence">${foldText(c.evidence)}</td>
 <td>${remedy(c)}</td>
 </tr>`;
 }

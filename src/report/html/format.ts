@@ -21,7 +21,7 @@ export function marksText(counts: DscpCounts | Record<string, number>): string {
 /** A definition list of facts; rows with no value are left out. */
 export function facts(rows: [string, string | Html | null | undefined][]): Html {
   const kept = rows.filter(([, v]) => v !== null && v !== undefined && v !== '');
-  return html`<dl class="facts">${kept.map(([k, v]) => html`<dt>${k}</dt><dd>${v ?? ''}</dd>`)}</dl>`;
+  return html`<dl class="facts">${kept.map(([k, v]) => html`<dt>${k}</dt><dd>${typeof v === 'string' ? foldText(v) : (v ?? '')}</dd>`)}</dl>`;
 }
 
 /** Age as "3 min", "2 h 5 min", "4 d". */
@@ -33,4 +33,13 @@ export function ageText(ms: number): string {
   const h = Math.floor(min / 60);
   if (h < 48) return `${h} h ${min % 60} min`;
   return `${Math.floor(h / 24)} d`;
+}
+
+/** Text past this many characters is folded: the page stays readable, nothing is dropped. */
+const FOLD_CHARS = 600;
+
+/** Long text (evidence, a capture's SIP URIs) shows its start, the whole on demand. */
+export function foldText(text: string): Html | string {
+  if (text.length <= FOLD_CHARS) return text;
+  return html`${text.slice(0, FOLD_CHARS)}… <details class="fold"><summary>all ${text.length} characters</summary>${text}</details>`;
 }

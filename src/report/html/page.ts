@@ -80,6 +80,7 @@ table.checks q { quotes: "\\201C" "\\201D"; font-style: italic; }
 .chart-figure { margin: 12px 0 18px; break-inside: avoid; }
 .chart-title { font-weight: 600; }
 .chart { min-height: 250px; margin-top: 6px; }
+details.fold summary { cursor: pointer; color: var(--muted); font-size: .85em; }
 .chart-data summary { cursor: pointer; font-size: .85rem; color: var(--muted); }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 footer.page { color: var(--muted); font-size: .8rem; padding: 24px 20px 30px; }
@@ -90,7 +91,7 @@ form.login button { font: inherit; padding: 6px 12px; justify-self: start; }
   @page { size: A4; margin: 14mm 12mm; }
   body { font-size: 10.5pt; }
   main, header.page, footer.page { max-width: none; padding: 0; }
-  nav.page, .no-print, .chart-data { display: none; }
+  nav.page, .no-print, .chart-data, details.fold { display: none; }
   .table-wrap { overflow: visible; }
   tr, .verdict, .chart-figure { break-inside: avoid; }
   h2, h3 { break-after: avoid; }
