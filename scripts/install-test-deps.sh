@@ -12,4 +12,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libcap2-bin util-linux procps time >/dev/null
 # sip-ping over TLS: Debian's sipp is built without OpenSSL, so haproxy terminates TLS in front of it.
 $SUDO apt-get install -y -qq --no-install-recommends haproxy openssl >/dev/null
+# Report and collector pages in a real browser (playwright-core drives Debian's chromium; Playwright's
+# own browser download does not work here); pdftotext reads the printed PDF's first page.
+$SUDO apt-get install -y -qq --no-install-recommends chromium poppler-utils fonts-dejavu-core >/dev/null
 echo "test dependencies installed: $(tshark --version | head -1); $(influxd version 2>/dev/null | head -1); $(prometheus --version 2>&1 | head -1)"
