@@ -174,8 +174,10 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
     setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);  // also for IPv4-mapped on IPv6 sockets
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof on);
-    int rcvbuf = 1 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    // A deep queue rides out a starved process: past rmem_max with CAP_NET_ADMIN, else what is allowed.
+    int rcvbuf = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_storage sa;
     socklen_t len = ToSockaddr(family, addr, port, &sa);
     if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) < 0) {

@@ -38,11 +38,11 @@ const WAIT_S = 1;
 /**
  * Max-jitter agreement with tshark on the same packets, per stream, both directions. Arrival times
  * are the kernel's receive stamps (SO_TIMESTAMPNS through the native socket layer), so the
- * scheduling delay of a loaded machine no longer reads as jitter; what is left is the path between
- * the capture point and the socket (the reflector's own interface forward; the router's forwarding
- * for replies, captured before it). Figures in docs/probe.md.
+ * scheduling delay of a loaded machine no longer reads as jitter: forward against a capture on the
+ * reflector's interface, reverse against one on the site's. Seen: |Δ| ≤ 0.001 ms at load 20 on two
+ * cores (docs/probe.md); 0.05 ms is the issue's goal.
  */
-const JITTER_VS_TSHARK_MS = 0.5;
+const JITTER_VS_TSHARK_MS = 0.05;
 const RTP = '@th,64,8 0x80';
 /** The fallback socket layer (Node's dgram + raw socket), as on a host where the addon is missing. */
 const DGRAM_ONLY = ['env', 'VOIPREADY_NATIVE_UDP=0'];
@@ -112,8 +112,14 @@ describe.skipIf(unavailable !== undefined)(
         ],
       });
       const capture = await startCapture({ ns: topo.dc, iface: HOST_IFACE, file: join(dir, 'dc.pcapng') });
+      const siteCapture = await startCapture({
+        ns: topo.site,
+        iface: HOST_IFACE,
+        file: join(dir, 'site.pcapng'),
+      });
       const { run, json } = await probe();
       const summary = await capture.stop();
+      const siteSummary = await siteCapture.stop();
       const counters = await topo.counters();
 
       expect(run.code).toBe(1);
@@ -170,8 +176,9 @@ describe.skipIf(unavailable !== undefined)(
         expect(Math.abs(row!.maxJitterMs - stream.jitterMaxMs)).toBeLessThanOrEqual(JITTER_VS_TSHARK_MS);
       }
       expect(json.forward.streams.reduce((sum, s) => sum + s.lost, 0)).toBe(dropped);
-      // Replies, captured at the reflector as they leave, measured by the probe as they arrive.
-      const replies = (await rtpStreams(capture.file)).filter(
+      // Replies, captured at the site's interface, measured by the probe as they arrive.
+      expect(siteSummary.dropped).toBe(0);
+      const replies = (await rtpStreams(siteCapture.file)).filter(
         (r) => r.srcIp === DC_ADDR && r.srcPort === MEDIA_PORT && r.dstIp === SITE_ADDR,
       );
       expect(replies, JSON.stringify(replies)).toHaveLength(CALLS);
