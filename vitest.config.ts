@@ -6,7 +6,10 @@ import { configDefaults, defineConfig } from 'vitest/config';
  * else, on their own: with other files' processes and loopback traffic competing for the two cores,
  * the reflector's arrival stamps lagged the capture enough to move its max jitter by 0.33 ms.
  */
-const TIMING_SENSITIVE = ['tests/integration/netns-probe.test.ts'];
+const TIMING_SENSITIVE = [
+  'tests/integration/netns-probe.test.ts',
+  'tests/integration/sip-ping-timing.test.ts',
+];
 
 export default defineConfig({
   test: {

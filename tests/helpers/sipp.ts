@@ -1,10 +1,11 @@
 // A real SIP server for tests: sipp (Debian sip-tester) as a UAS running one of the scenarios in
 // tests/fixtures/sipp, on a free loopback port (or inside a namespace), stopped by the test.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { accessSync, constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { REPO_ROOT } from './cli.js';
 
 export const SIPP_SCENARIOS = join(REPO_ROOT, 'tests', 'fixtures', 'sipp');
@@ -61,6 +62,7 @@ export interface SippServer {
   stop(): Promise<void>;
 }
 
+const execFileP = promisify(execFile);
 const SIPP_TRANSPORT = { udp: 'u1', tcp: 't1', tls: 'l1' } as const;
 const live = new Set<ChildProcess>();
 
@@ -111,4 +113,77 @@ export async function startSipp(o: SippOptions): Promise<SippServer> {
     );
   }
   return { host, port, stop };
+}
+
+/** dumpcap on the loopback interface for one port; stop() returns the capture file. */
+export async function captureLo(dir: string, port: number): Promise<{ stop(): Promise<string> }> {
+  const file = join(dir, `lo-${port}.pcapng`);
+  const child: ChildProcess = spawn('dumpcap', ['-i', 'lo', '-f', `port ${port}`, '-w', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`dumpcap did not start: ${stderr}`)), 10_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (/Capturing on/.test(stderr)) {
+        clearTimeout(timer);
+        // dumpcap announces itself a moment before its filter is attached.
+        setTimeout(resolve, 500);
+      }
+    });
+  });
+  return {
+    async stop() {
+      await new Promise((r) => setTimeout(r, 300)); // the last packets reach the file
+      child.kill('SIGINT');
+      await exited;
+      return file;
+    },
+  };
+}
+
+export interface WireSip {
+  timeMs: number;
+  cseq: number;
+  method: string;
+  status: number | null;
+}
+
+/** The SIP messages of a capture as tshark decodes them (time, CSeq, method, status). */
+export async function wireSip(file: string, port: number): Promise<WireSip[]> {
+  const { stdout } = await execFileP('tshark', [
+    '-r',
+    file,
+    '-d',
+    `udp.port==${port},sip`,
+    '-d',
+    `tcp.port==${port},sip`,
+    '-Y',
+    'sip',
+    '-T',
+    'fields',
+    '-e',
+    'frame.time_epoch',
+    '-e',
+    'sip.CSeq.seq',
+    '-e',
+    'sip.CSeq.method',
+    '-e',
+    'sip.Status-Code',
+  ]);
+  return stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [t, cseq, method, status] = line.split('\t');
+      return {
+        timeMs: Number(t) * 1000,
+        cseq: Number(cseq),
+        method: method!,
+        status: status ? Number(status) : null,
+      };
+    });
 }

@@ -1,8 +1,8 @@
 // SIP OPTIONS probing against a real SIP server: sipp (sip-tester) as a UAS on loopback, answering
 // normally, slowly, with 503, never, after ignoring two transmissions, or with bad responses first;
-// over UDP and TCP. Response times are checked against the wire (dumpcap on lo, read by tshark),
-// retransmission schedules against the capture's timestamps.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+// over UDP, TCP and TLS. Retransmission schedules are checked against the wire (dumpcap on lo, read
+// by tshark); response times against the wire in sip-ping-timing.test.ts.
+import { execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -14,7 +14,14 @@ import { runSipPing, type SipPingConfig, systemSipDeps } from '../../agent/sip/p
 import { SipResult } from '../../src/sip/schema.js';
 import { cliUnavailableReason, runCli } from '../helpers/cli.js';
 import { binaryMissing, waitUntil } from '../helpers/service.js';
-import { freePort, killAllSipp, sippUnavailableReason, startSipp } from '../helpers/sipp.js';
+import {
+  captureLo,
+  freePort,
+  killAllSipp,
+  sippUnavailableReason,
+  startSipp,
+  wireSip,
+} from '../helpers/sipp.js';
 
 const execFileP = promisify(execFile);
 const reason = sippUnavailableReason();
@@ -27,79 +34,6 @@ async function ping(
 ): Promise<SipResult> {
   const result = await runSipPing({ intervalMs: 50, ...config }, deps);
   return SipResult.parse(JSON.parse(JSON.stringify(result)));
-}
-
-/** dumpcap on the loopback interface for one port; stop() returns the capture file. */
-async function captureLo(dir: string, port: number): Promise<{ stop(): Promise<string> }> {
-  const file = join(dir, `lo-${port}.pcapng`);
-  const child: ChildProcess = spawn('dumpcap', ['-i', 'lo', '-f', `port ${port}`, '-w', file], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dumpcap did not start: ${stderr}`)), 10_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      if (/Capturing on/.test(stderr)) {
-        clearTimeout(timer);
-        // dumpcap announces itself a moment before its filter is attached.
-        setTimeout(resolve, 500);
-      }
-    });
-  });
-  return {
-    async stop() {
-      await new Promise((r) => setTimeout(r, 300)); // the last packets reach the file
-      child.kill('SIGINT');
-      await exited;
-      return file;
-    },
-  };
-}
-
-interface WireSip {
-  timeMs: number;
-  cseq: number;
-  method: string;
-  status: number | null;
-}
-
-/** The SIP messages of a capture as tshark decodes them (time, CSeq, method, status). */
-async function wireSip(file: string, port: number): Promise<WireSip[]> {
-  const { stdout } = await execFileP('tshark', [
-    '-r',
-    file,
-    '-d',
-    `udp.port==${port},sip`,
-    '-d',
-    `tcp.port==${port},sip`,
-    '-Y',
-    'sip',
-    '-T',
-    'fields',
-    '-e',
-    'frame.time_epoch',
-    '-e',
-    'sip.CSeq.seq',
-    '-e',
-    'sip.CSeq.method',
-    '-e',
-    'sip.Status-Code',
-  ]);
-  return stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [t, cseq, method, status] = line.split('\t');
-      return {
-        timeMs: Number(t) * 1000,
-        cseq: Number(cseq),
-        method: method!,
-        status: status ? Number(status) : null,
-      };
-    });
 }
 
 const tlsUnavailable = binaryMissing('haproxy') ?? binaryMissing('openssl');
@@ -217,29 +151,6 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
     }
   });
 
-  it('UDP: a slow answer is timed within 5 ms of the wire', async () => {
-    const pauseMs = 300;
-    const sipp = await startSipp({ scenario: 'options-200.xml', pauseMs });
-    const cap = await captureLo(dir, sipp.port);
-    let r: SipResult;
-    try {
-      r = await ping({ target: `sip:127.0.0.1:${sipp.port}`, count: 3, intervalMs: 100 });
-    } finally {
-      await sipp.stop();
-    }
-    const wire = await wireSip(await cap.stop(), sipp.port);
-    expect(r.answered).toBe(3);
-    for (const q of r.requests) {
-      const sent = wire.find((w) => w.cseq === q.cseq && w.status === null)!;
-      const answer = wire.find((w) => w.cseq === q.cseq && w.status === 200)!;
-      const wireMs = answer.timeMs - sent.timeMs;
-      expect(wireMs).toBeGreaterThanOrEqual(pauseMs);
-      expect(Math.abs(q.responseMs! - wireMs)).toBeLessThanOrEqual(5);
-    }
-    // 300 ms is within the default limit (T1, 500 ms); a stricter policy fails it.
-    expect(r.checks.find((c) => c.id === 'sip')!.status).toBe('pass');
-  });
-
   it('UDP: 503 is an answer, but fails the sip check', async () => {
     const sipp = await startSipp({ scenario: 'options-503.xml' });
     try {
@@ -302,21 +213,15 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
 
   it('TCP: answered, no retransmissions, marking stated as not possible', async () => {
     const sipp = await startSipp({ scenario: 'options-200.xml', transport: 'tcp', pauseMs: 100 });
-    const cap = await captureLo(dir, sipp.port);
     let r: SipResult;
     try {
       r = await ping({ target: `sip:127.0.0.1:${sipp.port};transport=tcp`, count: 3 });
     } finally {
       await sipp.stop();
     }
-    const wire = await wireSip(await cap.stop(), sipp.port);
     expect(r).toMatchObject({ transport: 'tcp', sent: 3, answered: 3, retransmissions: 0 });
     expect(r.codes).toEqual({ '200': 3 });
-    for (const q of r.requests) {
-      const sent = wire.find((w) => w.cseq === q.cseq && w.status === null)!;
-      const answer = wire.find((w) => w.cseq === q.cseq && w.status === 200)!;
-      expect(Math.abs(q.responseMs! - (answer.timeMs - sent.timeMs))).toBeLessThanOrEqual(5);
-    }
+    for (const q of r.requests) expect(q.responseMs!).toBeGreaterThanOrEqual(100);
     expect(r.dscp.forward).toMatchObject({ dscpSent: null });
     expect(r.dscp.forward.dscpUnknownReason).toMatch(/IP_TOS/);
     expect(r.checks.find((c) => c.id === 'dscp-sip')!.status).toBe('unknown');
