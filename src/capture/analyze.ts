@@ -21,6 +21,7 @@ import {
   staticPayload,
 } from './rtp-stream.js';
 import { headerEnd, looksLikeSip, nameAddrUri, parseSdp, parseSipMessage, type SipMessage } from './sip.js';
+import { looksLikeWsHandshake, readWsFrame, wsHandshakeIsSip } from './websocket.js';
 
 export const CAPTURE_SCHEMA = 'voipready.capture/1';
 
@@ -45,6 +46,8 @@ const WARN_STREAMS = `more than ${LIMITS.streams} RTP streams; further streams w
 const WARN_CALLS = `more than ${LIMITS.calls} SIP calls; further Call-IDs were not followed`;
 const WARN_ENDPOINTS = `more than ${LIMITS.endpoints} SDP media endpoints; further ones were ignored`;
 const WARN_TCP = `more than ${LIMITS.tcpFlows} SIP-over-TCP connections; further ones were not followed`;
+const WARN_WS_COMPRESSED =
+  'SIP-over-WebSocket messages compressed with permessage-deflate (RFC 7692) were not read';
 
 export interface CaptureStream {
   id: string;
@@ -182,9 +185,18 @@ interface Call {
 }
 
 interface TcpFlow {
+  /**
+   * What the connection carries in this direction: SIP framed by Content-Length (RFC 3261 §18.3), a
+   * WebSocket opening handshake not yet complete, SIP in WebSocket messages (RFC 7118), or found not
+   * to be SIP after all (another subprotocol, unreadable frames): then it is no longer followed.
+   */
+  mode: 'sip' | 'ws-handshake' | 'ws' | 'not-sip';
   nextSeq: number;
   text: string;
   pending: Map<number, Uint8Array>;
+  /** A fragmented WebSocket message being assembled (RFC 6455 §5.4), or null between messages. */
+  wsMessage: string | null;
+  wsCompressed: boolean;
 }
 
 /** Ports whose UDP traffic tshark gives to another dissector before trying RTP heuristics. */
@@ -548,16 +560,18 @@ export class CaptureAnalyzer implements TransportHandler {
       return;
     }
     // Most TCP in a capture is not SIP: decide that before building any key.
-    if (this.tcpFlows.size === 0 && !sipPort && !(len > 0 && looksLikeSip(b, off, len))) return;
+    const startsSip = len > 0 && (looksLikeSip(b, off, len) || looksLikeWsHandshake(b, off, len));
+    if (this.tcpFlows.size === 0 && !sipPort && !startsSip) return;
     const key = `${p.ipVersion}:${p.src.join(',')}:${p.srcPort}>${p.dst.join(',')}:${p.dstPort}`;
     let flow = this.tcpFlows.get(key);
     if (!flow) {
-      if (len === 0 || !(sipPort || looksLikeSip(b, off, len))) return;
+      if (len === 0 || !(sipPort || startsSip)) return;
       if (this.tcpFlows.size >= LIMITS.tcpFlows) {
         this.warn(WARN_TCP);
         return;
       }
-      flow = { nextSeq: p.tcpSeq, text: '', pending: new Map() };
+      const mode = looksLikeWsHandshake(b, off, len) ? 'ws-handshake' : 'sip';
+      flow = { mode, nextSeq: p.tcpSeq, text: '', pending: new Map(), wsMessage: null, wsCompressed: false };
       this.tcpFlows.set(key, flow);
     }
     if (p.tcpFlags & (TCP_RST | TCP_SYN)) {
@@ -566,7 +580,8 @@ export class CaptureAnalyzer implements TransportHandler {
       flow.nextSeq = (p.tcpSeq + (p.tcpFlags & TCP_SYN ? 1 : 0)) >>> 0;
     }
     if (len > 0) this.tcpSegment(flow, p, b.slice(off, off + len), p.tcpSeq);
-    if (p.tcpFlags & TCP_FIN) this.tcpFlows.delete(key);
+    // A handshake for another WebSocket subprotocol (or a broken stream of frames): not SIP.
+    if (p.tcpFlags & TCP_FIN || flow.mode === 'not-sip') this.tcpFlows.delete(key);
   }
 
   /** Appends in-order bytes (holding back early segments, bounded) and parses whole SIP messages. */
@@ -590,7 +605,66 @@ export class CaptureAnalyzer implements TransportHandler {
       this.tcpSegment(flow, p, next, flow.nextSeq);
       return;
     }
-    this.tcpMessages(flow, p);
+    if (flow.mode === 'sip') this.tcpMessages(flow, p);
+    else this.wsMessages(flow, p);
+  }
+
+  /**
+   * SIP over WebSocket (RFC 7118): completes the opening handshake, then reads frames, joins
+   * fragments and parses each whole message as one SIP message. Control frames are skipped.
+   */
+  private wsMessages(flow: TcpFlow, p: Decoded): void {
+    if (flow.mode === 'ws-handshake') {
+      const he = headerEnd(flow.text);
+      if (!he) {
+        if (flow.text.length > LIMITS.tcpBufferBytes) this.dropWs(flow, null);
+        return;
+      }
+      if (!wsHandshakeIsSip(flow.text.slice(0, he.end))) {
+        this.dropWs(flow, null);
+        return;
+      }
+      flow.mode = 'ws';
+      flow.text = flow.text.slice(he.end);
+    }
+    for (;;) {
+      const read = readWsFrame(flow.text, LIMITS.tcpBufferBytes);
+      if (read === null) return;
+      if ('error' in read) {
+        this.dropWs(flow, read.error);
+        return;
+      }
+      flow.text = flow.text.slice(read.size);
+      const { frame } = read;
+      if (frame.opcode >= 8) continue; // close, ping, pong (RFC 6455 §5.5)
+      if (frame.opcode !== 0) {
+        flow.wsMessage = frame.payload;
+        flow.wsCompressed = frame.compressed;
+      } else if (flow.wsMessage !== null) {
+        flow.wsMessage += frame.payload;
+      } else continue; // a continuation of a message begun before the capture
+      if (flow.wsMessage.length > LIMITS.tcpBufferBytes) {
+        this.dropWs(flow, `a message of more than ${LIMITS.tcpBufferBytes} bytes`);
+        return;
+      }
+      if (!frame.fin) continue;
+      const text = flow.wsMessage;
+      flow.wsMessage = null;
+      if (flow.wsCompressed) {
+        this.warn(WARN_WS_COMPRESSED);
+        continue;
+      }
+      const message = parseSipMessage(text);
+      if (message) this.sipMessage(message, ipText(p.ipVersion, p.src), ipText(p.ipVersion, p.dst), p);
+    }
+  }
+
+  /** Stops following a WebSocket direction (not SIP, or its frames cannot be read: say which). */
+  private dropWs(flow: TcpFlow, error: string | null): void {
+    if (error !== null)
+      this.warn(`a SIP-over-WebSocket connection sent ${error}; its later messages were skipped`);
+    flow.mode = 'not-sip';
+    flow.text = '';
   }
 
   private tcpMessages(flow: TcpFlow, p: Decoded): void {

@@ -10,6 +10,7 @@ import { analyzeCapture, CAPTURE_SCHEMA } from '../../src/capture/analyze.js';
 import { memorySource } from '../../src/capture/reader.js';
 import { UserError } from '../../src/errors.js';
 import { renderCaptureTable } from '../../src/report/capture-table.js';
+import { frameFor, tcpPacket, writePcap } from '../helpers/pcap-writer.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'captures');
 
@@ -112,6 +113,47 @@ describe('analyze fuzz (mutated sample captures)', () => {
     expect(damaged).toBeGreaterThan(0);
     expect(userErrors).toBeGreaterThan(0);
   }, 60_000);
+
+  it('reads any bytes after a SIP WebSocket handshake without throwing; valid frames round-trip', () => {
+    const client = { src: '192.0.2.10', dst: '198.51.100.20', srcPort: 50123, dstPort: 8088 };
+    const handshake = Buffer.from(
+      'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Protocol: sip\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      'latin1',
+    );
+    const sip = Buffer.from(
+      'OPTIONS sip:b@x SIP/2.0\r\nCall-ID: f\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n',
+    );
+    const frame = (payload: Buffer, key: number[] | null) => {
+      const head = [0x81, (key ? 0x80 : 0) | payload.length];
+      const body = key ? payload.map((b, i) => b ^ key[i & 3]!) : payload;
+      return Buffer.concat([Buffer.from(head), Buffer.from(key ?? []), body]);
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 12 }),
+        fc.option(fc.array(fc.nat({ max: 255 }), { minLength: 4, maxLength: 4 })),
+        fc.nat({ max: 12 }),
+        (garbage, key, goodAt) => {
+          // Garbage segments with one valid SIP frame among them, at `goodAt` (if in range).
+          const segments = garbage.map((g) => Buffer.from(g));
+          segments.splice(goodAt, 0, frame(sip, key));
+          let seq = 1;
+          const frames = [handshake, ...segments].map((bytes, i) => {
+            const f = { time: 1000 + i * 0.01, bytes: frameFor(1, tcpPacket(client, seq, bytes)) };
+            seq += bytes.length;
+            return f;
+          });
+          const r = analyzeCapture(memorySource(writePcap(frames)), 'ws.pcap');
+          // Frames are read in order: the valid frame is counted when nothing before it broke the framing.
+          expect(r.sip.messages).toBeLessThanOrEqual(1);
+          if (goodAt === 0 || segments.slice(0, goodAt).every((g) => g.length === 0))
+            expect(r.sip.messages).toBe(1);
+          expect(r.warnings.length).toBeLessThanOrEqual(100);
+        },
+      ),
+      { numRuns: 500, seed: 20261129 },
+    );
+  });
 
   it('handles the hostile samples as documented', () => {
     const cool = readFileSync(join(FIXTURES, 'aboutsip__pkts/cool.pcap'));

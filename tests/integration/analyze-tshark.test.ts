@@ -16,6 +16,8 @@ import {
   frameFor,
   rtpPacket,
   sipInvite,
+  sipRequest,
+  tcpPacket,
   udpPacket,
   writePcap,
   writePcapng,
@@ -356,6 +358,136 @@ describe('agreement with tshark on generated captures', () => {
     expect(s.duplicates).toBe(order.length - distinct);
     expect(s.expected - s.lost).toBe(order.length);
     if (v.dtmfEvery) expect([s.foundBy, s.payloadTypes]).toEqual(['sdp', [v.payloadType, 101]]);
+  });
+
+  it('SIP over WebSocket (RFC 7118): every message counted as tshark counts it, its SDP finds the media', async () => {
+    const client = { src: '192.0.2.10', dst: '198.51.100.20', srcPort: 50123, dstPort: 8088, dscp: 24 };
+    const server = {
+      src: client.dst,
+      dst: client.src,
+      srcPort: client.dstPort,
+      dstPort: client.srcPort,
+      dscp: 24,
+    };
+    /** One WebSocket frame (RFC 6455 §5.2); a client's frames are masked (§5.3). */
+    const wsFrame = (payload: Buffer, o: { opcode?: number; fin?: boolean; mask?: boolean } = {}) => {
+      const len = payload.length;
+      const head = [((o.fin ?? true) ? 0x80 : 0) | (o.opcode ?? 1)];
+      const maskBit = o.mask ? 0x80 : 0;
+      if (len < 126) head.push(maskBit | len);
+      else head.push(maskBit | 126, len >> 8, len & 255);
+      if (!o.mask) return Buffer.concat([Buffer.from(head), payload]);
+      const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
+      return Buffer.concat([Buffer.from(head), key, Buffer.from(payload.map((b, i) => b ^ key[i & 3]!))]);
+    };
+    const invite = sipInvite({
+      callId: 'ws-call@webrtc',
+      from: 'sip:agent@example.net',
+      to: 'sip:queue@example.net',
+      mediaAddress: '192.0.2.10',
+      mediaPort: 40000,
+      payloadTypes: [0],
+    });
+    const ok = sipInvite({
+      callId: 'ws-call@webrtc',
+      from: 'sip:agent@example.net',
+      to: 'sip:queue@example.net',
+      mediaAddress: '198.51.100.20',
+      mediaPort: 30000,
+      payloadTypes: [0],
+      response: 200,
+    });
+    const request = (m: string) => sipRequest(m, 'ws-call@webrtc');
+    const trying = Buffer.from(
+      ok
+        .toString('latin1')
+        .replace('SIP/2.0 200 OK', 'SIP/2.0 100 Trying')
+        .replace(/\r\n\r\n[\s\S]*$/, '\r\n\r\n')
+        .replace(/Content-Length: \d+/, 'Content-Length: 0'),
+      'latin1',
+    );
+    // The INVITE in two fragments (RFC 6455 §5.4), the first frame split over two TCP segments.
+    const half = 200;
+    const inviteFrames = Buffer.concat([
+      wsFrame(invite.subarray(0, half), { fin: false, mask: true }),
+      wsFrame(invite.subarray(half), { opcode: 0, mask: true }),
+    ]);
+    const toServer = [
+      Buffer.from(
+        'GET /ws HTTP/1.1\r\nHost: 198.51.100.20:8088\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sip\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        'latin1',
+      ),
+      inviteFrames.subarray(0, 100),
+      inviteFrames.subarray(100),
+      wsFrame(Buffer.from('ping'), { opcode: 9, mask: true }),
+      wsFrame(request('ACK'), { mask: true, opcode: 2 }),
+      wsFrame(request('BYE'), { mask: true }),
+    ];
+    const toClient = [
+      Buffer.from(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: sip\r\n\r\n',
+        'latin1',
+      ),
+      wsFrame(trying),
+      Buffer.concat([wsFrame(ok), wsFrame(Buffer.from('ping'), { opcode: 10 })]),
+      wsFrame(
+        Buffer.from(
+          request('BYE')
+            .toString('latin1')
+            .replace('BYE sip:b@example.net SIP/2.0', 'SIP/2.0 200 OK')
+            .replace('CSeq: 2 BYE', 'CSeq: 2 BYE'),
+          'latin1',
+        ),
+      ),
+    ];
+    const frames: Frame[] = [];
+    let t = 1_700_000_000;
+    const seq = { c: 1000, s: 5000 };
+    frames.push({
+      time: (t += 0.001),
+      bytes: frameFor(1, tcpPacket(client, seq.c++, new Uint8Array(0), 0x02)),
+    });
+    frames.push({
+      time: (t += 0.001),
+      bytes: frameFor(1, tcpPacket(server, seq.s++, new Uint8Array(0), 0x12)),
+    });
+    const send = (e: typeof client, from: 'c' | 's', bytes: Buffer) => {
+      frames.push({ time: (t += 0.005), bytes: frameFor(1, tcpPacket(e, seq[from], bytes)) });
+      seq[from] += bytes.length;
+    };
+    send(client, 'c', toServer[0]!);
+    send(server, 's', toClient[0]!);
+    send(client, 'c', toServer[1]!);
+    send(client, 'c', toServer[2]!);
+    send(server, 's', toClient[1]!);
+    send(server, 's', toClient[2]!);
+    send(client, 'c', toServer[3]!);
+    send(client, 'c', toServer[4]!);
+    // The call's media, where the SDP carried over the WebSocket said.
+    const spec = { ssrc: 0x5eb50c7e, payloadType: 0, timestampStep: 160 };
+    for (let n = 0; n < 200; n++) {
+      const ip = udpPacket(
+        { src: '198.51.100.20', dst: '192.0.2.10', srcPort: 30000, dstPort: 40000, dscp: 46 },
+        rtpPacket(spec, n),
+      );
+      frames.push({ time: (t += 0.02), bytes: frameFor(1, ip) });
+    }
+    send(client, 'c', toServer[5]!);
+    send(server, 's', toClient[3]!);
+    const bytes = writePcap(frames);
+    const file = join(dir, 'sip-over-websocket.pcap');
+    writeFileSync(file, bytes);
+
+    const r = analyzeCapture(memorySource(bytes), file);
+    // INVITE, 100, 200, ACK, BYE, 200: what the generator wrote, and what tshark counts.
+    expect(r.sip.messages).toBe(6);
+    expect((await tsharkStats(file)).sipMessages).toBe(6);
+    expect(r.calls).toHaveLength(1);
+    expect(r.calls[0]).toMatchObject({ callId: 'ws-call@webrtc' });
+    expect(r.streams).toHaveLength(1);
+    expect(r.streams[0]).toMatchObject({ foundBy: 'sdp', callId: 'ws-call@webrtc', packets: 200 });
+    expect(r.sip.dscp).toEqual({ '24': 6 });
+    expect(r.warnings).toEqual([]);
   });
 
   it('tshark itself reads the generated files as the formats claimed', () => {
