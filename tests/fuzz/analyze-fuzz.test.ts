@@ -151,7 +151,7 @@ describe('analyze fuzz (mutated sample captures)', () => {
           expect(r.warnings.length).toBeLessThanOrEqual(100);
         },
       ),
-      { numRuns: 500, seed: 20261129 },
+      { numRuns: 200, seed: 20261129 },
     );
   });
 

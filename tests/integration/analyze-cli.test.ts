@@ -215,5 +215,5 @@ describe.skipIf(unavailable !== undefined)(`voipready analyze (CLI) ${unavailabl
       expect(r.stderr, args.join(' ')).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
-  });
+  }, 180_000); // nine CLI runs one after another: seconds each on a loaded 2-core machine
 });

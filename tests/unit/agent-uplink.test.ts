@@ -42,7 +42,8 @@ beforeAll(async () => {
   target = {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     token: 'tok-1',
-    timeoutMs: 2000,
+    // Generous: on a loaded machine a loopback answer can take seconds; the timeout case sets its own.
+    timeoutMs: 15_000,
   };
 });
 afterAll(async () => {
@@ -182,6 +183,24 @@ describe('sender: queue → collector', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** Runs a sender against the scripted server until the queue is empty; the sleeps it asked for. */
+  async function drain(queue: DurableQueue, log: Log): Promise<number[]> {
+    const sleeps: number[] = [];
+    const controller = new AbortController();
+    const sender = new Sender({
+      queue,
+      send: (body) => postReport(target, body),
+      backoff: { initialMs: 1000, maxMs: 30_000 },
+      clock: { now: () => 0, sleep: async (ms) => void sleeps.push(ms) },
+      log,
+    });
+    const running = sender.run(controller.signal);
+    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    await running;
+    return sleeps;
+  }
+
   it('delivers in order through 500/429/401/400, backs off, dead-letters the 400 and stops when empty', async () => {
     const logs: { level: string; event: string; fields?: Record<string, unknown> }[] = [];
     const log: Log = (level, event, _msg, fields) => logs.push({ level, event, fields });
@@ -260,19 +279,7 @@ describe('sender: queue → collector', () => {
       { status: 415 },
       ...ids.map(() => ({ status: 202 })),
     ];
-    const sleeps: number[] = [];
-    const controller = new AbortController();
-    const sender = new Sender({
-      queue,
-      send: (body) => postReport(target, body),
-      backoff: { initialMs: 1000, maxMs: 30_000 },
-      clock: { now: () => 0, sleep: async (ms) => void sleeps.push(ms) },
-      log,
-    });
-    const running = sender.run(controller.signal);
-    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
-    controller.abort();
-    await running;
+    const sleeps = await drain(queue, log);
     // The head report is retried at the slowest pace until the configuration is right; then all go, in order.
     expect(received.map((r) => JSON.parse(r.body).reportId)).toEqual(['r-1', 'r-1', 'r-1', 'r-1', ...ids]);
     expect(received.every((r) => r.method === 'POST')).toBe(true);
@@ -299,18 +306,7 @@ describe('sender: queue → collector', () => {
     for (const id of ['r-1', 'r-2']) await queue.enqueue(id, JSON.stringify({ reportId: id, ready: false }));
     const first = join(dir, '0000000000000001.json');
     await fsp.writeFile(first, (await fsp.readFile(first, 'utf8')).replace('false', 'true'));
-    const controller = new AbortController();
-    const sender = new Sender({
-      queue,
-      send: (body) => postReport(target, body),
-      backoff: { initialMs: 1000, maxMs: 30_000 },
-      clock: { now: () => 0, sleep: async () => undefined },
-      log: () => undefined,
-    });
-    const running = sender.run(controller.signal);
-    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
-    controller.abort();
-    await running;
+    expect(await drain(queue, () => undefined)).toEqual([]);
     expect(received.map((r) => JSON.parse(r.body))).toEqual([{ reportId: 'r-2', ready: false }]);
     expect(corrupt).toEqual([
       '0000000000000001.json: checksum mismatch: the report was changed after the agent wrote it',
@@ -335,24 +331,7 @@ describe('sender: queue → collector', () => {
     const queue = await DurableQueue.open(dir, { maxReports: 100, maxBytes: 1e6, events, fs });
     for (const id of ['r-1', 'r-2', 'r-3']) await queue.enqueue(id, JSON.stringify({ reportId: id }));
     await unlink(join(dir, '0000000000000002.json')); // r-2's file deleted by hand
-    const sleeps: number[] = [];
-    const controller = new AbortController();
-    const sender = new Sender({
-      queue,
-      send: (body) => postReport(target, body),
-      backoff: { initialMs: 1000, maxMs: 30_000 },
-      clock: {
-        now: () => 0,
-        sleep: async (ms) => {
-          sleeps.push(ms);
-        },
-      },
-      log,
-    });
-    const running = sender.run(controller.signal);
-    while (queue.length > 0) await new Promise((r) => setTimeout(r, 10));
-    controller.abort();
-    await running;
+    const sleeps = await drain(queue, log);
     // r-1 was acknowledged but its file could not be removed: it is sent again (the collector
     // acknowledges the repeat without storing it twice), then removed.
     expect(received.map((r) => JSON.parse(r.body).reportId)).toEqual(['r-1', 'r-1', 'r-3']);
