@@ -442,21 +442,21 @@ describe('agreement with tshark on generated captures', () => {
     ];
     const frames: Frame[] = [];
     let t = 1_700_000_000;
-    const after = (dt: number) => {
+    const advance = (dt: number) => {
       t += dt;
       return t;
     };
     const seq = { c: 1000, s: 5000 };
     frames.push({
-      time: after(0.001),
+      time: advance(0.001),
       bytes: frameFor(1, tcpPacket(client, seq.c++, new Uint8Array(0), 0x02)),
     });
     frames.push({
-      time: after(0.001),
+      time: advance(0.001),
       bytes: frameFor(1, tcpPacket(server, seq.s++, new Uint8Array(0), 0x12)),
     });
     const send = (e: typeof client, from: 'c' | 's', bytes: Buffer) => {
-      frames.push({ time: after(0.005), bytes: frameFor(1, tcpPacket(e, seq[from], bytes)) });
+      frames.push({ time: advance(0.005), bytes: frameFor(1, tcpPacket(e, seq[from], bytes)) });
       seq[from] += bytes.length;
     };
     send(client, 'c', toServer[0]!);
@@ -474,7 +474,7 @@ describe('agreement with tshark on generated captures', () => {
         { src: '198.51.100.20', dst: '192.0.2.10', srcPort: 30000, dstPort: 40000, dscp: 46 },
         rtpPacket(spec, n),
       );
-      frames.push({ time: after(0.02), bytes: frameFor(1, ip) });
+      frames.push({ time: advance(0.02), bytes: frameFor(1, ip) });
     }
     send(client, 'c', toServer[5]!);
     send(server, 's', toClient[3]!);
