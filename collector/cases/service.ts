@@ -480,10 +480,19 @@ export class CaseService {
     return { ...base, case: next, clocks, updates: [record], notifications };
   }
 
-  /** One scheduler step: release what new evidence allows, then fire due clocks. */
+  /**
+   * One scheduler step: release what new evidence allows, then fire due clocks. A firing can make
+   * the next timer of the case due at once (a clock stepped far ahead, a collector down for weeks):
+   * rounds go on until nothing more is due, so the case ends in the state the time calls for.
+   */
   async tick(): Promise<{ released: number; fired: number }> {
     const released = await this.release();
-    const fired = await this.fireDue();
+    let fired = 0;
+    for (let round = 0; round < 10; round++) {
+      const n = await this.fireDue();
+      fired += n;
+      if (n === 0) break;
+    }
     return { released, fired };
   }
 

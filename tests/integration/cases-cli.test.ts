@@ -51,7 +51,7 @@ function checklist(cutoverAtMs: number, over: Record<string, unknown> = {}) {
 describe.skipIf(unavailable)(
   `case and cutover commands${unavailable ? ` (skipped: ${unavailable})` : ''}`,
   // Each command is a node process start: seconds apiece on a loaded 2-core machine.
-  { timeout: 240_000 },
+  { timeout: 420_000 },
   () => {
     let dir: string;
     let collector: RunningCollector;

@@ -119,6 +119,24 @@ describe('case clocks on a business-day calendar', () => {
     await other.close();
   });
 
+  it('a collector down for three weeks catches up in one step: #1, #2 and the closure, each once, in order', async () => {
+    const ctx = start(undefined, Date.parse('2026-11-27T15:00:00Z'));
+    await postReport(ctx, siteReport('rep-hq-ok-down', ctx.clock.now, 'hq'));
+    const c = await call(ctx.app, 'POST', '/api/v1/cases', TOKENS.acme, VOICE_CASE);
+    const id = c.json.caseId as string;
+    await call(ctx.app, 'POST', `/api/v1/cases/${id}/updates`, TOKENS.support, {
+      status: 'Awaiting Info',
+      text: 'send logs',
+    });
+    const { fired } = await at(ctx, '2026-12-18T15:00:00Z');
+    expect(fired).toBe(3);
+    expect((await notices(ctx, id, 'follow-up')).map((n) => n.payload.followUp)).toEqual([1, 2, 3]);
+    expect((await at(ctx, '2026-12-19T15:00:00Z')).fired).toBe(0);
+    const shown = await call(ctx.app, 'GET', `/api/v1/cases/${id}`, TOKENS.support);
+    // Closed at the step's time; the purge counts from then.
+    expect(shown.json).toMatchObject({ status: 'Closed', subStatus: 'Resolved', autoClosed: true });
+  });
+
   it('a case of the Berlin site skips its Monday holiday; 1-Prod Down gets no follow-ups', async () => {
     const ctx = start(undefined, Date.parse('2026-11-27T22:00:00Z')); // Friday 23:00 in Berlin
     await postReport(ctx, siteReport('rep-branch-ef-cs0', ctx.clock.now, 'branch', true));
