@@ -142,7 +142,14 @@ interface Row {
   cpuS: number;
 }
 
-const BODY_TEMPLATE = JSON.stringify(sampleReport({ reportId: 'rep-bench-[<id>]', createdAt: '[<time>]' }));
+/** Per request: made now, by a probe that started now (its evidence time is then its arrival). */
+function bodyTemplate(): string {
+  const report = sampleReport({ reportId: 'rep-bench-[<id>]' });
+  report.createdAt = '[<time>]';
+  report.probes[0]!.startedAt = '[<time>]';
+  return JSON.stringify(report);
+}
+const BODY_TEMPLATE = bodyTemplate();
 
 async function benchCollector(
   dir: string,

@@ -21,6 +21,20 @@ const BRANCH = 'agent-token-branch-0123456789ab';
 const VIEWER = 'viewer-token-noc-0123456789abcd';
 const T0 = Date.parse('2026-11-26T01:00:00Z');
 
+/** The store's tables as schema 1 made them (reports keyed by report_id alone). */
+const SCHEMA_1 = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  INSERT INTO meta VALUES ('schema', '1');
+  CREATE TABLE reports (report_id TEXT PRIMARY KEY, site TEXT NOT NULL, agent TEXT NOT NULL,
+    created_at TEXT NOT NULL, received_at_ms INTEGER NOT NULL, body_sha256 TEXT NOT NULL, body TEXT NOT NULL);
+  CREATE TABLE assessments (assessment_id TEXT PRIMARY KEY,
+    report_id TEXT NOT NULL UNIQUE REFERENCES reports(report_id), site TEXT NOT NULL,
+    measured_at_ms INTEGER NOT NULL, doc TEXT NOT NULL);
+  CREATE INDEX assessments_site_time ON assessments(site, measured_at_ms);
+  CREATE TABLE sites (site TEXT PRIMARY KEY, assessment_id TEXT NOT NULL REFERENCES assessments(assessment_id),
+    measured_at_ms INTEGER NOT NULL);
+  CREATE TABLE influx_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, n_points INTEGER NOT NULL, points TEXT NOT NULL);`;
+
 const cleanups: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) {
@@ -138,21 +152,8 @@ describe('report ids per site', () => {
   });
 
   it('migrates a schema-1 store: every report kept, in order, ids then per site', async () => {
+    // a schema-2 store filled through the app, then copied into schema 1's layout
     const dir = tempDir();
-    const v1 = new Database(join(dir, SQLITE_FILE));
-    v1.exec(`
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      INSERT INTO meta VALUES ('schema', '1');
-      CREATE TABLE reports (report_id TEXT PRIMARY KEY, site TEXT NOT NULL, agent TEXT NOT NULL,
-        created_at TEXT NOT NULL, received_at_ms INTEGER NOT NULL, body_sha256 TEXT NOT NULL, body TEXT NOT NULL);
-      CREATE TABLE assessments (assessment_id TEXT PRIMARY KEY,
-        report_id TEXT NOT NULL UNIQUE REFERENCES reports(report_id), site TEXT NOT NULL,
-        measured_at_ms INTEGER NOT NULL, doc TEXT NOT NULL);
-      CREATE TABLE sites (site TEXT PRIMARY KEY, assessment_id TEXT NOT NULL REFERENCES assessments(assessment_id),
-        measured_at_ms INTEGER NOT NULL);
-      CREATE TABLE influx_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, n_points INTEGER NOT NULL, points TEXT NOT NULL);`);
-    v1.close();
-    // fill it through the app, then take it back to schema 1's layout
     const clock = { now: T0 };
     {
       const store = new SqliteStore(dir);
@@ -170,17 +171,7 @@ describe('report ids per site', () => {
     const v1Dir = tempDir();
     const old = new Database(join(v1Dir, SQLITE_FILE));
     old.exec(`ATTACH '${join(dir, SQLITE_FILE)}' AS filled;
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      INSERT INTO meta VALUES ('schema', '1');
-      CREATE TABLE reports (report_id TEXT PRIMARY KEY, site TEXT NOT NULL, agent TEXT NOT NULL,
-        created_at TEXT NOT NULL, received_at_ms INTEGER NOT NULL, body_sha256 TEXT NOT NULL, body TEXT NOT NULL);
-      CREATE TABLE assessments (assessment_id TEXT PRIMARY KEY,
-        report_id TEXT NOT NULL UNIQUE REFERENCES reports(report_id), site TEXT NOT NULL,
-        measured_at_ms INTEGER NOT NULL, doc TEXT NOT NULL);
-      CREATE INDEX assessments_site_time ON assessments(site, measured_at_ms);
-      CREATE TABLE sites (site TEXT PRIMARY KEY, assessment_id TEXT NOT NULL REFERENCES assessments(assessment_id),
-        measured_at_ms INTEGER NOT NULL);
-      CREATE TABLE influx_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, n_points INTEGER NOT NULL, points TEXT NOT NULL);
+      ${SCHEMA_1}
       INSERT INTO reports SELECT report_id, site, agent, created_at, received_at_ms, body_sha256, body FROM filled.reports ORDER BY rowid;
       INSERT INTO assessments SELECT assessment_id, report_id, site, measured_at_ms, doc FROM filled.assessments ORDER BY rowid;
       INSERT INTO sites SELECT * FROM filled.sites;
