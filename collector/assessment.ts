@@ -202,6 +202,8 @@ function siteChecks(peers: PeerAssessment[], sip: SipTargetAssessment[], policy:
     .map((t) => ({ who: t.target, check: t.checks.find((c) => c.id === 'dscp-sip') }))
     .filter((x): x is { who: string; check: Check } => x.check !== undefined)
     .filter((x) => x.check.status === 'fail' || x.check.status === 'warn');
+  // Unchanged, the one-peer network checks stay the peer's own array (the store writes them once).
+  if (sip.length === 0 && !policy.sip.required) return network;
   const merged = network.map((c) =>
     c.id === 'dscp-sip' && sipDscp.length > 0
       ? worstOf([{ who: 'RTP probe signalling', check: c }, ...sipDscp])

@@ -82,6 +82,12 @@ async function openUdp(o: OpenOptions): Promise<SipConnection | OpenFailure> {
   let localHost: string;
   try {
     localHost = await localAddressFor(o.address);
+  } catch (err) {
+    sock.close();
+    // No route from this host to the server: the site cannot reach it, which is the answer.
+    return { failedAt: 'connect', reason: `no route to ${o.address}: ${codeOf(err)}` };
+  }
+  try {
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(0, () => {

@@ -340,6 +340,8 @@ describe('the collector: SIP results beside RTP probes', () => {
       validForMs: HOUR,
     });
     expect(a.checks.some((c) => c.id === 'sip')).toBe(false);
+    // A one-peer RTP assessment keeps the peer's own checks array (the store writes it once).
+    expect(a.checks).toBe(a.peers[0]!.checks);
     const required = Policy.parse({ sip: { required: true } });
     const b = assessReport({
       report: rtp,
