@@ -332,6 +332,40 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
     }
   });
 
+  it.skipIf(cliUnavailableReason() !== undefined || !privileged)(
+    'without CAP_NET_RAW: still answered and timed, the marks unknown with the reason, not ready',
+    async () => {
+      const sipp = await startSipp({ scenario: 'options-200.xml' });
+      try {
+        // setpriv drops CAP_NET_RAW from the bounding and inheritable sets: root keeps the rest.
+        const run = await runCli(
+          [
+            'sip-ping',
+            '--target',
+            `sip:127.0.0.1:${sipp.port}`,
+            '--count',
+            '2',
+            '--interval',
+            '50ms',
+            '--json',
+          ],
+          { wrapper: ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw', '--'], timeoutMs: 30_000 },
+        );
+        expect(run.code).toBe(1);
+        const r = SipResult.parse(JSON.parse(run.stdout));
+        expect(r).toMatchObject({ answered: 2, privileged: false, codes: { '200': 2 } });
+        expect(r.dscp.forward).toMatchObject({ dscpSent: null });
+        expect(r.dscp.forward.dscpUnknownReason).toMatch(/CAP_NET_RAW/);
+        expect(r.dscp.reverse.dscpUnknownReason).toMatch(/CAP_NET_RAW/);
+        expect(r.checks.find((c) => c.id === 'dscp-sip')!.status).toBe('unknown');
+        expect(r.checks.find((c) => c.id === 'sip')!.status).toBe('pass');
+        expect(r.ready).toBe(false);
+      } finally {
+        await sipp.stop();
+      }
+    },
+  );
+
   it.skipIf(cliUnavailableReason() !== undefined)('bad targets are one-line errors, exit 2', async () => {
     for (const target of [
       'http://sbc.example.net',
