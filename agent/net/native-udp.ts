@@ -224,11 +224,12 @@ export class NativeUdp {
   }
 }
 
-function addressText(b: Uint8Array, family: 4 | 6): string {
+/** An address as Node writes it (libuv's inet_ntop: RFC 5952, embedded IPv4 for ::/96 and ::ffff:0:0/96). */
+export function addressText(b: Uint8Array, family: 4 | 6): string {
   if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   const groups: string[] = [];
   for (let j = 0; j < 16; j += 2) groups.push(((b[j]! << 8) | b[j + 1]!).toString(16));
-  // RFC 5952 §4.2: the longest run of two or more zero groups becomes "::".
+  // RFC 5952 §4.2: the first longest run of two or more zero groups becomes "::".
   let best = -1;
   let bestLength = 1;
   for (let i = 0; i < 8; ) {
@@ -240,12 +241,10 @@ function addressText(b: Uint8Array, family: 4 | 6): string {
     }
     i = j === i ? i + 1 : j;
   }
-  const text =
-    best < 0
-      ? groups.join(':')
-      : `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLength).join(':')}`;
-  // IPv4-mapped, as Node writes it (::ffff:192.0.2.1).
-  if (text.startsWith('::ffff:') && best === 0 && bestLength === 5)
-    return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  return text;
+  if (best === 0 && (bestLength === 6 || (bestLength === 5 && groups[5] === 'ffff'))) {
+    return `::${bestLength === 5 ? 'ffff:' : ''}${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  }
+  return best < 0
+    ? groups.join(':')
+    : `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLength).join(':')}`;
 }
