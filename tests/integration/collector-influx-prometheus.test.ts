@@ -1,7 +1,7 @@
 // The collector with its real neighbours: a real influxd receives the measurements (queried back
 // with InfluxQL) and a real prometheus scrapes /metrics (queried through its HTTP API). Also: with
 // InfluxDB down, reports are still acknowledged and their points arrive once it is up.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,8 +9,15 @@ import { sampleReport } from '../../bench/collector-report.js';
 import { hashToken } from '../../collector/auth.js';
 import { type RunningCollector, startCollector } from '../../collector/server.js';
 import { CollectorConfig } from '../../src/config/collector.js';
-import { REPO_ROOT } from '../helpers/cli.js';
+import { killAllCli, probeJson, REPO_ROOT, type ReflectorProcess, startReflector } from '../helpers/cli.js';
 import { influxQuery, startInfluxd } from '../helpers/influxd.js';
+import {
+  createTopology,
+  DC_ADDR,
+  netnsUnavailableReason,
+  SITE_ADDR,
+  type Topology,
+} from '../helpers/netns.js';
 import { type PromSample, promQuery, startPrometheus } from '../helpers/prometheus.js';
 import { binaryMissing, freeLoopbackPort, type Service, waitUntil } from '../helpers/service.js';
 
@@ -222,7 +229,7 @@ describe.skipIf(missing)(
         };
       for (const panel of dashboard('voipready-prometheus.json').panels) {
         for (const t of panel.targets) {
-          const result = await promQuery(prometheus.url, t.expr!.replaceAll('$site', '.*'));
+          const result = await promQuery(prometheus.url, t.expr!.replace(/\$(site|peer|direction)\b/g, '.*'));
           // every path and site series exists for the site that reported
           if (/voipready_(path|site)_/.test(t.expr!)) expect(result.length, panel.title).toBeGreaterThan(0);
         }
@@ -231,6 +238,7 @@ describe.skipIf(missing)(
         for (const t of panel.targets) {
           const q = t
             .query!.replaceAll('$site', 'hq')
+            .replace(/\$(peer|direction)\b/g, '.*')
             .replaceAll('$timeFilter', 'time > now() - 1d')
             .replaceAll('$__interval', '1m');
           const series = await influxQuery(late.url, 'voipready_test', q);
@@ -238,5 +246,194 @@ describe.skipIf(missing)(
         }
       }
     });
+  },
+);
+
+interface Dashboard {
+  title: string;
+  templating: { list: { name: string; type: string; query?: unknown }[] };
+  panels: { title: string; targets: { expr?: string; query?: string }[] }[];
+}
+
+const DASHBOARDS = readdirSync(join(REPO_ROOT, 'dashboards'))
+  .filter((f) => f.endsWith('.json'))
+  .map((file) => ({
+    file,
+    influx: file.includes('influxdb'),
+    dashboard: JSON.parse(readFileSync(join(REPO_ROOT, 'dashboards', file), 'utf8')) as Dashboard,
+  }));
+
+const EXPORTED = new Set(
+  [
+    ...readFileSync(join(REPO_ROOT, 'collector', 'metrics.ts'), 'utf8').matchAll(/'(voipready_[a-z_]+)'/g),
+  ].map((m) => m[1]!),
+);
+
+/** A Prometheus metric name in a query, without a histogram's _bucket/_count/_sum suffix. */
+const metricNames = (expr: string) =>
+  (expr.match(/voipready_[a-z_]+/g) ?? []).map((m) => m.replace(/_(bucket|count|sum)$/, ''));
+
+describe('dashboards parse and name only metrics the collector exports', () => {
+  it('every dashboard has panels, the site/peer/direction variables where it shows paths, known metrics', () => {
+    expect(DASHBOARDS.map((d) => d.file).sort()).toEqual([
+      'voipready-influxdb.json',
+      'voipready-overview-influxdb.json',
+      'voipready-overview-prometheus.json',
+      'voipready-prometheus.json',
+    ]);
+    for (const { file, influx, dashboard } of DASHBOARDS) {
+      expect(dashboard.panels.length, file).toBeGreaterThan(0);
+      const vars = dashboard.templating.list.map((v) => v.name);
+      expect(vars, file).toContain('site');
+      if (!file.includes('overview'))
+        expect(vars, file).toEqual(expect.arrayContaining(['peer', 'direction']));
+      for (const panel of dashboard.panels) {
+        expect(panel.targets.length, `${file}: ${panel.title}`).toBeGreaterThan(0);
+        for (const t of panel.targets) {
+          if (influx) expect(t.query, panel.title).toMatch(/FROM "voipready_rtp"/);
+          else
+            for (const m of metricNames(t.expr!))
+              expect(EXPORTED.has(m), `${file}: ${panel.title}: ${m}`).toBe(true);
+        }
+      }
+    }
+  });
+});
+
+const unavailableRuns = missing ?? netnsUnavailableReason();
+const MEDIA_PORT = 5004;
+
+describe.skipIf(unavailableRuns)(
+  `every panel shows data from real probe runs (hq passing, branch with EF rewritten)${unavailableRuns ? ` (skipped: ${unavailableRuns})` : ''}`,
+  () => {
+    let topo: Topology;
+    let reflector: ReflectorProcess;
+    let influx: Service;
+    let prometheus: Service;
+    let running: RunningCollector;
+    const AGENTS = { hq: 'agent-token-hq-real-0123456789ab', branch: 'agent-token-branch-real-012345678' };
+    const peer = `${DC_ADDR}:${MEDIA_PORT}`;
+
+    async function probeAndPost(site: 'hq' | 'branch', reportId: string) {
+      const { json } = await probeJson(peer, { ns: topo.site, calls: 2, durationS: 2, waitS: 1 });
+      const res = await fetch(`${running.url}/api/v1/reports`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${AGENTS[site]}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          schema: 'voipready.report/1',
+          reportId,
+          site,
+          agent: `${site}-agent`,
+          createdAt: new Date().toISOString(),
+          probes: [json],
+        }),
+      });
+      expect(res.status, await res.text()).toBe(202);
+      return json;
+    }
+
+    beforeAll(async () => {
+      topo = await createTopology();
+      cleanups.push(() => topo.destroy());
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
+      cleanups.push(async () => {
+        await reflector.stop();
+        await killAllCli();
+      });
+      influx = await startInfluxd();
+      cleanups.push(() => influx.stop());
+      const dataDir = mkdtempSync(join(tmpdir(), 'voipready-collector-'));
+      cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+      const config = CollectorConfig.parse({
+        collector: {
+          agents: [
+            { name: 'hq-agent', site: 'hq', tokenHash: hashToken(AGENTS.hq) },
+            { name: 'branch-agent', site: 'branch', tokenHash: hashToken(AGENTS.branch) },
+          ],
+          viewers: [{ name: 'prometheus', tokenHash: hashToken(VIEWER) }],
+          influxdb: { url: influx.url, database: 'voipready_real', retryMax: '1s' },
+        },
+      }).collector;
+      running = await startCollector({ config, dataDir, host: '127.0.0.1', port: 0 });
+      cleanups.push(() => running.close());
+      prometheus = await startPrometheus([
+        { job: 'voipready', target: `127.0.0.1:${running.port}`, bearerToken: VIEWER },
+      ]);
+      cleanups.push(() => prometheus.stop());
+    }, 120_000);
+
+    it('the runs: hq passes DSCP, branch has EF rewritten to CS0 on its forward path (nft counts it)', async () => {
+      const hq = await probeAndPost('hq', 'rep-real-hq-1');
+      expect(hq.checks.find((c) => c.id === 'dscp-rtp')?.status).toBe('pass');
+      await topo.impair({
+        counters: ['fwd_ef_to_cs0'],
+        forward: [
+          `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} ip dscp ef counter name "fwd_ef_to_cs0" ip dscp set cs0`,
+        ],
+      });
+      const branch = await probeAndPost('branch', 'rep-real-branch-1');
+      expect((await topo.counters()).fwd_ef_to_cs0!.packets).toBeGreaterThan(0);
+      expect(branch.checks.find((c) => c.id === 'dscp-rtp')?.status).toBe('fail');
+      await topo.impair({ counters: [], forward: [] });
+      // a second run each: counters and rates have more than one sample
+      await probeAndPost('hq', 'rep-real-hq-2');
+      await waitUntil(
+        'prometheus to hold both sites, three scrapes each',
+        async () =>
+          (await promQuery(prometheus.url, 'count_over_time(voipready_site_ready[1m]) >= 3')).length === 2,
+        30_000,
+      );
+      let counted: unknown;
+      await waitUntil(
+        'the InfluxDB points of every run (3 runs × 2 directions × 2 calls: a point per stream)',
+        async () => {
+          const q = 'SELECT count("jitterMs") FROM "voipready_rtp"';
+          counted = (await influxQuery(influx.url, 'voipready_real', q))[0]?.values[0]?.[1];
+          return counted === 12;
+        },
+        30_000,
+      ).catch((err) => {
+        throw new Error(`${(err as Error).message} (count is ${String(counted)})`);
+      });
+      const honoured = async (site: string) =>
+        (
+          await promQuery(
+            prometheus.url,
+            `voipready_path_dscp_honoured{site="${site}",direction="forward",traffic="rtp"}`,
+          )
+        )[0]?.value[1];
+      expect(await honoured('hq')).toBe('1');
+      expect(await honoured('branch')).toBe('0');
+    }, 120_000);
+
+    it('every panel query of every dashboard, variables substituted per site, returns data', async () => {
+      for (const site of ['hq', 'branch']) {
+        const vars: Record<string, string> = { site, peer, direction: 'forward' };
+        const sub = (q: string) =>
+          q
+            .replace(/\$(site|peer|direction)\b/g, (_, v: string) => vars[v]!)
+            .replaceAll('$timeFilter', 'time > now() - 1h')
+            .replaceAll('$__interval', '10s');
+        for (const { file, influx: isInflux, dashboard } of DASHBOARDS) {
+          for (const panel of dashboard.panels) {
+            for (const t of panel.targets) {
+              const what = `${file}: ${panel.title} (site ${site})`;
+              const rows = isInflux
+                ? (await influxQuery(influx.url, 'voipready_real', sub(t.query!))).length
+                : (await promQuery(prometheus.url, sub(t.expr!))).length;
+              expect(rows, what).toBeGreaterThan(0);
+            }
+          }
+          // the InfluxDB variables are queries too
+          for (const v of dashboard.templating.list) {
+            if (isInflux && v.type === 'query')
+              expect(
+                (await influxQuery(influx.url, 'voipready_real', sub(String(v.query)))).length,
+                `${file}: $${v.name}`,
+              ).toBeGreaterThan(0);
+          }
+        }
+      }
+    }, 120_000);
   },
 );
