@@ -1,6 +1,6 @@
 // A collector app with the case store on a real SQLite file in a temp directory, a clock the test
 // moves, and tokens for an agent per site, a support engineer and two customer contacts.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +9,9 @@ import { sampleReport } from '../../bench/collector-report.js';
 import { buildApp } from '../../collector/app.js';
 import { hashToken } from '../../collector/auth.js';
 import { SqliteCaseStore } from '../../collector/cases/sqlite.js';
+import { type RunningCollector, startCollector } from '../../collector/server.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
-import { CollectorConfig } from '../../src/config/collector.js';
+import { CollectorConfig, parseCollectorConfig } from '../../src/config/collector.js';
 import type { AgentReport } from '../../src/schemas.js';
 
 export const TOKENS = {
@@ -158,4 +159,67 @@ export function copiesOf(assessmentId: string) {
     { kind: 'assessment', assessmentId },
     { kind: 'report-html', assessmentId },
   ];
+}
+
+/** A complete cutover checklist for site hq (every item answered), cutting over at the given time. */
+export function cutoverChecklist(cutoverAtMs: number, over: Record<string, unknown> = {}) {
+  const verified = { answer: 'verified' };
+  return {
+    site: 'hq',
+    kind: 'new-installation',
+    technicianName: 'Dana Field',
+    productLine: 'PureConnect',
+    installationDate: new Date(cutoverAtMs - 7 * 86_400_000).toISOString().slice(0, 10),
+    cutoverAt: new Date(cutoverAtMs).toISOString(),
+    siteContact: { name: 'Sam Site', phone: '+1 555 0100', email: 'sam@acme.example' },
+    vendorContact: { name: 'Vic Vendor', phone: '+1 555 0199' },
+    checklist: {
+      inHouseWiring: verified,
+      networkConnectivity: verified,
+      networkRights: verified,
+      emailServerUsers: { answer: 'not-applicable', notes: 'no e-mail integration' },
+      icInstallation: verified,
+      icHandlerTesting: verified,
+      icIntegrations: verified,
+      siteConfiguration: { answer: 'verified', notes: 'call flows in the attached design <v2>' },
+    },
+    information: {
+      customerAndSite: 'Acme, HQ',
+      coLineConfiguration: '2 x PRI',
+      currentProducts: 'none',
+      plannedProducts: 'PureConnect 2025 R4',
+      networkTopology: 'https://acme.example/topology.pdf',
+      umPlatform: 'Interaction Voicemail',
+    },
+    ...over,
+  };
+}
+
+/**
+ * A real listening collector (data in DIR/data) with the hq agent, the support engineer, Acme, and a
+ * webhook "tracker" to `url` signed with `secret` (retries at most 2 s apart; clocks looked at every
+ * 200 ms). Started again on the same DIR it is the same collector after a restart.
+ */
+export async function startWebhookCollector(
+  dir: string,
+  url: string,
+  secret: string,
+): Promise<RunningCollector> {
+  writeFileSync(join(dir, 'tracker.secret'), `${secret}\n`, { mode: 0o600 });
+  const yaml = `collector:
+  agents: [{ name: hq-agent-1, site: hq, tokenHash: "${hashToken(TOKENS.hqAgent)}" }]
+  support: [{ name: care, tokenHash: "${hashToken(TOKENS.support)}" }]
+  customers: [{ name: Acme, sites: [hq], tokenHash: "${hashToken(TOKENS.acme)}" }]
+  cases:
+    webhooks: [{ name: tracker, url: "${url}", secretFile: tracker.secret, retryMax: 2s }]
+`;
+  const parsed = parseCollectorConfig(yaml, join(dir, 'collector.yaml'));
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  return startCollector({
+    config: parsed.config,
+    dataDir: join(dir, 'data'),
+    host: '127.0.0.1',
+    port: 0,
+    casePollMs: 200,
+  });
 }

@@ -8,45 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type RunningCollector, startCollector } from '../../collector/server.js';
 import { addBusinessDays } from '../../src/cases/calendar.js';
-import { caseConfig, fetchApi, siteReport, TOKENS } from '../helpers/cases.js';
+import { caseConfig, cutoverChecklist, fetchApi, siteReport, TOKENS } from '../helpers/cases.js';
 import { cliUnavailableReason, killAllCli, runCli } from '../helpers/cli.js';
 import { freeLoopbackPort } from '../helpers/service.js';
 
 const unavailable = cliUnavailableReason();
 const NY = { timeZone: 'America/New_York', holidays: ['2026-12-25'] };
-
-function checklist(cutoverAtMs: number, over: Record<string, unknown> = {}) {
-  const verified = { answer: 'verified' };
-  return {
-    site: 'hq',
-    kind: 'new-installation',
-    technicianName: 'Dana Field',
-    productLine: 'PureConnect',
-    installationDate: new Date(cutoverAtMs - 7 * 86_400_000).toISOString().slice(0, 10),
-    cutoverAt: new Date(cutoverAtMs).toISOString(),
-    siteContact: { name: 'Sam Site', phone: '+1 555 0100', email: 'sam@acme.example' },
-    vendorContact: { name: 'Vic Vendor', phone: '+1 555 0199' },
-    checklist: {
-      inHouseWiring: verified,
-      networkConnectivity: verified,
-      networkRights: verified,
-      emailServerUsers: { answer: 'not-applicable', notes: 'no e-mail integration' },
-      icInstallation: verified,
-      icHandlerTesting: verified,
-      icIntegrations: verified,
-      siteConfiguration: { answer: 'verified', notes: 'call flows in the attached design <v2>' },
-    },
-    information: {
-      customerAndSite: 'Acme, HQ',
-      coLineConfiguration: '2 x PRI',
-      currentProducts: 'none',
-      plannedProducts: 'PureConnect 2025 R4',
-      networkTopology: 'https://acme.example/topology.pdf',
-      umPlatform: 'Interaction Voicemail',
-    },
-    ...over,
-  };
-}
 
 describe.skipIf(unavailable)(
   `case and cutover commands${unavailable ? ` (skipped: ${unavailable})` : ''}`,
@@ -186,7 +153,7 @@ describe.skipIf(unavailable)(
       expect(ok.json.ready).toBe(true);
       const cutoverAt = addBusinessDays(Date.now() + 60_000, 5, NY);
       const file = join(dir, 'cutover.yaml');
-      writeFileSync(file, stringify(checklist(cutoverAt)));
+      writeFileSync(file, stringify(cutoverChecklist(cutoverAt)));
       const submitted = await cli(['cutover', 'submit', file]);
       expect(submitted.stderr).toBe('');
       expect(submitted.code).toBe(0);
@@ -216,22 +183,27 @@ describe.skipIf(unavailable)(
         ((await api('GET', '/api/v1/cutovers', TOKENS.support)).json.cutovers as unknown[]).length;
       const before = await count();
       const notice = (token: string, body: unknown) => api('POST', '/api/v1/cutovers', token, body);
-      const soon = await notice(TOKENS.support, checklist(addBusinessDays(Date.now(), 3, NY)));
+      const soon = await notice(TOKENS.support, cutoverChecklist(addBusinessDays(Date.now(), 3, NY)));
       expect(soon.status).toBe(400);
       expect(soon.json.message).toMatch(
         /is 3 business day\(s\) after submission in the site's calendar \(America\/New_York\); notify support at least 5/,
       );
-      const past = await api('POST', '/api/v1/cutovers', TOKENS.support, checklist(Date.now() - 86_400_000));
+      const past = await api(
+        'POST',
+        '/api/v1/cutovers',
+        TOKENS.support,
+        cutoverChecklist(Date.now() - 86_400_000),
+      );
       expect(past.json.message).toMatch(/is in the past/);
       const branch = await api('POST', '/api/v1/cutovers', TOKENS.support, {
-        ...checklist(Date.now() - 86_400_000),
+        ...cutoverChecklist(Date.now() - 86_400_000),
         site: 'branch',
       });
       expect(branch.status).toBe(400);
       expect(branch.json.message).toMatch(
         /in the past.*site "branch" has no passing, current readiness assessment to attach \(dscp-rtp fail\)/,
       );
-      const partial = checklist(addBusinessDays(Date.now(), 8, NY)) as {
+      const partial = cutoverChecklist(addBusinessDays(Date.now(), 8, NY)) as {
         checklist: Record<string, unknown>;
         information: Record<string, unknown>;
       };
@@ -241,7 +213,7 @@ describe.skipIf(unavailable)(
       expect(unanswered.status).toBe(400);
       expect(unanswered.json.message).toMatch(/checklist\.icIntegrations/);
       expect(unanswered.json.message).toMatch(/information\.umPlatform/);
-      const other = await notice(TOKENS.globex, checklist(addBusinessDays(Date.now(), 8, NY)));
+      const other = await notice(TOKENS.globex, cutoverChecklist(addBusinessDays(Date.now(), 8, NY)));
       expect(other.status).toBe(403);
       expect(await count()).toBe(before);
     });

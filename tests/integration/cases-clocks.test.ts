@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   type CaseCtx,
   call,
+  cutoverChecklist,
   openCaseApp,
   postReport,
   removeDir,
@@ -211,6 +212,33 @@ describe('case clocks on a business-day calendar', () => {
     });
     expect(lowEsc.status).toBe(409);
     expect(lowEsc.json.message).toMatch(/Low priority cases are not eligible/);
+  });
+
+  it("the escalation mail of a High case quiet for 24 h names the site's upcoming cutover as a critical date", async () => {
+    const ctx = start(undefined, Date.parse('2026-11-27T15:00:00Z'));
+    await postReport(ctx, siteReport('rep-hq-ok-cutover', ctx.clock.now, 'hq'));
+    const cutoverAt = Date.parse('2026-12-14T23:00:00Z');
+    const notice = await call(ctx.app, 'POST', '/api/v1/cutovers', TOKENS.acme, cutoverChecklist(cutoverAt));
+    expect(notice.status).toBe(201);
+    const c = await call(ctx.app, 'POST', '/api/v1/cases', TOKENS.acme, {
+      ...VOICE_CASE,
+      priority: '2-High',
+    });
+    const id = c.json.caseId as string;
+    await at(ctx, '2026-11-28T14:59:00Z');
+    expect(
+      (await call(ctx.app, 'POST', `/api/v1/cases/${id}/escalations`, TOKENS.acme, { reason: 'impact' }))
+        .status,
+    ).toBe(409);
+    await at(ctx, '2026-11-28T15:00:00Z'); // a Saturday: 24 hours are hours, not business days
+    expect((await notices(ctx, id, 'escalation-eligible')).length).toBe(1);
+    const res = await call(ctx.app, 'POST', `/api/v1/cases/${id}/escalations`, TOKENS.acme, {
+      reason: 'impact',
+    });
+    expect(res.status).toBe(201);
+    expect((res.json.mail as { text: string }).text).toContain(
+      'Critical dates/times such as go lives, follow up internal meetings: cut over 2026-12-14T23:00:00.000Z',
+    );
   });
 
   it('reopening within 30 days: the customer asks, Customer Care reopens; the purge timer is cancelled', async () => {

@@ -3,15 +3,20 @@
 // a voice case opens withheld with the DSCP evidence; the rule removed → the next run passes →
 // the case is released by itself with the new report attached; a real HTTP receiver that was down
 // for a while gets every webhook once (signature verified, the duplicates dropped by key).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashToken } from '../../collector/auth.js';
-import { type RunningCollector, startCollector } from '../../collector/server.js';
-import { parseCollectorConfig } from '../../src/config/collector.js';
+import type { RunningCollector } from '../../collector/server.js';
 import { REPORT_SCHEMA } from '../../src/schemas.js';
-import { CHART_LIBRARY, copiesOf, fetchApi, TOKENS, VOICE_CASE } from '../helpers/cases.js';
+import {
+  CHART_LIBRARY,
+  copiesOf,
+  fetchApi,
+  startWebhookCollector,
+  TOKENS,
+  VOICE_CASE,
+} from '../helpers/cases.js';
 import {
   cliUnavailableReason,
   killAllCli,
@@ -56,25 +61,9 @@ describe.skipIf(unavailable !== undefined)(
         wrapper: realtimeWrapper() ?? [],
       });
       await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, 2, { ns: topo.site });
-      writeFileSync(join(dir, 'tracker.secret'), `${SECRET}\n`, { mode: 0o600 });
       // The receiver's port is reserved but nothing listens yet: the tracker is down.
       receiver = new WebhookReceiver(await freeLoopbackPort(), SECRET);
-      const yaml = `collector:
-  agents: [{ name: hq-agent-1, site: hq, tokenHash: "${hashToken(TOKENS.hqAgent)}" }]
-  support: [{ name: care, tokenHash: "${hashToken(TOKENS.support)}" }]
-  customers: [{ name: Acme, sites: [hq], tokenHash: "${hashToken(TOKENS.acme)}" }]
-  cases:
-    webhooks: [{ name: tracker, url: "${receiver.url}", secretFile: tracker.secret, retryMax: 2s }]
-`;
-      const parsed = parseCollectorConfig(yaml, join(dir, 'collector.yaml'));
-      if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-      collector = await startCollector({
-        config: parsed.config,
-        dataDir: join(dir, 'data'),
-        host: '127.0.0.1',
-        port: 0,
-        casePollMs: 200,
-      });
+      collector = await startWebhookCollector(dir, receiver.url, SECRET);
     });
     afterAll(async () => {
       await collector?.close();
