@@ -13,6 +13,7 @@ import { judgeSipRun } from '../../src/sip/judge.js';
 import { BRANCH_COOKIE, buildOptions, DEFAULT_T1_MS, DEFAULT_T2_MS } from '../../src/sip/message.js';
 import { MAX_SIP_REQUESTS, SIP_SCHEMA, type SipRequest, type SipResult } from '../../src/sip/schema.js';
 import { parseSipTarget, type SipTarget } from '../../src/sip/target.js';
+import { loadNativeUdp, type NativeBinding } from '../net/native-udp.js';
 import { wallNowMs } from '../net/wall-clock.js';
 import { summarize } from '../probe/timing.js';
 import { resolveHost } from '../probe.js';
@@ -45,6 +46,8 @@ export interface SipPingDeps {
   /** Random token (hex) for branch, tag and Call-ID. */
   token: (bytes: number) => string;
   useRawSocket: boolean;
+  /** The native UDP layer, or why not (tests switch it off to exercise the dgram path). */
+  nativeUdp: () => NativeBinding | string;
   userAgent: string;
 }
 
@@ -60,6 +63,7 @@ export const systemSipDeps: SipPingDeps = {
   open: openSipTransport,
   token: (n) => randomBytes(n).toString('hex'),
   useRawSocket: true,
+  nativeUdp: loadNativeUdp,
   userAgent: 'voipready',
 };
 
@@ -146,6 +150,7 @@ export async function runSipPing(
       connectTimeoutMs: timerF,
       tlsVerify: config.tlsVerify ?? true,
       useRawSocket: deps.useRawSocket,
+      native: deps.nativeUdp,
     });
   } catch (err) {
     conn = { failedAt: 'socket', reason: errorMessage(err) };
@@ -216,6 +221,7 @@ export async function runSipPing(
     },
     succeeded: true,
     privileged: conn.privileged,
+    ...(conn.socketPath ? { socketPath: conn.socketPath } : {}),
     retransmissions: requests.reduce((a, r) => a + r.retransmissions, 0),
     strays: tally.strays,
     malformed: tally.malformed,

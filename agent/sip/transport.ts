@@ -4,10 +4,11 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
-import { dscpFromTos } from '../../src/dscp.js';
+import { dscpFromTos, tosFromDscp } from '../../src/dscp.js';
 import { errorMessage } from '../../src/errors.js';
 import { SipStreamFramer } from '../../src/sip/message.js';
 import type { SipTarget } from '../../src/sip/target.js';
+import { type NativeBinding, NativeUdp } from '../net/native-udp.js';
 import { IPV6_DSCP_REASON, openRawUdp, type RawUdp } from '../net/raw-udp.js';
 
 /** DSCP bookkeeping of one direction, in the report's SignallingDirection shape. */
@@ -24,8 +25,10 @@ export interface SipConnection {
   /** Sends one request (all of it: a datagram, or bytes on the stream). */
   send(text: string): void;
   close(): void;
-  /** Whether a raw socket was available (CAP_NET_RAW). */
+  /** Whether DSCP could be set and read (native socket options, or a raw socket with CAP_NET_RAW). */
   privileged: boolean;
+  /** Which UDP socket layer carried the run, and why not the native one. */
+  socketPath?: { path: 'native' | 'dgram'; reason?: string };
   forward: MarkCounts;
   reverse: MarkCounts;
 }
@@ -53,6 +56,8 @@ export interface OpenOptions {
   tlsVerify: boolean;
   /** false: do not try the raw socket even when privileged. */
   useRawSocket: boolean;
+  /** The native UDP layer (marks and reads DSCP without privilege), or why it is not used. */
+  native: () => NativeBinding | string;
 }
 
 /** A SIP server does not tell us the marks our requests arrived with. */
@@ -76,17 +81,67 @@ function localAddressFor(address: string): Promise<string> {
   }).finally(() => probe.close());
 }
 
+/**
+ * UDP through the native layer: CS3 set with IP_TOS / IPV6_TCLASS and the class of each response
+ * read with IP_RECVTOS / IPV6_RECVTCLASS, no privilege; arrival from the kernel's receive stamp.
+ * The socket is connected to the server, so the kernel drops datagrams from anywhere else.
+ */
+function openNativeUdp(o: OpenOptions, b: NativeBinding, localHost: string): SipConnection | OpenFailure {
+  const v6 = net.isIPv6(o.address);
+  const reverse: MarkCounts = { dscpSent: null, dscpReceived: {} };
+  const udp: NativeUdp = new NativeUdp(b, (count) => {
+    // Kernel stamps are wall-clock; the probe's clock is o.now: carry the datagram's age across.
+    const nowMs = o.now();
+    const kernelNow = udp.now();
+    for (let k = 0; k < count; k++) {
+      const tos = udp.rxTos(k);
+      if (tos >= 0) {
+        const key = String(dscpFromTos(tos));
+        reverse.dscpReceived[key] = (reverse.dscpReceived[key] ?? 0) + 1;
+      }
+      const ageMs = Math.max(0, kernelNow - udp.rxArrivalMs(k));
+      o.handlers.onMessage(udp.rxPayload(k).toString('latin1'), nowMs - ageMs);
+    }
+  });
+  let id: number;
+  try {
+    id = udp.open(v6 ? 6 : 4, v6 ? '::' : '0.0.0.0', 0);
+    udp.connect(id, o.address, o.target.port);
+  } catch (err) {
+    return { failedAt: 'socket', reason: `cannot open a UDP socket to ${o.address}: ${codeOf(err)}` };
+  }
+  const tos = tosFromDscp(o.dscp);
+  return {
+    localHost,
+    localPort: udp.localPort(id),
+    privileged: true,
+    socketPath: { path: 'native' },
+    forward: { dscpSent: o.dscp, dscpReceived: {}, dscpUnknownReason: FORWARD_NOT_SEEN },
+    reverse,
+    send(text) {
+      const buf = udp.txBuffer();
+      const length = buf.write(text, 'latin1');
+      udp.queue(id, length, tos);
+      udp.flush();
+    },
+    close() {
+      udp.close(id);
+    },
+  };
+}
+
 async function openUdp(o: OpenOptions): Promise<SipConnection | OpenFailure> {
   const v6 = net.isIPv6(o.address);
-  const sock = dgram.createSocket(v6 ? 'udp6' : 'udp4');
   let localHost: string;
   try {
     localHost = await localAddressFor(o.address);
   } catch (err) {
-    sock.close();
     // No route from this host to the server: the site cannot reach it, which is the answer.
     return { failedAt: 'connect', reason: `no route to ${o.address}: ${codeOf(err)}` };
   }
+  const native = o.native();
+  if (typeof native !== 'string') return openNativeUdp(o, native, localHost);
+  const sock = dgram.createSocket(v6 ? 'udp6' : 'udp4');
   try {
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
@@ -139,6 +194,7 @@ async function openUdp(o: OpenOptions): Promise<SipConnection | OpenFailure> {
     localHost,
     localPort,
     privileged: rawReason === undefined,
+    socketPath: { path: 'dgram', reason: native },
     forward,
     reverse,
     send(text) {

@@ -62,8 +62,12 @@ export const SipResult = z.looseObject({
   /** Where a failed run stopped: the target (resolve, connect, tls) or this machine (socket). */
   failedAt: z.enum(['resolve', 'connect', 'tls', 'socket']).optional(),
   startedAt: z.iso.datetime({ offset: true }).optional(),
-  /** Whether CAP_NET_RAW was available to mark and read DSCP. */
+  /** Whether DSCP could be set and read (native socket options, or a raw socket with CAP_NET_RAW). */
   privileged: z.boolean(),
+  /** UDP: the socket layer that carried the run (native, or dgram with the reason). */
+  socketPath: z
+    .strictObject({ path: z.enum(['native', 'dgram']), reason: z.string().max(300).optional() })
+    .optional(),
   retransmissions: z.number().int().nonnegative(),
   /** Well-formed SIP messages that matched no request of this run (wrong branch, requests to us). */
   strays: z.number().int().nonnegative(),

@@ -154,6 +154,7 @@ describe('the probe fed arbitrary datagrams (fuzz)', () => {
             },
             token: (n) => 'ab'.repeat(n),
             useRawSocket: false,
+            nativeUdp: () => 'a fake transport',
             userAgent: 'fuzz',
           };
           const r = await runSipPing({ target: 'sip:192.0.2.1', count: 1, intervalMs: 10 }, deps);

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadNativeUdp } from '../../agent/net/native-udp.js';
 import { SipResult } from '../../src/sip/schema.js';
 import { cliUnavailableReason, runCli } from '../helpers/cli.js';
 import {
@@ -82,6 +83,8 @@ describe.skipIf(reason !== undefined)(`sip-ping DSCP through a re-marking router
     await topo.impair({ counters: [], forward: [] });
     const r = await sipPing();
     expect(r).toMatchObject({ sent: 4, answered: 4, privileged: true });
+    // The native layer when built (socket options, no privilege), else the raw socket (root here).
+    expect(r.socketPath?.path).toBe(typeof loadNativeUdp() === 'string' ? 'dgram' : 'native');
     expect(r.dscp.forward.dscpSent).toBe(24);
     expect(r.dscp.reverse.dscpReceived).toEqual({ '24': 4 });
     const dscp = r.checks.find((c) => c.id === 'dscp-sip')!;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadNativeUdp, NATIVE_UDP_ENV } from '../../agent/net/native-udp.js';
 import { runSipPing, type SipPingConfig, systemSipDeps } from '../../agent/sip/ping.js';
 import { SipResult } from '../../src/sip/schema.js';
 import { cliUnavailableReason, runCli } from '../helpers/cli.js';
@@ -293,6 +294,9 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
     try {
       const deps = {
         ...systemSipDeps,
+        // The dgram path: a native socket is connected to the server, so the kernel drops datagrams
+        // from anywhere else before they could be counted.
+        nativeUdp: () => 'switched off: this test counts unsolicited datagrams',
         open: async (o: Parameters<typeof systemSipDeps.open>[0]) => {
           const conn = await systemSipDeps.open(o);
           if (!('failedAt' in conn)) {
@@ -333,11 +337,12 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
   });
 
   it.skipIf(cliUnavailableReason() !== undefined || !privileged)(
-    'without CAP_NET_RAW: still answered and timed, the marks unknown with the reason, not ready',
+    'without CAP_NET_RAW: native socket options mark and read CS3; on the dgram fallback the marks are unknown with the reason',
     async () => {
       const sipp = await startSipp({ scenario: 'options-200.xml' });
-      try {
-        // setpriv drops CAP_NET_RAW from the bounding and inheritable sets: root keeps the rest.
+      // setpriv drops CAP_NET_RAW from the bounding and inheritable sets: root keeps the rest.
+      const dropRaw = ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw', '--'];
+      const sipPing = async (wrapper: string[]) => {
         const run = await runCli(
           [
             'sip-ping',
@@ -349,11 +354,22 @@ describe.skipIf(reason !== undefined)(`sip-ping against sipp ${reason ?? ''}`, (
             '50ms',
             '--json',
           ],
-          { wrapper: ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw', '--'], timeoutMs: 30_000 },
+          { wrapper, timeoutMs: 30_000 },
         );
         expect(run.code).toBe(1);
-        const r = SipResult.parse(JSON.parse(run.stdout));
+        return SipResult.parse(JSON.parse(run.stdout));
+      };
+      try {
+        if (typeof loadNativeUdp() !== 'string') {
+          const r = await sipPing(dropRaw);
+          expect(r).toMatchObject({ answered: 2, privileged: true, socketPath: { path: 'native' } });
+          expect(r.dscp.forward.dscpSent).toBe(24);
+          expect(r.dscp.reverse.dscpReceived).toEqual({ '0': 2 }); // sipp does not mark
+          expect(r.checks.find((c) => c.id === 'dscp-sip')!.status).toBe('fail');
+        }
+        const r = await sipPing(['env', `${NATIVE_UDP_ENV}=0`, ...dropRaw]);
         expect(r).toMatchObject({ answered: 2, privileged: false, codes: { '200': 2 } });
+        expect(r.socketPath).toMatchObject({ path: 'dgram', reason: `disabled by ${NATIVE_UDP_ENV}=0` });
         expect(r.dscp.forward).toMatchObject({ dscpSent: null });
         expect(r.dscp.forward.dscpUnknownReason).toMatch(/CAP_NET_RAW/);
         expect(r.dscp.reverse.dscpUnknownReason).toMatch(/CAP_NET_RAW/);

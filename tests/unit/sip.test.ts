@@ -222,6 +222,7 @@ function virtualDeps(onSend: (text: string, now: number, deliver: (t: string) =>
       return (bytes: number) => (n++).toString(16).padStart(bytes * 2, '0');
     })(),
     useRawSocket: false,
+    nativeUdp: () => 'a fake transport',
     userAgent: 'voipready-test',
   };
   /** Runs the earliest live timer until none is left. */
