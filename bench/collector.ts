@@ -167,7 +167,7 @@ async function benchCollector(
   dataDir: ${dataDir}
   synchronous: ${synchronous}
   rateLimit: { perSecond: 1000000, burst: 1000000 }
-  agents: [{ name: bench-agent, site: hq, tokenHash: "${hashToken(agentToken)}" }]
+  agents: [{ name: hq-agent-1, site: hq, tokenHash: "${hashToken(agentToken)}" }]
   viewers: [{ name: bench, tokenHash: "${hashToken(viewerToken)}" }]
 ${influx ? `  influxdb: { url: "${influx.url}", database: bench_${synchronous} }\n` : ''}`,
   );
