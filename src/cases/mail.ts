@@ -58,7 +58,8 @@ export function followUpMail(c: SupportCase, n: 1 | 2 | 3, caseLink: string): Ma
           ...missingLines(c.missingChecks),
         ];
   return {
-    to: `customer contact of site ${c.site}`,
+    // "sent to the customer contact who opened the Case"
+    to: c.openedBy.kind === 'customer' ? c.openedBy.name : `the customer contact of site ${c.site}`,
     subject: `${n === 3 ? 'Closed' : `Follow-up #${n}`}: case ${c.caseId} - ${c.subject}`,
     text: [...lines, `Case: ${caseLink}`].join('\n'),
   };
