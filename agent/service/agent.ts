@@ -3,6 +3,7 @@
 // (the probe, the uplink, the clock, the file system) come in as dependencies.
 import { randomBytes } from 'node:crypto';
 import type { AgentConfig } from '../../src/config/agent.js';
+import type { HostResult } from '../../src/host-schema.js';
 import { AgentReport, type ProbeResult, REPORT_SCHEMA } from '../../src/schemas.js';
 import type { SipResult } from '../../src/sip/schema.js';
 import type { ProbeOptions } from '../probe.js';
@@ -25,8 +26,13 @@ export type ProbeFn = (request: ProbeRequest) => Promise<ProbeResult>;
 /** Runs one SIP OPTIONS schedule entry (agent/sip/ping.ts runSipPing with the site's policy). */
 export type SipPingFn = (config: SipPingConfig) => Promise<SipResult>;
 
+/** One host-health collection (agent/host/collect.ts with the config's host section and saved state). */
+export type HostFn = () => Promise<HostResult>;
+
 export interface AgentDeps {
   probe: ProbeFn;
+  /** Needed when the configuration has a `host` section. */
+  host?: HostFn;
   /** Needed when the configuration has `sip` entries. */
   sipPing?: SipPingFn;
   send: (body: string) => Promise<SendOutcome>;
@@ -164,7 +170,7 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
    * memory first while the disk is full). `what` names the entry in the logs.
    */
   const queueReport = async (
-    results: Pick<AgentReport, 'probes' | 'sip'>,
+    results: Pick<AgentReport, 'probes' | 'sip' | 'host'>,
     what: string,
     ready: boolean,
     fields: Record<string, unknown>,
@@ -241,12 +247,29 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
       });
     },
   }));
-  const jobs = [...probeJobs, ...sipJobs];
+  // Host health: the same loop, the same report contract (a report with a host result, no probes).
+  const host = config.host;
+  const hostJobs: ScheduledJob[] = host
+    ? [
+        {
+          name: 'host checks',
+          intervalMs: host.interval,
+          run: async () => {
+            if (!deps.host) throw new Error('no host collection was given to the agent');
+            const result = await deps.host();
+            await queueReport({ probes: [], host: result }, `host checks of ${result.host}`, result.ready, {
+              host: result.host,
+            });
+          },
+        },
+      ]
+    : [];
+  const jobs = [...probeJobs, ...sipJobs, ...hostJobs];
 
   log(
     'info',
     'agent.started',
-    `agent ${config.name} for site ${config.site}: ${probeJobs.length} probe(s)${sipJobs.length > 0 ? `, ${sipJobs.length} SIP target(s)` : ''}, queue ${queue.dir}`,
+    `agent ${config.name} for site ${config.site}: ${probeJobs.length} probe(s)${sipJobs.length > 0 ? `, ${sipJobs.length} SIP target(s)` : ''}${hostJobs.length > 0 ? ', host checks' : ''}, queue ${queue.dir}`,
     {
       agent: config.name,
       site: config.site,

@@ -63,6 +63,8 @@ export const command: Command = {
     const secrets = config.probes.map((p) => (p.secretFile ? readSecretFile(p.secretFile) : undefined));
     const { runProbe } = await import('../../agent/probe.js');
     const { runSipPing } = await import('../../agent/sip/ping.js');
+    const { persistentHostCollector } = await import('../../agent/host/state.js');
+    const { systemHostDeps } = await import('../../agent/host/deps.js');
     const log = jsonLog(io.stderr, level as Level);
     const target = { url: config.collector.url, token, timeoutMs: config.collector.timeout };
     let agent: Awaited<ReturnType<typeof startAgent>>;
@@ -70,6 +72,13 @@ export const command: Command = {
       agent = await startAgent(config, {
         probe: (request) => runProbe(request),
         sipPing: (request) => runSipPing(request),
+        ...(config.host
+          ? {
+              host: persistentHostCollector(config.host, config.queue.dir, systemHostDeps(), (err) =>
+                log('warn', 'host.state-unsaved', `cannot save the host checks' state: ${err.message}`),
+              ),
+            }
+          : {}),
         send: (body) => postReport(target, body),
         clock: systemClock,
         log,
