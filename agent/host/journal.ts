@@ -136,6 +136,7 @@ export async function collectJournal(
     child.once('error', (error) => resolve({ code: null, error }));
     child.once('close', (code) => resolve({ code }));
   });
+  const resumed = state.cursor !== undefined;
   let cursor: string | undefined;
   let damaged: string | undefined;
   let offset = 0;
@@ -154,7 +155,8 @@ export async function collectJournal(
     const c = fieldText((entry as Record<string, unknown> | null)?.__CURSOR);
     if (c) cursor = c;
     const record = journalRecord(entry);
-    if (record) tally.add(record);
+    // --since seeks by time and reads on: an entry written later with an older clock is left out here.
+    if (record && (resumed || record.timeMs === null || record.timeMs >= sinceMs)) tally.add(record);
   }
   const { code, error } = await exit;
   if (error) {

@@ -26,6 +26,7 @@ const FACILITY_SEVERITY =
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const BSD_TIME = /^([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})/;
 const ISO_TIME = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))/;
+const RFC5424_REST = /^\S+ (\S+) \S+ (\S+) (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$/s;
 /** "host tag[pid]: message" or "host tag: message" after the time. */
 const TAG = /^\S+\s+([^\s:[\]]{1,128})(?:\[\d+\])?:\s?(.*)$/s;
 
@@ -42,11 +43,12 @@ function bsdTime(m: RegExpExecArray, nowMs: number): number | null {
 export function syslogRecord(line: string, nowMs: number): { record: EventRecord; severity?: number } {
   let rest = line;
   let severity: number | undefined;
-  const pri = /^<(\d{1,3})>(?:1 )?/.exec(rest);
+  const pri = /^<(\d{1,3})>(1 )?/.exec(rest);
   if (pri && Number(pri[1]) <= 191) {
     severity = Number(pri[1]) % 8;
     rest = rest.slice(pri[0].length);
   }
+  const rfc5424 = pri?.[2] !== undefined;
   let timeMs: number | null = null;
   const iso = ISO_TIME.exec(rest);
   const bsd = iso ? null : BSD_TIME.exec(rest);
@@ -64,6 +66,20 @@ export function syslogRecord(line: string, nowMs: number): { record: EventRecord
       severity = SEVERITY_WORDS[fs[1]!];
       rest = rest.replace(FACILITY_SEVERITY, ' ').trimStart();
     }
+  }
+  // RFC 5424 §6: HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG ("-" for a nil value).
+  const structured = rfc5424 ? RFC5424_REST.exec(rest) : null;
+  if (structured) {
+    return {
+      record: {
+        provider: structured[1] === '-' ? 'unknown' : structured[1]!,
+        eventId: structured[2] === '-' ? null : structured[2]!,
+        level: severity === undefined ? 'info' : levelOfPriority(severity),
+        timeMs,
+        message: structured[3] ?? '',
+      },
+      ...(severity !== undefined ? { severity } : {}),
+    };
   }
   const tag = TAG.exec(rest);
   return {
