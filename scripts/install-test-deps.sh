@@ -15,4 +15,7 @@ $SUDO apt-get install -y -qq --no-install-recommends haproxy openssl >/dev/null
 # Report and collector pages in a real browser (playwright-core drives Debian's chromium; Playwright's
 # own browser download does not work here); pdftotext reads the printed PDF's first page.
 $SUDO apt-get install -y -qq --no-install-recommends chromium poppler-utils fonts-dejavu-core >/dev/null
+# Host checks: systemd-journal-remote writes the test journals journalctl reads; unshare/nsenter
+# (util-linux) hold the tests' tmpfs mounts in a private mount namespace.
+$SUDO apt-get install -y -qq --no-install-recommends systemd-journal-remote systemd util-linux >/dev/null
 echo "test dependencies installed: $(tshark --version | head -1); $(influxd version 2>/dev/null | head -1); $(prometheus --version 2>&1 | head -1)"

@@ -218,9 +218,30 @@ const sipConsistency: ConsistencyRule = (report) =>
 
 /** A report carries at least one result, of whichever kind. */
 const someResult: ConsistencyRule = (report) =>
-  report.probes.length + (report.sip?.length ?? 0) > 0
+  report.probes.length + (report.sip?.length ?? 0) > 0 || report.host !== undefined
     ? []
-    : [{ fields: ['probes', 'sip'], message: 'the report carries no result (probes and sip are empty)' }];
+    : [
+        {
+          fields: ['probes', 'sip', 'host'],
+          message: 'the report carries no result (probes and sip are empty, no host result)',
+        },
+      ];
+
+/** A host result's disks cannot have more free than total, and its clock must have been set. */
+const hostConsistency: ConsistencyRule = (report) => {
+  const out: Inconsistency[] = [];
+  if (!report.host) return out;
+  timeRule('host.collectedAt', report.host.collectedAt, out);
+  report.host.disks.forEach((d, i) => {
+    if (d.freeBytes !== null && d.totalBytes !== null && d.freeBytes > d.totalBytes) {
+      out.push({
+        fields: [`host.disks.${i}.freeBytes`, `host.disks.${i}.totalBytes`],
+        message: `${d.freeBytes} bytes free of ${d.totalBytes}: more free than the disk holds`,
+      });
+    }
+  });
+  return out;
+};
 
 /** One rule per result kind the report carries. */
 export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [
@@ -228,6 +249,7 @@ export const REPORT_CONSISTENCY_RULES: ConsistencyRule[] = [
   someResult,
   probesConsistency,
   sipConsistency,
+  hostConsistency,
 ];
 
 export function reportInconsistencies(report: AgentReport): Inconsistency[] {

@@ -103,7 +103,8 @@ describe.skipIf(skip)(
         send: (body) =>
           postReport({ url: `http://127.0.0.1:${port}`, token: AGENT_TOKEN, timeoutMs: 5000 }, body),
         clock: systemClock,
-        log: (_level, event, _msg, fields) => {
+        log: (_level, event, msg, fields) => {
+          if (process.env.HOST_E2E_DEBUG) console.error(event, msg);
           if (event === 'report.queued') queued.push(fields!.reportId as string);
         },
       });
@@ -133,14 +134,17 @@ describe.skipIf(skip)(
       expect(agent.queue.length).toBeGreaterThan(0);
       collector = await startCollector({ config, dataDir, host: '127.0.0.1', port });
       await waitUntil('the queue drained after the restart', async () => agent.queue.length === 0, 60_000);
+      // every report queued so far, those of the outage included, was delivered once the queue drained
+      const delivered = [...queued];
       await agent.stop();
 
       const { reports } = (await read('/api/v1/reports?site=branch-07')) as {
         reports: { reportId: string }[];
       };
       const stored = new Set(reports.map((r) => r.reportId));
-      for (const id of queued) expect(stored.has(id), `report ${id} lost`).toBe(true);
-      expect(stored.size).toBe(queued.length);
+      for (const id of delivered) expect(stored.has(id), `report ${id} lost`).toBe(true);
+      // a run after the drain may still sit in the agent's queue on disk: not lost either
+      expect(stored.size + agent.queue.length).toBe(queued.length);
 
       // two verdicts side by side: no network evidence, maintenance judged with the site's policy
       const readiness = (await read('/api/v1/sites/branch-07/readiness')) as {
@@ -153,8 +157,9 @@ describe.skipIf(skip)(
       expect(readiness.ready).toBe(false);
       const [host] = readiness.maintenance.hosts;
       const status = Object.fromEntries(host!.checks.map((c) => [c.id, c.status]));
-      expect(status).toEqual({ disk: 'pass', backup: 'pass', eventlog: 'fail' });
-      expect(readiness.maintenance.ready).toBe(false);
+      // the syslog error was counted once, by the first collection; the latest window has none
+      expect(status).toEqual({ disk: 'pass', backup: 'pass', eventlog: 'pass' });
+      expect(readiness.maintenance.ready).toBe(true);
 
       // /metrics carries the newest host result, in base units
       const metrics = (await read('/metrics')) as string;
@@ -172,9 +177,9 @@ describe.skipIf(skip)(
       expect(sample('voipready_host_disk_free_ratio')).toBeCloseTo(free / (32 * MIB), 3);
       expect(sample('voipready_host_backup_age_seconds') / 3600).toBeGreaterThan(4.9);
       expect(metrics).toMatch(
-        /voipready_host_eventlog_errors\{site="branch-07",host="[^"]+",level="error"\} [01]/,
+        /voipready_host_eventlog_errors\{site="branch-07",host="[^"]+",level="error"\} 0/,
       );
-      expect(sample('voipready_host_maintenance_ready')).toBe(0);
+      expect(sample('voipready_host_maintenance_ready')).toBe(1);
 
       // InfluxDB: one disk point per delivered report
       await waitUntil(
@@ -185,7 +190,7 @@ describe.skipIf(skip)(
             'voipready_host_e2e',
             'SELECT count(freeBytes) FROM voipready_host_disk',
           );
-          return rows[0]?.values[0]?.[1] === queued.length;
+          return rows[0]?.values[0]?.[1] === stored.size;
         },
         60_000,
       );
@@ -195,6 +200,12 @@ describe.skipIf(skip)(
         'SELECT last(ageHours) FROM voipready_host_backup',
       );
       expect(series!.values[0]![1] as number).toBeGreaterThan(4.9);
+      const [errors] = await influxQuery(
+        influx.url,
+        'voipready_host_e2e',
+        'SELECT sum(errors) FROM voipready_host_eventlog',
+      );
+      expect(errors!.values[0]![1]).toBe(1);
       expect(HostResult.shape.host.safeParse(host!.host).success).toBe(true);
     }, 240_000);
   },
