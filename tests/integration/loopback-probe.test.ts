@@ -190,11 +190,11 @@ describe.skipIf(unavailable !== undefined)(
       expect(stopped.counters.replied).toBe(60);
     });
 
-    it('over IPv6 (::1): measures delay, jitter and loss; DSCP unknown with the IPv6 reason', async () => {
+    it('over IPv6 (::1): measures delay, jitter and loss, and the traffic class (native sockets)', async () => {
       const proc = startCli(['reflector', '--listen', '[::1]:0']);
       const line = await proc.waitForStderr(/^reflector listening on/, 10_000);
       const m =
-        /\[::1\]:(\d+) \(media\), \[::1\]:(\d+) \(signalling\); DSCP readable: no \(DSCP over IPv6/.exec(
+        /\[::1\]:(\d+) \(media\), \[::1\]:(\d+) \(signalling\); DSCP readable: yes; sockets: native/.exec(
           line,
         )!;
       expect(m, line).not.toBeNull();
@@ -214,13 +214,13 @@ describe.skipIf(unavailable !== undefined)(
         { timeoutMs: 20_000 },
       );
       await proc.stop();
-      expect(out.code, out.stderr).toBe(1);
       const json = parseProbeJson(out.stdout);
-      expect(json.forward).toMatchObject({ sent: 50, received: 50, lost: 0, dscpSent: null });
+      expect(json.forward).toMatchObject({ sent: 50, received: 50, lost: 0, dscpSent: 46 });
       expect(json.reverse).toMatchObject({ sent: 50, received: 50, lost: 0 });
-      const dscp = json.checks.find((c) => c.id === 'dscp-rtp')!;
-      expect(dscp.status).toBe('unknown');
-      expect(dscp.evidence).toContain('DSCP over IPv6 is not readable');
+      expect(json.forward.dscpReceived).toEqual({ '46': 50 });
+      expect(json.reverse.dscpReceived).toEqual({ '46': 50 });
+      // The fallback's IPv6 answer (DSCP unknown, with the reason): netns-probe.test.ts.
+      expect(json.checks.find((c) => c.id === 'dscp-rtp')!.status).toBe('pass');
       expect(json.checks.find((c) => c.id === 'loss')!.status).toBe('pass');
     });
 

@@ -55,6 +55,11 @@ function probe(size: number, ssrc: number, sequence: number, secret?: Buffer): B
 const send = (buf: Buffer, port: number) =>
   new Promise<void>((r) => client!.send(buf, port, '127.0.0.1', () => r()));
 const settle = (ms = 100) => new Promise((r) => setTimeout(r, ms));
+/** Waits until `n` replies are in (or 3 s: a loaded machine may take a while to run the reflector). */
+async function replied(replies: Buffer[], n: number) {
+  for (let waited = 0; replies.length < n && waited < 3000; waited += 20) await settle(20);
+  await settle(50); // and a little longer, so an unexpected extra reply would show
+}
 
 describe('reflector', () => {
   it('answers each probe with a reply of exactly its size, and summaries of the request size', async () => {
@@ -62,7 +67,7 @@ describe('reflector', () => {
     const sizes = [32, 172, 1500];
     for (const [i, size] of sizes.entries()) await send(probe(size, 7, i), r.port);
     await send(encodeSummaryRequest({ ssrc: 7, nonce: 1 }), r.port);
-    await settle();
+    await replied(replies, 4);
     expect(replies.map((m) => m.length)).toEqual([...sizes, CONTROL_BYTES]);
     const decoded = replies.map((m) => decodeMessage(m)) as Decoded[];
     expect(decoded.slice(0, 3).map((d) => d.type === 'reply' && d.echoedSequence)).toEqual([0, 1, 2]);
@@ -87,7 +92,7 @@ describe('reflector', () => {
     expect(r.dscpReadable).toBe(true);
     await send(probe(172, 9, 0), r.port);
     await send(encodeSummaryRequest({ ssrc: 9, nonce: 1 }), r.port);
-    await settle(300);
+    await replied(replies, 2);
     expect(replies.map((m) => m.length)).toEqual([172, CONTROL_BYTES]);
     // Node's dgram sends unmarked (CS0): read as such, and the reply carries the requested EF.
     expect(decodeMessage(replies[0]!)).toMatchObject({ type: 'reply', arrivalDscp: 0, marked: true });
