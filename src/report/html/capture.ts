@@ -52,6 +52,7 @@ function captureCharts(r: CaptureResult, limits: { jitterMs: number; lossPct: nu
         },
       ],
       limit: { value: limits.jitterMs, label: `limit ${limits.jitterMs} ms` },
+      dataIn: 'the streams table above (Max jitter ms)',
     },
     {
       id: 'capture-chart-loss',
@@ -62,6 +63,7 @@ function captureCharts(r: CaptureResult, limits: { jitterMs: number; lossPct: nu
       yLabel: '%',
       series: [{ label: 'Loss (%)', values: byStart.map((s) => s.lossPct), color: '#c2410c', points: true }],
       limit: { value: limits.lossPct, label: `limit ${limits.lossPct} %` },
+      dataIn: 'the streams table above (Lost)',
     },
   ];
 }

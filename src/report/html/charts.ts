@@ -24,6 +24,8 @@ export interface ChartSpec {
   series: ChartSeries[];
   /** A horizontal limit line (the handbook's), drawn dashed. */
   limit?: { value: number; label: string };
+  /** Where the chart's figures already stand in a table of the page (then none is repeated). */
+  dataIn?: string;
 }
 
 const cell = (v: number | null) => (v === null ? '—' : String(v));
@@ -32,16 +34,20 @@ function xText(kind: ChartSpec['xKind'], x: number): string {
   return kind === 'time' ? new Date(x * 1000).toISOString().replace('.000Z', 'Z') : `${x} s`;
 }
 
+function dataTable(c: ChartSpec): Html {
+  return html`<details class="chart-data"><summary>Data of this chart (${c.x.length} points)</summary>
+<div class="table-wrap"><table><caption class="sr-only">${c.title}</caption>
+<thead><tr><th scope="col">${c.xKind === 'time' ? 'Time (UTC)' : 'Offset'}</th>${c.series.map((s) => html`<th scope="col">${s.label}</th>`)}</tr></thead>
+<tbody>${c.x.map((x, i) => html`<tr><th scope="row">${xText(c.xKind, x)}</th>${c.series.map((s) => html`<td class="num">${cell(s.values[i] ?? null)}</td>`)}</tr>`)}</tbody>
+</table></div></details>`;
+}
+
 /** The chart's figure: container for the drawing, caption, and the data as a table. */
 export function chartFigure(c: ChartSpec): Html {
   return html`<figure class="chart-figure" aria-labelledby="${c.id}-title">
 <figcaption><span id="${c.id}-title" class="chart-title">${c.title}</span> <span class="muted">${c.summary}</span></figcaption>
 <div class="chart" id="${c.id}" role="img" aria-label="${c.title}: ${c.summary}"></div>
-<details class="chart-data"><summary>Data of this chart (${c.x.length} points)</summary>
-<div class="table-wrap"><table><caption class="sr-only">${c.title}</caption>
-<thead><tr><th scope="col">${c.xKind === 'time' ? 'Time (UTC)' : 'Offset'}</th>${c.series.map((s) => html`<th scope="col">${s.label}</th>`)}</tr></thead>
-<tbody>${c.x.map((x, i) => html`<tr><th scope="row">${xText(c.xKind, x)}</th>${c.series.map((s) => html`<td class="num">${cell(s.values[i] ?? null)}</td>`)}</tr>`)}</tbody>
-</table></div></details>
+${c.dataIn ? html`<p class="muted">The figures are in ${c.dataIn}.</p>` : dataTable(c)}
 </figure>`;
 }
 
