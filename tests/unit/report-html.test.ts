@@ -111,7 +111,7 @@ describe('renderReportHtml', () => {
       expect(csp).toContain(`'sha256-${createHash('sha256').update(s).digest('base64')}'`);
     }
     const host = renderReportHtml({
-      schema: 'voipready.host/1',
+      schema: 'example.checks/1',
       host: 'pbx-1',
       checks: [{ id: 'disk', status: 'fail', value: 3, limit: 20, unit: '%', evidence: '/var 3 % free' }],
     });
@@ -119,6 +119,46 @@ describe('renderReportHtml', () => {
     expect(cspOf(host)).toContain("script-src 'none'");
     expect(host).toContain('Not passing');
     expect(host).toContain('Free space or add disk');
+  });
+
+  it('a host result: checks, disks, the event log offenders (escaped) and backups', () => {
+    const host = {
+      schema: 'voipready.host/1',
+      host: 'pbx-1',
+      collectedAt: '2026-11-29T08:00:00Z',
+      disks: [
+        {
+          path: '/var',
+          mount: '/var',
+          fsType: 'ext4',
+          totalBytes: 100 * 1024 ** 3,
+          freeBytes: 3 * 1024 ** 3,
+          freePct: 3,
+          growthBytesPerDay: 1024 ** 3,
+          daysUntilFull: 3,
+        },
+      ],
+      eventlog: {
+        source: 'journal',
+        since: '2026-11-28T08:00:00Z',
+        critical: 0,
+        errors: 2,
+        top: [{ provider: 'disk', eventId: 7, level: 'error', count: 2, sample: HOSTILE.img }],
+      },
+      backups: [{ name: 'config', newest: null, ageHours: null, unknownReason: 'no backup found' }],
+      system: { cpuPct: 5, load1: 0.1, memUsedPct: 40, swapUsedPct: 0, uptimeS: 1000 },
+      checks: [
+        { id: 'disk', status: 'fail', value: 3, limit: 20, unit: '%', evidence: '/var 3 % free' },
+        { id: 'eventlog', status: 'fail', value: 2, limit: 0, unit: 'errors', evidence: '2 errors' },
+      ],
+      ready: false,
+    };
+    const page = renderReportHtml(host);
+    expect(page).toContain('Not healthy');
+    expect(page).toContain('<th scope="row">/var</th>');
+    expect(page).toContain(escapeHtml(HOSTILE.img));
+    expect(page).not.toContain('<img');
+    expect(page).toContain('no backup found');
   });
 
   it('hostile text in peer, evidence and basis stays text', () => {

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { CaptureResult } from '../../capture/analyze.js';
 import { UserError } from '../../errors.js';
+import { HOST_SCHEMA, HostResult } from '../../host-schema.js';
 import { DEFAULT_POLICY, describeIssues, isReady } from '../../policy.js';
 import { AgentReport, Check, PROBE_SCHEMA, ProbeResult, REPORT_SCHEMA } from '../../schemas.js';
 import {
@@ -19,6 +20,7 @@ import { captureSections } from './capture.js';
 import type { ChartSpec } from './charts.js';
 import { chartFigure } from './charts.js';
 import { checksTable, verdictBlock } from './checks.js';
+import { hostSections } from './host.js';
 import { type Html, html } from './markup.js';
 import { renderPage } from './page.js';
 import { probeSections } from './probe.js';
@@ -125,7 +127,7 @@ interface Rendered {
   charts: ChartSpec[];
 }
 
-type Kind = 'probe' | 'capture' | 'report' | 'assessment' | 'checks';
+type Kind = 'probe' | 'capture' | 'report' | 'assessment' | 'host' | 'checks';
 
 /** Which kind of document this is, or why it is none voipready reports on. */
 export function reportKind(doc: unknown): Kind {
@@ -134,6 +136,7 @@ export function reportKind(doc: unknown): Kind {
   if (o.schema === PROBE_SCHEMA) return 'probe';
   if (o.schema === CAPTURE_SCHEMA) return 'capture';
   if (o.schema === REPORT_SCHEMA) return 'report';
+  if (o.schema === HOST_SCHEMA) return 'host';
   if ('assessmentId' in o && 'measurements' in o) return 'assessment';
   if (Array.isArray(o.checks)) return 'checks';
   throw new UserError(
@@ -218,6 +221,19 @@ function renderAssessment(doc: unknown, o: ReportOptions): Rendered {
   };
 }
 
+function renderHost(doc: unknown): Rendered {
+  const h = parse(HostResult, doc, 'host result');
+  return {
+    title: `Host health: ${h.host}`,
+    subtitle: `voipready host, ${h.collectedAt}`,
+    subject: `host ${h.host}`,
+    ready: h.ready,
+    readyWord: 'healthy',
+    checks: h.checks,
+    ...hostSections(h),
+  };
+}
+
 function renderChecks(doc: unknown): Rendered {
   const d = parse(ChecksDocument, doc, 'document');
   const host = typeof d.host === 'string' ? d.host : typeof d.agent === 'string' ? d.agent : null;
@@ -245,7 +261,9 @@ export function renderReportHtml(doc: unknown, options: ReportOptions = {}): str
           ? renderAgentReport(doc)
           : kind === 'assessment'
             ? renderAssessment(doc, options)
-            : renderChecks(doc);
+            : kind === 'host'
+              ? renderHost(doc)
+              : renderChecks(doc);
   const body = html`${verdictBlock({
     ready: r.ready,
     checks: r.checks,
