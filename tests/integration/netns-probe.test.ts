@@ -91,10 +91,14 @@ describe.skipIf(unavailable !== undefined)(
     const probe = (peer = `${DC_ADDR}:${MEDIA_PORT}`) =>
       probeJson(peer, { ns: topo.site, calls: CALLS, durationS: DURATION_S, waitS: WAIT_S });
 
-    /** An unreachable peer: 100 % loss, a failing verdict and exit 1, within duration + wait + 5 s. */
+    /**
+     * An unreachable peer: 100 % loss, a failing verdict and exit 1, in bounded time. The bound is
+     * duration + wait + 20 s: the point is that the run ends, and at load 20 on two cores Node's
+     * start-up alone took 2 s and whole runs 9.5-14.6 s against an earlier 9 s bound.
+     */
     async function expectTotalLossInTime(port: number) {
       const { run, json } = await probe(`${DC_ADDR}:${port}`);
-      expect(run.elapsedMs).toBeLessThan((DURATION_S + WAIT_S + 5) * 1000);
+      expect(run.elapsedMs).toBeLessThan((DURATION_S + WAIT_S + 20) * 1000);
       expect(json.forward.sent).toBeGreaterThan(0);
       expect(json.forward.lossPct).toBe(100);
       expect(checkOf(json, 'loss').status).toBe('fail');
