@@ -40,7 +40,10 @@ nav.page form { display: inline; }
 nav.page button { font: inherit; font-size: .85rem; }
 h2 { font-size: 1.2rem; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; overflow-wrap: anywhere; }
 h3 { font-size: 1.05rem; margin: 20px 0 8px; overflow-wrap: anywhere; }
-p, li, dd, td, th, figcaption, caption { overflow-wrap: anywhere; }
+p, li, dd, figcaption, caption, h1 { overflow-wrap: anywhere; }
+/* Table cells break only words that cannot fit whole (ids, SSRCs keep their column); free text does. */
+td, th { overflow-wrap: break-word; }
+td.evidence, table.checks td { overflow-wrap: anywhere; }
 .muted { color: var(--muted); font-size: .85em; }
 .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
 .verdict { border: 2px solid; border-radius: 8px; padding: 12px 18px; margin: 16px 0; }
