@@ -25,6 +25,7 @@ import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
 import {
   buildProbeResult,
   type DirectionCounts,
+  reflectorRefusal,
   type StreamMeasurement,
   unsentProbeResult,
 } from './probe/result.js';
@@ -306,6 +307,7 @@ async function sendCalls(
         ssrc: s.ssrc,
         replyDscp: dscp,
         signalling: s.signalling,
+        sentAtMs: t,
       },
       o.secret,
     );
@@ -397,7 +399,9 @@ function measure(s: StreamState, localPort: number): StreamMeasurement {
         dscp: {},
       };
   const rev = s.reverse;
+  const unmeasuredReason = s.summary ? reflectorRefusal(s.summary, s.echoed.received > 0) : undefined;
   return {
+    ...(unmeasuredReason ? { unmeasuredReason } : {}),
     ssrc: s.ssrc,
     localPort,
     remotePort: s.remotePort,

@@ -17,7 +17,7 @@ import {
   openNativeReflectorSockets,
   type ReflectorSocketsRequest,
 } from './reflector/sockets.js';
-import { type ReflectorStats, StreamTable } from './reflector/streams.js';
+import { type ReflectorStats, STREAM_DEFAULTS, StreamTable } from './reflector/streams.js';
 
 export { MAX_STREAM_SPAN, type ReflectorStats } from './reflector/streams.js';
 
@@ -29,10 +29,14 @@ export interface ReflectorOptions {
   /** Signalling port; default port + 1 (or a free one when port is 0). */
   signallingPort?: number;
   secret?: Buffer;
-  /** Streams tracked at once (each a few kB); new streams beyond it are dropped and counted. */
+  /** Stream-table limits, freshness window and summary rate (defaults: STREAM_DEFAULTS). */
   maxStreams?: number;
+  perSourceStreams?: number;
   /** A stream not heard from for this long is forgotten. */
   idleMs?: number;
+  freshnessMs?: number;
+  summaryBurst?: number;
+  summaryRatePerS?: number;
   /** Dgram path only: set false to measure without raw sockets even when privileged. */
   useRawSocket?: boolean;
   /** The native socket layer, or why it cannot be used (default: the addon, if it loads). */
@@ -58,10 +62,16 @@ export interface Reflector {
   close(): Promise<void>;
 }
 
+/** The stream-table limits the caller set (undefined ones keep their defaults). */
+function definedOnly(o: ReflectorOptions): Partial<Record<keyof typeof STREAM_DEFAULTS, number>> {
+  const keys = Object.keys(STREAM_DEFAULTS) as Array<keyof typeof STREAM_DEFAULTS>;
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+}
+
 export async function startReflector(options: ReflectorOptions): Promise<Reflector> {
   const { host } = options;
   if (isIP(host) === 0) throw new UserError(`listen address "${host}" is not an IPv4 or IPv6 address`);
-  const idleMs = options.idleMs ?? 120_000;
+  const limits = { ...STREAM_DEFAULTS, ...definedOnly(options) };
   const log = options.log ?? (() => {});
 
   let table: StreamTable | undefined;
@@ -82,13 +92,7 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
       : openNativeReflectorSockets(request, native);
   const now = options.now ?? io.now;
   const marks = io.dscpReason === undefined;
-  table = new StreamTable({
-    secret: options.secret,
-    maxStreams: options.maxStreams ?? 1024,
-    idleMs,
-    now,
-    log,
-  });
+  table = new StreamTable({ ...limits, secret: options.secret, now, log });
   table.marks = marks;
   const readClock = options.clockSync ?? (() => detectClockSync());
   const refreshClock = () =>
@@ -100,7 +104,7 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
     );
   await refreshClock();
 
-  const expiry = setInterval(() => table.expire(now()), Math.min(idleMs, 10_000));
+  const expiry = setInterval(() => table.expire(now()), Math.min(limits.idleMs, 10_000));
   expiry.unref();
   const clockTimer = setInterval(refreshClock, 60_000);
   clockTimer.unref();

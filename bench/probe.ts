@@ -35,6 +35,7 @@ import {
   rtpStreams,
   startCapture,
 } from '../tests/helpers/tshark.js';
+import { reflectorMessageCost } from './reflector-cost.js';
 
 const MEDIA_PORT = 5004;
 const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
@@ -333,6 +334,7 @@ async function main(): Promise<number> {
     const iperf = await iperfFootprint(topo, dir);
     const floods = [];
     for (const layer of LAYERS) floods.push(await floodCost(topo, layer));
+    const cost = reflectorMessageCost();
 
     process.stdout.write(
       '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 ≤ 0.5 ms at 50 calls)\n',
@@ -396,6 +398,10 @@ async function main(): Promise<number> {
         `   ${fl.layer.padEnd(6)} | ${f(fl.idleCpuS, 2).padStart(16)} | ${f(fl.floodCpuS, 2).padStart(19)} | ${f(fl.load, 1).padStart(4)}\n`,
       );
     }
+    process.stdout.write(
+      '\n5. Reflector CPU per message, in-process (its stream state, no sockets), µs (CPU time, mean of 20,000 after as many to warm up)\n' +
+        `   probe ${f(cost.probeUs, 2)} | summary ${f(cost.summaryUs, 2)} | a gap-filling probe + summary of a 2^18-span stream ${f(cost.hostilePairUs, 2)} | summary over the source's budget ${f(cost.refusedSummaryUs, 2)}\n`,
+    );
     return 0;
   } finally {
     await cleanUp();

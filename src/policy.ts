@@ -171,6 +171,8 @@ export interface StreamLoss {
   label: string;
   lost: number;
   expected: number;
+  /** Not measured (e.g. the reflector refused the stream): the rule cannot pass while it is unknown. */
+  unknownReason?: string;
 }
 
 export interface DscpEvidence {
@@ -258,21 +260,31 @@ export function judgeJitter(
 
 export function judgeLoss(streams: StreamLoss[], policy: Policy, reason = 'no RTP stream measured'): Check {
   const { maxPct, severity } = policy.loss;
-  const measured = streams.filter((s) => s.expected > 0);
-  if (measured.length === 0) return unknown('loss', reason, maxPct, '%');
+  const measured = streams.filter((s) => s.unknownReason === undefined && s.expected > 0);
+  const unmeasured = streams.filter((s) => s.unknownReason !== undefined);
+  const unmeasuredNote =
+    unmeasured.length === 0
+      ? ''
+      : `${unmeasured.length} stream${unmeasured.length > 1 ? 's' : ''} not measured (${unmeasured[0]!.label}: ${unmeasured[0]!.unknownReason})`;
+  if (measured.length === 0) return unknown('loss', unmeasuredNote || reason, maxPct, '%');
   const pct = (s: StreamLoss) => (100 * Math.max(0, s.lost)) / s.expected;
   const worst = measured.reduce((a, b) => (pct(b) > pct(a) ? b : a));
   const worstPct = pct(worst);
-  const status: CheckStatus = worstPct <= maxPct ? 'pass' : severity;
   const others = measured.length > 1 ? ` (worst of ${measured.length})` : '';
-  return check(
-    'loss',
-    status,
-    round(worstPct, 3),
-    maxPct,
-    '%',
-    `${Math.max(0, worst.lost)} of ${worst.expected} packets lost on ${worst.label}${others}`,
-  );
+  const found = `${Math.max(0, worst.lost)} of ${worst.expected} packets lost on ${worst.label}${others}`;
+  if (worstPct > maxPct) {
+    return check(
+      'loss',
+      severity,
+      round(worstPct, 3),
+      maxPct,
+      '%',
+      [found, unmeasuredNote].filter(Boolean).join('; '),
+    );
+  }
+  // Every measured stream is within the limit, but a stream the rule covers was not measured.
+  if (unmeasured.length > 0) return unknown('loss', `${unmeasuredNote}; ${found}`, maxPct, '%');
+  return check('loss', 'pass', round(worstPct, 3), maxPct, '%', found);
 }
 
 /** Judges DSCP marks: the sender must mark the expected class and every arrival must still carry it. */

@@ -23,6 +23,8 @@ function lossEvidence(probe: ProbeResult): StreamLoss[] {
       label: `${dir} path, stream ${s.ssrc} (port ${s.srcPort} → ${s.dstPort})`,
       lost: s.lost,
       expected: s.sent,
+      // Refused or forgotten by the reflector: unknown, never loss.
+      ...(s.unmeasured ? { unknownReason: s.unmeasured.reason } : {}),
     }));
   });
 }

@@ -138,6 +138,13 @@ export class SequenceTracker {
   private minExt = -1;
   private origin = 0;
   private seen: Uint8Array;
+  /**
+   * Longest loss run, kept as packets arrive: a packet beyond either end opens a gap of known
+   * length, so it is exact until a late packet fills a gap (which may split the longest run);
+   * only then does maxBurstLoss() walk the bitmap, once, and the result is kept again.
+   */
+  private burst = 0;
+  private burstExact = true;
 
   /**
    * maxSpan bounds the sequence span tracked (the bitmap grows to maxSpan/8 bytes at most), and a
@@ -162,6 +169,8 @@ export class SequenceTracker {
       this.origin = ext - EARLY_WINDOW;
       this.maxExt = ext;
       this.minExt = ext;
+      this.burst = 0;
+      this.burstExact = true;
     } else {
       let delta = seq - (this.maxExt & 0xffff);
       if (delta > 32767) delta -= 65536;
@@ -186,10 +195,14 @@ export class SequenceTracker {
     this.seen[byte]! |= bit;
     this.received++;
     if (ext > this.maxExt) {
+      this.burst = Math.max(this.burst, ext - this.maxExt - 1);
       this.maxExt = ext;
       return 'new';
     }
-    if (ext < this.minExt) this.minExt = ext;
+    if (ext < this.minExt) {
+      this.burst = Math.max(this.burst, this.minExt - ext - 1);
+      this.minExt = ext;
+    } else if (ext !== this.maxExt) this.burstExact = false; // filled a gap
     if (ext === this.maxExt && this.received === 1) return 'new';
     this.reordered++;
     return 'reordered';
@@ -225,17 +238,45 @@ export class SequenceTracker {
     return this.maxExt < 0 ? -1 : this.maxExt - (this.origin + EARLY_WINDOW);
   }
 
-  /** Longest run of consecutive missing sequence numbers. */
+  /**
+   * maxBurstLoss() without a walk: exact when `maxBurstLossExact`, else an upper bound (a late
+   * packet can only shorten a run).
+   */
+  get maxBurstLossBound(): number {
+    return this.maxExt < 0 ? 0 : this.burst;
+  }
+
+  get maxBurstLossExact(): boolean {
+    return this.burstExact;
+  }
+
+  /** Longest run of consecutive missing sequence numbers (O(1) unless a late packet filled a gap). */
   maxBurstLoss(): number {
     if (this.maxExt < 0) return 0;
+    if (!this.burstExact) {
+      this.burst = this.walkBurst();
+      this.burstExact = true;
+    }
+    return this.burst;
+  }
+
+  /** The longest run of clear bits from minExt to maxExt; whole bytes at a time where it can. */
+  private walkBurst(): number {
+    const first = this.minExt - this.origin;
+    const last = this.maxExt - this.origin;
     let longest = 0;
     let run = 0;
-    for (let ext = this.minExt; ext <= this.maxExt; ext++) {
-      const index = ext - this.origin;
-      if ((this.seen[index >> 3]! & (1 << (index & 7))) === 0) {
-        run++;
-        if (run > longest) longest = run;
-      } else run = 0;
+    let i = first;
+    while (i <= last) {
+      const byte = this.seen[i >> 3]!;
+      if ((i & 7) === 0 && i + 7 <= last && (byte === 0 || byte === 0xff)) {
+        run = byte === 0 ? run + 8 : 0;
+        i += 8;
+      } else {
+        run = (byte & (1 << (i & 7))) === 0 ? run + 1 : 0;
+        i++;
+      }
+      if (run > longest) longest = run;
     }
     return longest;
   }

@@ -64,6 +64,13 @@ export type DscpCounts = z.infer<typeof DscpCounts>;
  * One RTP stream (one call) as the probe lists it in `forward.streams` / `reverse.streams`, beyond
  * the contract keys: the stream's SSRC, its UDP ports and its own counts.
  */
+/** Why a stream (or the signalling stream) was not measured, and what the probe sent on it. */
+export const Unmeasured = z.object({
+  reason: z.string().max(500),
+  sent: z.number().int().nonnegative().nullable(),
+});
+export type Unmeasured = z.infer<typeof Unmeasured>;
+
 export const ProbeStream = z.looseObject({
   ssrc: z.string().regex(/^0x[0-9a-fA-F]{8}$/),
   srcPort: z.number().int().min(1).max(65535),
@@ -75,6 +82,9 @@ export const ProbeStream = z.looseObject({
   reordered: z.number().int().nonnegative(),
   jitterMs: z.number().nonnegative(),
   jitterMaxMs: z.number().nonnegative(),
+  /** The reflector refused or forgot this stream: its counts above are 0 (kept out of the
+   * direction's), the probe's own count of what it sent is `sent`, and the loss check is unknown. */
+  unmeasured: Unmeasured.optional(),
 });
 export type ProbeStream = z.infer<typeof ProbeStream>;
 

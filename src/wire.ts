@@ -1,4 +1,7 @@
-// The probe wire format, version 1 (documented field by field in docs/probe.md).
+// The probe wire format, version 2 (documented field by field in docs/probe.md). Version 2 adds
+// the probe's send time (covered by the tag, so a reflector with a secret can refuse stale
+// replays) and a stream remark in summaries (why the reflector has no full record of a stream).
+// Version 1 messages are still understood without a secret, and answered in version 1.
 //
 // Media and signalling probes are valid RTP v2 packets (RFC 3550 §5.1) of the codec's exact size:
 // the RTP header carries the sequence number, the send instant (RTP timestamp, media clock units)
@@ -12,7 +15,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { RTP_HEADER_BYTES, writeRtpHeader } from './rtp.js';
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
+/** Oldest version still answered (only without a secret: version 1 probes carry no send time). */
+export const MIN_WIRE_VERSION = 1;
 /** First payload byte of every probe/reply, and second byte of a control message: 'V'. */
 export const MAGIC = 0x56;
 export const TAG_BYTES = 8;
@@ -51,6 +56,8 @@ export interface ProbeFields {
   /** DSCP the reply should be marked with. */
   replyDscp: number;
   signalling: boolean;
+  /** The sender's wall clock at the send, ms since the Unix epoch (version 2; 0 in version 1). */
+  sentAtMs: number;
 }
 
 export interface ReplyFields {
@@ -73,13 +80,18 @@ export interface ReplyFields {
   signalling: boolean;
 }
 
+type Envelope = { tagged: boolean; version: number };
 export type Decoded =
-  | ({ type: 'probe'; tagged: boolean } & ProbeFields)
-  | ({ type: 'reply'; tagged: boolean } & ReplyFields)
-  | ({ type: 'summaryRequest'; tagged: boolean } & SummaryRequest)
-  | ({ type: 'summaryResponse'; tagged: boolean } & SummaryResponse);
+  | ({ type: 'probe' } & Envelope & ProbeFields)
+  | ({ type: 'reply' } & Envelope & ReplyFields)
+  | ({ type: 'summaryRequest' } & Envelope & SummaryRequest)
+  | ({ type: 'summaryResponse' } & Envelope & SummaryResponse);
 
 export type Rejection = 'short' | 'not-probe' | 'version' | 'bad-auth' | 'unauthenticated';
+
+/** A version this end answers: the current one, or version 1 when no secret is configured. */
+const versionAccepted = (version: number, secret: Buffer | undefined) =>
+  version === WIRE_VERSION || (!secret && version >= MIN_WIRE_VERSION && version < WIRE_VERSION);
 
 /** Computes the truncated HMAC-SHA256 over the message with its tag field zeroed. */
 function computeTag(secret: Buffer, msg: Buffer, tagOffset: number): Buffer {
@@ -107,6 +119,7 @@ export function encodeProbe(buf: Buffer, size: number, f: ProbeFields, secret?: 
   buf[P + 1] = (WIRE_VERSION << 4) | MessageType.probe;
   buf[P + 2] = (f.replyDscp & 0x3f) | (f.signalling ? FLAG_SIGNALLING : 0) | (secret ? FLAG_TAGGED : 0);
   buf.fill(0, P + 3, TAG_OFFSET);
+  buf.writeUIntBE(Math.max(0, Math.round(f.sentAtMs)) % 2 ** 48, P + 4, 6);
   // The rest of the payload stands in for audio: a fixed filler, so the size is the codec's.
   buf.fill(0xd5, TAG_OFFSET + TAG_BYTES, size);
   sign(buf.subarray(0, size), TAG_OFFSET, secret);
@@ -115,7 +128,7 @@ export function encodeProbe(buf: Buffer, size: number, f: ProbeFields, secret?: 
 
 /**
  * Turns a received probe (in place) into its reply: same size, the reflector's RTP sequence and
- * timestamp, and the facts of the probe's arrival. Then signs it.
+ * timestamp, and the facts of the probe's arrival, in the probe's wire version. Then signs it.
  */
 export function encodeReply(
   msg: Buffer,
@@ -124,7 +137,7 @@ export function encodeReply(
 ): void {
   msg.writeUInt16BE(f.sequence & 0xffff, 2);
   msg.writeUInt32BE(f.timestamp >>> 0, 4);
-  msg[P + 1] = (WIRE_VERSION << 4) | MessageType.reply;
+  msg[P + 1] = (msg[P + 1]! & 0xf0) | MessageType.reply;
   msg[P + 2] = (msg[P + 2]! & ~FLAG_TAGGED) | (secret ? FLAG_TAGGED : 0);
   msg[P + 3] =
     (f.arrivalDscp === null ? DSCP_UNKNOWN : f.arrivalDscp & 0x3f) | (f.marked ? FLAG_REPLY_MARKED : 0);
@@ -147,11 +160,19 @@ export interface ClockSyncWire {
   source: string;
 }
 
+/**
+ * Why the reflector has no full record of a stream (version 2, summary byte 69). With `known` it
+ * marks a record that restarted after the stream was forgotten; without, why there is none.
+ */
+export type StreamRemark = 'none' | 'evicted' | 'ssrc-in-use' | 'stale';
+const REMARKS: readonly StreamRemark[] = ['none', 'evicted', 'ssrc-in-use', 'stale'];
+
 export interface SummaryResponse {
   ssrc: number;
   nonce: number;
   /** The reflector has seen this stream. */
   known: boolean;
+  remark: StreamRemark;
   /** The reflector could read DSCP on arrival. */
   dscpReadable: boolean;
   /** The reflector marks its replies with the requested DSCP. */
@@ -179,11 +200,18 @@ const CONTROL_FLAG_SYNCED = 8;
 const CONTROL_FLAG_TAGGED = 0x80;
 const U32_NONE = 0xffffffff;
 
-function writeControlHeader(buf: Buffer, type: number, ssrc: number, nonce: number, flags: number): void {
+function writeControlHeader(
+  buf: Buffer,
+  version: number,
+  type: number,
+  ssrc: number,
+  nonce: number,
+  flags: number,
+): void {
   buf.fill(0, 0, CONTROL_BYTES);
   buf[0] = 0; // RTP version 0: never mistaken for media
   buf[1] = MAGIC;
-  buf[2] = (WIRE_VERSION << 4) | type;
+  buf[2] = (version << 4) | type;
   buf[3] = flags;
   buf.writeUInt32BE(ssrc >>> 0, 4);
   buf.writeUInt32BE(nonce >>> 0, 8);
@@ -191,22 +219,30 @@ function writeControlHeader(buf: Buffer, type: number, ssrc: number, nonce: numb
 
 export function encodeSummaryRequest(r: SummaryRequest, secret?: Buffer): Buffer {
   const buf = Buffer.alloc(CONTROL_BYTES);
-  writeControlHeader(buf, MessageType.summaryRequest, r.ssrc, r.nonce, secret ? CONTROL_FLAG_TAGGED : 0);
+  writeControlHeader(
+    buf,
+    WIRE_VERSION,
+    MessageType.summaryRequest,
+    r.ssrc,
+    r.nonce,
+    secret ? CONTROL_FLAG_TAGGED : 0,
+  );
   sign(buf, CONTROL_TAG_OFFSET, secret);
   return buf;
 }
 
 const u32 = (v: number) => Math.min(U32_NONE - 1, Math.max(0, Math.round(v)));
 
-/** Writes the response over the request's buffer (same size). */
+/** Writes the response over the request's buffer (same size), in the request's wire version. */
 export function encodeSummaryResponse(buf: Buffer, r: SummaryResponse, secret?: Buffer): void {
+  const version = buf[2]! >> 4;
   const flags =
     (r.known ? CONTROL_FLAG_KNOWN : 0) |
     (r.dscpReadable ? CONTROL_FLAG_DSCP_READABLE : 0) |
     (r.marksReplies ? CONTROL_FLAG_MARKS : 0) |
     (r.clock.synchronised ? CONTROL_FLAG_SYNCED : 0) |
     (secret ? CONTROL_FLAG_TAGGED : 0);
-  writeControlHeader(buf, MessageType.summaryResponse, r.ssrc, r.nonce, flags);
+  writeControlHeader(buf, version, MessageType.summaryResponse, r.ssrc, r.nonce, flags);
   const fields = [
     r.received,
     r.duplicates,
@@ -227,6 +263,7 @@ export function encodeSummaryResponse(buf: Buffer, r: SummaryResponse, secret?: 
   buf.write(r.clock.source.slice(0, 8), 60, 8, 'latin1');
   const counts = r.dscpCounts.slice(0, SUMMARY_DSCP_SLOTS);
   buf[68] = counts.length;
+  if (version >= 2) buf[69] = REMARKS.indexOf(r.remark);
   counts.forEach(([dscp, count], i) => {
     buf[72 + 6 * i] = dscp & 0x3f;
     buf.writeUInt32BE(u32(count), 74 + 6 * i);
@@ -236,7 +273,8 @@ export function encodeSummaryResponse(buf: Buffer, r: SummaryResponse, secret?: 
 
 function decodeControl(msg: Buffer, secret: Buffer | undefined): Decoded | Rejection {
   if (msg.length !== CONTROL_BYTES) return 'short';
-  if (msg[2]! >> 4 !== WIRE_VERSION) return 'version';
+  const version = msg[2]! >> 4;
+  if (!versionAccepted(version, secret)) return 'version';
   const type = msg[2]! & 0x0f;
   const flags = msg[3]!;
   const tagged = (flags & CONTROL_FLAG_TAGGED) !== 0;
@@ -246,7 +284,7 @@ function decodeControl(msg: Buffer, secret: Buffer | undefined): Decoded | Rejec
   }
   const ssrc = msg.readUInt32BE(4);
   const nonce = msg.readUInt32BE(8);
-  if (type === MessageType.summaryRequest) return { type: 'summaryRequest', tagged, ssrc, nonce };
+  if (type === MessageType.summaryRequest) return { type: 'summaryRequest', tagged, version, ssrc, nonce };
   if (type !== MessageType.summaryResponse) return 'not-probe';
   const at = (i: number) => msg.readUInt32BE(12 + 4 * i);
   const n = Math.min(msg[68]!, SUMMARY_DSCP_SLOTS);
@@ -256,9 +294,11 @@ function decodeControl(msg: Buffer, secret: Buffer | undefined): Decoded | Rejec
   return {
     type: 'summaryResponse',
     tagged,
+    version,
     ssrc,
     nonce,
     known: (flags & CONTROL_FLAG_KNOWN) !== 0,
+    remark: (version >= 2 && REMARKS[msg[69]!]) || 'none',
     dscpReadable: (flags & CONTROL_FLAG_DSCP_READABLE) !== 0,
     marksReplies: (flags & CONTROL_FLAG_MARKS) !== 0,
     received: at(0),
@@ -293,7 +333,8 @@ export function decodeMessage(msg: Buffer, secret?: Buffer): Decoded | Rejection
   if (b0 === 0 && msg[1] === MAGIC) return decodeControl(msg, secret);
   // RTP v2, no padding, no extension, no CSRC: the probe fields sit right after the fixed header.
   if (b0 !== 0x80 || msg[P] !== MAGIC) return 'not-probe';
-  if (msg[P + 1]! >> 4 !== WIRE_VERSION) return 'version';
+  const version = msg[P + 1]! >> 4;
+  if (!versionAccepted(version, secret)) return 'version';
   const type = msg[P + 1]! & 0x0f;
   if (type !== MessageType.probe && type !== MessageType.reply) return 'not-probe';
   const b2 = msg[P + 2]!;
@@ -304,13 +345,17 @@ export function decodeMessage(msg: Buffer, secret?: Buffer): Decoded | Rejection
   }
   const common = {
     tagged,
+    version,
     payloadType: msg[1]! & 0x7f,
     sequence: msg.readUInt16BE(2),
     timestamp: msg.readUInt32BE(4),
     ssrc: msg.readUInt32BE(8),
     signalling: (b2 & FLAG_SIGNALLING) !== 0,
   };
-  if (type === MessageType.probe) return { type: 'probe', ...common, replyDscp: b2 & 0x3f };
+  if (type === MessageType.probe) {
+    const sentAtMs = version >= 2 ? msg.readUIntBE(P + 4, 6) : 0;
+    return { type: 'probe', ...common, replyDscp: b2 & 0x3f, sentAtMs };
+  }
   const b3 = msg[P + 3]!;
   const dscp = b3 & 0x7f;
   return {

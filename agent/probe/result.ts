@@ -14,6 +14,7 @@ import {
   type ProbeResult,
   type ProbeTimeline,
 } from '../../src/schemas.js';
+import type { SummaryResponse } from '../../src/wire.js';
 import { decideOneWay } from '../net/clock-sync.js';
 import type { Summary } from './timing.js';
 
@@ -41,6 +42,12 @@ export interface StreamMeasurement {
   /** Where the forward figures come from: the reflector's summary, echoed sequences, or nothing. */
   forwardSource: 'reflector' | 'replies' | 'none';
   reverse: DirectionCounts;
+  /**
+   * Set when the reflector refused or forgot the stream: neither direction's counts are known
+   * (the reflector's are missing or partial). The stream counts nothing and carries `unmeasured`,
+   * so its packets are never counted as lost.
+   */
+  unmeasuredReason?: string;
 }
 
 export interface ReflectorReport {
@@ -81,6 +88,27 @@ export interface ProbeMeasurement {
   timeline?: ProbeTimeline;
 }
 
+/**
+ * Why the reflector's summary cannot stand for a stream, when it says it refused or forgot the
+ * stream (`answered`: replies came back for it): then the stream is unmeasured, never lost.
+ */
+export function reflectorRefusal(sum: SummaryResponse, answered: boolean): string | undefined {
+  if (sum.remark === 'evicted') {
+    return sum.known
+      ? 'the reflector forgot this stream during the run to make room for others and counted only its later packets'
+      : 'the reflector forgot this stream to make room for others (its stream table was full)';
+  }
+  if (sum.remark === 'ssrc-in-use') {
+    return 'the reflector refused this stream: another source address holds its SSRC (a replayed probe?)';
+  }
+  if (sum.remark === 'stale') {
+    return "the reflector refused this stream: the probe's send time is outside its freshness window (do the agent's and the reflector's clocks agree?)";
+  }
+  if (!sum.known && answered)
+    return 'the reflector answered this stream but has no record of it now (restarted?)';
+  return undefined;
+}
+
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
 const hex32 = (v: number) => `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
 
@@ -111,7 +139,13 @@ function direction(
   view: DirectionView,
   sentClass: number,
 ) {
-  const ds = streams.map((s) => s[which]);
+  // A stream the reflector refused or forgot counts nothing: listed, with why and what was sent.
+  const ds = streams.map((s) => (s.unmeasuredReason === undefined ? s[which] : NOTHING));
+  const unmeasured = streams.filter((s) => s.unmeasuredReason !== undefined);
+  // Nothing measured at all: no mark was read either, and the reflector's refusal says why.
+  const dscpUnknownReason =
+    view.dscpUnknownReason ??
+    (unmeasured.length === streams.length ? unmeasured[0]?.unmeasuredReason : undefined);
   const sent = ds.reduce((a, d) => a + (d.sent ?? 0), 0);
   const received = ds.reduce((a, d) => a + d.received, 0);
   const lost = ds.reduce((a, d) => a + lostOf(d), 0);
@@ -128,9 +162,10 @@ function direction(
     jitterMaxMs: round(Math.max(0, ...ds.map((d) => d.jitterMaxMs))),
     dscpSent: view.marked ? sentClass : null,
     dscpReceived: view.dscpReadable ? ds.reduce((a, d) => addCounts(a, d.dscp), {} as DscpCounts) : {},
-    ...(view.dscpUnknownReason ? { dscpUnknownReason: view.dscpUnknownReason } : {}),
-    streams: streams.map((s) => {
-      const d = s[which];
+    ...(dscpUnknownReason ? { dscpUnknownReason } : {}),
+    streams: streams.map((s, i) => {
+      const d = ds[i]!;
+      const why = s.unmeasuredReason;
       return {
         ssrc: hex32(s.ssrc),
         srcPort: which === 'forward' ? s.localPort : s.remotePort,
@@ -143,11 +178,25 @@ function direction(
         jitterMs: round(d.jitterMs),
         jitterMaxMs: round(d.jitterMaxMs),
         ...(which === 'forward' ? { source: s.forwardSource } : {}),
+        ...(why === undefined
+          ? {}
+          : { unmeasured: { reason: why, sent: which === 'forward' ? s.forward.sent : null } }),
       };
     }),
   };
   return stats;
 }
+
+const NOTHING: DirectionCounts = {
+  sent: 0,
+  received: 0,
+  duplicates: 0,
+  reordered: 0,
+  maxBurstLoss: 0,
+  jitterMs: 0,
+  jitterMaxMs: 0,
+  dscp: {},
+};
 
 /** Who could mark and read in each direction, and why not when they could not. */
 function dscpViews(m: ProbeMeasurement): { forward: DirectionView; reverse: DirectionView } {
@@ -269,6 +318,7 @@ const signallingOf = (d: ReturnType<typeof direction>) => ({
   dscpSent: d.dscpSent,
   dscpReceived: d.dscpReceived,
   ...(d.dscpUnknownReason !== undefined ? { dscpUnknownReason: d.dscpUnknownReason } : {}),
+  ...(d.streams[0]?.unmeasured ? { unmeasured: d.streams[0].unmeasured } : {}),
 });
 
 export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
@@ -323,8 +373,16 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
       latencyBasis: decision.basis,
     },
     policy,
-    NO_REPLY_REASONS,
+    refusalReasons(m) ?? NO_REPLY_REASONS,
   );
+}
+
+/** When the reflector refused or forgot streams, that (not "nothing arrived") is why checks lack data. */
+function refusalReasons(m: ProbeMeasurement): Partial<Record<CheckId, string>> | undefined {
+  const refused = [...m.media, m.signalling].filter((s) => s.unmeasuredReason !== undefined);
+  if (refused.length === 0) return undefined;
+  const reason = `${refused.length} of ${m.media.length + 1} streams not measured: ${refused[0]!.unmeasuredReason}`;
+  return { latency: NO_REPLY_REASONS.latency, jitter: reason, loss: reason };
 }
 
 /** A run that could not start (the peer's name does not resolve): what it would have sent. */

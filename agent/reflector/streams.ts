@@ -11,9 +11,10 @@ import {
   encodeReply,
   encodeSummaryResponse,
   type Rejection,
+  type StreamRemark,
   type SummaryResponse,
 } from '../../src/wire.js';
-import { SampleRing } from '../probe/timing.js';
+import { SampleRing, type Summary } from '../probe/timing.js';
 
 /**
  * Sequence span tracked per stream: 2^18 packets (over an hour at 50 packets/s, the probe's longest
@@ -27,7 +28,9 @@ export interface ReflectorStats {
   replied: number;
   summaries: number;
   streams: number;
-  rejected: Record<Rejection | 'capacity' | 'unexpected', number>;
+  /** Streams forgotten to make room for new ones (the source's own oldest, or the table's). */
+  evicted: number;
+  rejected: Record<Rejection | 'duplicate' | 'stale' | 'ssrc-in-use' | 'summary-rate' | 'unexpected', number>;
 }
 
 /** One datagram as it arrived: who sent it, where to, when, and its DSCP (null: not readable). */
@@ -49,16 +52,38 @@ export type Answer = { kind: 'reply'; msg: Buffer; dscp: number } | { kind: 'sum
 
 export interface StreamTableOptions {
   secret?: Buffer;
-  /** Streams tracked at once (each a few kB); new streams beyond it are dropped and counted. */
+  /** Streams tracked at once (each a few kB); the least recently heard is evicted for a new one. */
   maxStreams: number;
+  /** Streams one source address may hold; its own least recently heard is evicted beyond. */
+  perSourceStreams: number;
   /** A stream not heard from for this long is forgotten (by expire()). */
   idleMs: number;
-  /** The send instant of a reply, taken just before it is encoded. */
+  /** With a secret: a probe whose send time is further than this from our clock is refused. */
+  freshnessMs: number;
+  /** Summary requests per source address: a bucket of this many, refilled at summaryRatePerS. */
+  summaryBurst: number;
+  summaryRatePerS: number;
+  /** The reflector's wall clock, ms (reply send instants, freshness, rate limits). */
   now: () => number;
   log: (event: Record<string, unknown>) => void;
 }
 
+/** Defaults: 1024 streams; a 500-call probe (501 streams) fits under one source's share. */
+export const STREAM_DEFAULTS = {
+  maxStreams: 1024,
+  perSourceStreams: 512,
+  idleMs: 120_000,
+  /** Five minutes either way, the customary Kerberos clock-skew allowance: agents' clocks drift. */
+  freshnessMs: 300_000,
+  /** Two rounds of a 501-stream probe's requests at once, then 256/s. */
+  summaryBurst: 1024,
+  summaryRatePerS: 256,
+} as const;
+
 interface Stream {
+  key: string;
+  src: string;
+  ssrc: number;
   tracker: SequenceTracker;
   jitter: JitterEstimator;
   clockRate: number;
@@ -68,26 +93,83 @@ interface Stream {
   firstReplyMs: number;
   repliesSent: number;
   lastSeenMs: number;
+  /** When the stream last moved to the recent end of the eviction order. */
+  touchedMs: number;
+  /** This key's earlier record was evicted: this one lacks its first packets. */
+  restarted: boolean;
 }
+
+/** Streams are re-ordered for eviction at most this often (a Map re-insert per packet is waste). */
+const TOUCH_MS = 250;
+/** Remarks kept for streams refused or forgotten, so a summary can say why (oldest dropped). */
+const MAX_REMARKS = 16384;
+/** Sources whose summary budget is tracked (oldest dropped: it starts again with a full bucket). */
+const MAX_BUCKETS = 4096;
+/** Bitmap walks for the longest loss run, table-wide, per second (and at once). */
+const WALKS_PER_S = 32;
+/** Hold-time percentiles over the recent replies are recomputed at most this often. */
+const HOLD_SUMMARY_MS = 1000;
 
 const clockRateOf = (payloadType: number) =>
   Object.values(CODECS).find((c) => c.payloadType === payloadType)?.clockRate ?? 8000;
 
 const randomU32 = () => (Math.random() * 0x100000000) >>> 0;
 
+/** A token bucket (RFC 2697's single-rate idea, without colours): `burst` at once, `ratePerS` after. */
+class TokenBucket {
+  private tokens: number;
+  private atMs = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly burst: number,
+    private readonly ratePerS: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(nowMs: number): boolean {
+    const elapsedMs = Math.max(0, nowMs - this.atMs);
+    this.tokens = Math.min(this.burst, this.tokens + (elapsedMs * this.ratePerS) / 1000);
+    this.atMs = nowMs;
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+}
+
+/** Sets key → value as the newest entry, dropping the oldest beyond max (a bounded FIFO). */
+function remember<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as K);
+}
+
+/**
+ * Streams are keyed by source address, source port and SSRC. Admission always succeeds for a
+ * fresh (and, with a secret, authenticated) probe whose SSRC no other source holds: when the
+ * source holds its share, its own least recently heard stream makes room; when the table is full,
+ * the table's. A captured probe re-sent from many addresses holds one stream at most (its SSRC
+ * belongs to the first), and only within the freshness window. Whatever is refused or forgotten
+ * leaves a remark, which the stream's summary reports, so the probe can say "unknown" rather
+ * than count loss.
+ */
 export class StreamTable {
   readonly stats: ReflectorStats = {
     received: 0,
     replied: 0,
     summaries: 0,
     streams: 0,
+    evicted: 0,
     rejected: {
       short: 0,
       'not-probe': 0,
       version: 0,
       'bad-auth': 0,
       unauthenticated: 0,
-      capacity: 0,
+      duplicate: 0,
+      stale: 0,
+      'ssrc-in-use': 0,
+      'summary-rate': 0,
       unexpected: 0,
     },
   };
@@ -95,8 +177,16 @@ export class StreamTable {
   clock: ClockSync = { synchronised: false, errorBoundMs: null, source: 'unknown' };
   /** DSCP on arrival is read and replies are marked (a raw socket is open). */
   marks = false;
+  /** All streams, least recently heard first. */
   private readonly streams = new Map<string, Stream>();
+  /** The same streams by source address, least recently heard first. */
+  private readonly bySource = new Map<string, Map<string, Stream>>();
+  private readonly ssrcOwner = new Map<number, string>();
+  private readonly remarks = new Map<string, StreamRemark>();
+  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly walks = new TokenBucket(WALKS_PER_S, WALKS_PER_S);
   private readonly holdUs = new SampleRing(16384);
+  private hold: { summary: Summary | undefined; atMs: number } = { summary: undefined, atMs: -Infinity };
 
   constructor(private readonly o: StreamTableOptions) {}
 
@@ -110,9 +200,15 @@ export class StreamTable {
     }
     if (m.type === 'probe') return this.onProbe(m, a);
     if (m.type === 'summaryRequest') {
+      if (!this.takeSummaryToken(a.src)) {
+        this.stats.rejected['summary-rate']++;
+        return undefined;
+      }
       // The response overwrites a copy of the request: exactly as many bytes as received.
-      const out = Buffer.from(a.msg);
-      encodeSummaryResponse(out, this.summaryOf(`${a.src}|${m.ssrc}`, m.ssrc, m.nonce), this.o.secret);
+      const out = Buffer.allocUnsafe(a.msg.length);
+      a.msg.copy(out); // (Buffer.from(buffer) copies byte by byte: slower than the summary itself)
+      const key = streamKey(a.src, a.srcPort, m.ssrc);
+      encodeSummaryResponse(out, this.summaryOf(key, m.ssrc, m.nonce), this.o.secret);
       this.stats.summaries++;
       this.o.log({ event: 'summary', from: `${a.src}:${a.srcPort}`, ssrc: m.ssrc });
       return { kind: 'summary', msg: out };
@@ -124,42 +220,119 @@ export class StreamTable {
   /** Forgets streams idle for longer than idleMs. */
   expire(nowMs: number): void {
     const cutoff = nowMs - this.o.idleMs;
-    for (const [key, s] of this.streams) if (s.lastSeenMs < cutoff) this.streams.delete(key);
+    for (const s of this.streams.values()) if (s.lastSeenMs < cutoff) this.drop(s);
     this.stats.streams = this.streams.size;
+  }
+
+  /** A token bucket per source address. */
+  private takeSummaryToken(src: string): boolean {
+    let b = this.buckets.get(src);
+    if (!b) {
+      b = new TokenBucket(this.o.summaryBurst, this.o.summaryRatePerS);
+      remember(this.buckets, src, b, MAX_BUCKETS);
+    }
+    return b.take(this.o.now());
+  }
+
+  /**
+   * The longest loss run: kept as packets arrive; after a late packet filled a gap it takes a walk
+   * over the stream's bitmap (up to 32 kB), which the whole table may take only WALKS_PER_S times a
+   * second — beyond that the summary carries the last walked value, an upper bound.
+   */
+  private maxBurstOf(s: Stream): number {
+    const t = s.tracker;
+    if (t.maxBurstLossExact || this.walks.take(this.o.now())) return t.maxBurstLoss();
+    return t.maxBurstLossBound;
+  }
+
+  private drop(s: Stream): void {
+    this.streams.delete(s.key);
+    const mine = this.bySource.get(s.src);
+    mine?.delete(s.key);
+    if (mine?.size === 0) this.bySource.delete(s.src);
+    if (this.ssrcOwner.get(s.ssrc) === s.key) this.ssrcOwner.delete(s.ssrc);
+  }
+
+  private evict(s: Stream): void {
+    this.drop(s);
+    this.stats.evicted++;
+    remember(this.remarks, s.key, 'evicted', MAX_REMARKS);
+  }
+
+  /** Refuses a probe that would start a stream, remembering why for the stream's summary. */
+  private refuse(key: string, why: 'stale' | 'ssrc-in-use'): undefined {
+    this.stats.rejected[why]++;
+    if (!this.streams.has(key)) remember(this.remarks, key, why, MAX_REMARKS);
+    return undefined;
+  }
+
+  private admit(key: string, m: Extract<Decoded, { type: 'probe' }>, a: Arrival): Stream | undefined {
+    const owner = this.ssrcOwner.get(m.ssrc);
+    if (owner !== undefined && owner !== key) return this.refuse(key, 'ssrc-in-use');
+    let mine = this.bySource.get(a.src);
+    if (mine && mine.size >= this.o.perSourceStreams) this.evict(mine.values().next().value!);
+    else if (this.streams.size >= this.o.maxStreams) this.evict(this.streams.values().next().value!);
+    const clockRate = clockRateOf(m.payloadType);
+    const s: Stream = {
+      key,
+      src: a.src,
+      ssrc: m.ssrc,
+      tracker: new SequenceTracker(MAX_STREAM_SPAN),
+      jitter: new JitterEstimator(clockRate),
+      clockRate,
+      dscp: new Uint32Array(64),
+      replySequence: randomU32() & 0xffff,
+      replyTimestampBase: randomU32(),
+      firstReplyMs: Number.NaN,
+      repliesSent: 0,
+      lastSeenMs: a.arrivalMs,
+      touchedMs: a.arrivalMs,
+      restarted: this.remarks.get(key) === 'evicted',
+    };
+    this.remarks.delete(key);
+    this.streams.set(key, s);
+    mine = this.bySource.get(a.src) ?? new Map<string, Stream>();
+    mine.set(key, s);
+    this.bySource.set(a.src, mine);
+    this.ssrcOwner.set(m.ssrc, key);
+    this.stats.streams = this.streams.size;
+    this.o.log({ event: 'stream', from: `${a.src}:${a.srcPort}`, ssrc: m.ssrc });
+    return s;
+  }
+
+  /** Moves a stream to the recent end of both eviction orders (at most every TOUCH_MS). */
+  private touch(s: Stream, arrivalMs: number): void {
+    s.lastSeenMs = arrivalMs;
+    if (arrivalMs - s.touchedMs < TOUCH_MS) return;
+    s.touchedMs = arrivalMs;
+    this.streams.delete(s.key);
+    this.streams.set(s.key, s);
+    const mine = this.bySource.get(s.src)!;
+    mine.delete(s.key);
+    mine.set(s.key, s);
   }
 
   private onProbe(m: Extract<Decoded, { type: 'probe' }>, a: Arrival): Answer | undefined {
     const { msg, src, srcPort, arrivalMs, dscp } = a;
-    const key = `${src}|${m.ssrc}`;
-    let s = this.streams.get(key);
-    if (!s) {
-      if (this.streams.size >= this.o.maxStreams) {
-        this.stats.rejected.capacity++;
-        return undefined;
-      }
-      const clockRate = clockRateOf(m.payloadType);
-      s = {
-        tracker: new SequenceTracker(MAX_STREAM_SPAN),
-        jitter: new JitterEstimator(clockRate),
-        clockRate,
-        dscp: new Uint32Array(64),
-        replySequence: randomU32() & 0xffff,
-        replyTimestampBase: randomU32(),
-        firstReplyMs: Number.NaN,
-        repliesSent: 0,
-        lastSeenMs: arrivalMs,
-      };
-      this.streams.set(key, s);
-      this.stats.streams = this.streams.size;
-      this.o.log({ event: 'stream', from: `${src}:${srcPort}`, ssrc: m.ssrc });
-    }
-    s.lastSeenMs = arrivalMs;
+    const key = streamKey(src, srcPort, m.ssrc);
+    // Only a tagged send time means anything: without a secret anyone can write any time.
+    if (this.o.secret && Math.abs(arrivalMs - m.sentAtMs) > this.o.freshnessMs)
+      return this.refuse(key, 'stale');
+    const s = this.streams.get(key) ?? this.admit(key, m, a);
+    if (!s) return undefined;
+    this.touch(s, arrivalMs);
     const seen = s.tracker.add(m.sequence);
     if (seen === 'ignored') {
       this.stats.rejected.unexpected++;
       return undefined;
     }
-    if (seen !== 'duplicate') s.jitter.update(arrivalMs, m.timestamp);
+    if (seen === 'duplicate') {
+      // A copy (the network's or a replay) is counted once, in the summary's duplicates, and
+      // neither answered nor counted again: a replay must not add replies or marks.
+      this.stats.rejected.duplicate++;
+      return undefined;
+    }
+    s.jitter.update(arrivalMs, m.timestamp);
     if (dscp !== null) s.dscp[dscp]!++;
     const sendMs = this.o.now();
     if (Number.isNaN(s.firstReplyMs)) s.firstReplyMs = sendMs;
@@ -185,15 +358,43 @@ export class StreamTable {
     return { kind: 'reply', msg, dscp: m.replyDscp };
   }
 
+  /** Hold-time percentiles over the last 16384 replies, at most HOLD_SUMMARY_MS old. */
+  private holdSummary(): Summary | undefined {
+    const nowMs = this.o.now();
+    if (nowMs - this.hold.atMs >= HOLD_SUMMARY_MS || nowMs < this.hold.atMs) {
+      this.hold = { summary: this.holdUs.summary(), atMs: nowMs };
+    }
+    return this.hold.summary;
+  }
+
+  /**
+   * O(the stream's state): counters, the 64 DSCP slots, a cached hold summary, and the longest loss
+   * run (kept as packets arrive; walked only after a late packet filled a gap). Built as one object
+   * literal: an object spread here cost more than the rest of the summary together.
+   */
   private summaryOf(key: string, ssrc: number, nonce: number): SummaryResponse {
     const s = this.streams.get(key);
-    const hold = this.holdUs.summary();
+    const hold = this.holdSummary();
     const clock = this.clock;
-    const common = {
+    const dscpCounts: Array<[number, number]> = [];
+    if (s) {
+      for (let dscp = 0; dscp < 64; dscp++) if (s.dscp[dscp]! > 0) dscpCounts.push([dscp, s.dscp[dscp]!]);
+      dscpCounts.sort((a, b) => b[1] - a[1]);
+    }
+    return {
       ssrc,
       nonce,
+      known: s !== undefined,
+      remark: s ? (s.restarted ? 'evicted' : 'none') : (this.remarks.get(key) ?? 'none'),
       dscpReadable: this.marks,
       marksReplies: this.marks,
+      received: s?.tracker.received ?? 0,
+      duplicates: s?.tracker.duplicates ?? 0,
+      reordered: s?.tracker.reordered ?? 0,
+      maxBurstLoss: s ? this.maxBurstOf(s) : 0,
+      repliesSent: s?.repliesSent ?? 0,
+      jitterUs: (s?.jitter.jitterMs ?? 0) * 1000,
+      jitterMaxUs: (s?.jitter.maxJitterMs ?? 0) * 1000,
       holdP50Us: hold?.p50 ?? 0,
       holdP99Us: hold?.p99 ?? 0,
       holdMaxUs: hold?.max ?? 0,
@@ -203,37 +404,9 @@ export class StreamTable {
         errorBoundUs: clock.errorBoundMs === null ? null : clock.errorBoundMs * 1000,
         source: clock.source,
       },
-    };
-    if (!s) {
-      return {
-        ...common,
-        known: false,
-        received: 0,
-        duplicates: 0,
-        reordered: 0,
-        maxBurstLoss: 0,
-        repliesSent: 0,
-        jitterUs: 0,
-        jitterMaxUs: 0,
-        dscpCounts: [],
-      };
-    }
-    const dscpCounts: Array<[number, number]> = [];
-    s.dscp.forEach((count, dscp) => {
-      if (count > 0) dscpCounts.push([dscp, count]);
-    });
-    dscpCounts.sort((a, b) => b[1] - a[1]);
-    return {
-      ...common,
-      known: true,
-      received: s.tracker.received,
-      duplicates: s.tracker.duplicates,
-      reordered: s.tracker.reordered,
-      maxBurstLoss: s.tracker.maxBurstLoss(),
-      repliesSent: s.repliesSent,
-      jitterUs: s.jitter.jitterMs * 1000,
-      jitterMaxUs: s.jitter.maxJitterMs * 1000,
       dscpCounts,
     };
   }
 }
+
+const streamKey = (src: string, srcPort: number, ssrc: number) => `${src}|${srcPort}|${ssrc}`;

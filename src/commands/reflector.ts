@@ -2,11 +2,12 @@
 
 import { readSecretFile } from '../../agent/net/secret-file.js';
 import { startReflector } from '../../agent/reflector.js';
-import { parseHostPort, parseIntFlag } from '../args.js';
+import { parseDurationMs, parseHostPort, parseIntFlag } from '../args.js';
 import type { Command } from '../cli.js';
 import { UserError } from '../errors.js';
 
-const USAGE = `Usage: voipready reflector --listen ADDR:PORT [--signalling-port P] [--secret-file F] [--json-log]
+const USAGE = `Usage: voipready reflector --listen ADDR:PORT [--signalling-port P] [--secret-file F]
+                          [--freshness D] [--json-log]
 
 Answers voipready probe packets (docs/probe.md): for each it records the arrival time, the sender's
 sequence and the DSCP on arrival, and replies with a packet of the same size carrying those facts,
@@ -16,6 +17,8 @@ marked with the class the sender asked for. Runs until SIGINT or SIGTERM.
                          IPv6 as [ADDR]:PORT)
   --signalling-port P    signalling port (default PORT+1)
   --secret-file F        answer only probes authenticated with the key in F (HMAC-SHA256)
+  --freshness D          with a secret: refuse probes sent more than D from this host's clock
+                         (default 5m; agents' and this host's clocks must agree that closely)
   --json-log             log events as JSON lines on stderr
 
 Reading and setting DSCP needs CAP_NET_RAW (root, or setcap cap_net_raw+ep on node).
@@ -27,6 +30,7 @@ export const command: Command = {
     listen: { type: 'string' },
     'signalling-port': { type: 'string' },
     'secret-file': { type: 'string' },
+    freshness: { type: 'string' },
     'json-log': { type: 'boolean' },
   },
   async run(values, _positionals, io) {
@@ -38,12 +42,18 @@ export const command: Command = {
         : undefined;
     const secret =
       typeof values['secret-file'] === 'string' ? readSecretFile(values['secret-file']) : undefined;
+    const freshnessMs =
+      typeof values.freshness === 'string' ? parseDurationMs(values.freshness, '--freshness') : undefined;
+    if (freshnessMs !== undefined && !(freshnessMs >= 1000 && freshnessMs <= 86_400_000)) {
+      throw new UserError('--freshness must be between 1s and 24h');
+    }
     const jsonLog = values['json-log'] === true;
     const reflector = await startReflector({
       host,
       port,
       ...(signallingPort !== undefined ? { signallingPort } : {}),
       ...(secret ? { secret } : {}),
+      freshnessMs,
       ...(jsonLog
         ? {
             log: (e: Record<string, unknown>) =>
@@ -71,6 +81,7 @@ export const command: Command = {
     if (!jsonLog) {
       io.stderr.write(
         `reflector stopped: ${s.received} received, ${s.replied} replied, ${s.summaries} summaries, ` +
+          `${s.evicted} streams evicted, ` +
           `rejected ${
             Object.entries(s.rejected)
               .filter(([, n]) => n > 0)

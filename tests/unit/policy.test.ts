@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CODECS } from '../../src/codecs.js';
 import { mosFromR, rFactor } from '../../src/emodel.js';
-import { DEFAULT_POLICY, isReady, judgeDscp, judgeNetwork, Policy } from '../../src/policy.js';
+import { DEFAULT_POLICY, isReady, judgeDscp, judgeLoss, judgeNetwork, Policy } from '../../src/policy.js';
 
 describe('E-model (ITU-T G.107)', () => {
   it('gives the default-parameter R of 93.2 with no delay or loss', () => {
@@ -75,5 +75,32 @@ describe('policy', () => {
       bandwidth: 'fail',
     });
     expect(isReady(checks)).toBe(false);
+  });
+});
+
+describe('loss with streams the reflector refused or forgot', () => {
+  const refused = {
+    label: 'forward path, stream 0x00000001',
+    lost: 0,
+    expected: 0,
+    unknownReason: 'evicted',
+  };
+  const clean = { label: 'forward path, stream 0x00000002', lost: 0, expected: 100 };
+  const lossy = { label: 'forward path, stream 0x00000003', lost: 5, expected: 100 };
+  it('is unknown while a stream is unmeasured and the measured ones are within the limit', () => {
+    const c = judgeLoss([clean, refused], DEFAULT_POLICY);
+    expect(c.status).toBe('unknown');
+    expect(c.evidence).toBe(
+      'not measured: 1 stream not measured (forward path, stream 0x00000001: evicted); 0 of 100 packets lost on forward path, stream 0x00000002',
+    );
+    expect(judgeLoss([refused], DEFAULT_POLICY).evidence).toContain('evicted');
+  });
+  it('still fails when a measured stream broke the limit', () => {
+    const c = judgeLoss([lossy, refused], DEFAULT_POLICY);
+    expect(c.status).toBe('fail');
+    expect(c.evidence).toContain('5 of 100 packets lost');
+  });
+  it('passes only with every stream measured', () => {
+    expect(judgeLoss([clean], DEFAULT_POLICY).status).toBe('pass');
   });
 });

@@ -1,11 +1,15 @@
 // runProbe (the programmatic API) against an in-process reflector on loopback, with the clock
 // synchronisation state injected at both ends, and its option validation.
+import { createSocket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ProbeOptions, runProbe } from '../../agent/probe.js';
 import { type Reflector, startReflector } from '../../agent/reflector.js';
 import type { CodecName } from '../../src/codecs.js';
 import { UserError } from '../../src/errors.js';
+import { DEFAULT_POLICY, judgeNetwork } from '../../src/policy.js';
+import { evidenceFromProbe } from '../../src/probe-evidence.js';
 import { type ClockSync, ProbeResult } from '../../src/schemas.js';
+import { encodeProbe } from '../../src/wire.js';
 
 const synced = async () => ({ synchronised: true, errorBoundMs: 0.2, source: 'chrony' });
 const unsynced = async () => ({ synchronised: false, errorBoundMs: null, source: 'none' });
@@ -20,6 +24,10 @@ afterEach(async () => {
 async function probeOnce(
   reflectorClock: () => Promise<ClockSync>,
   options: Omit<ProbeOptions, 'peer'>,
+  more: {
+    reflector?: Partial<Parameters<typeof startReflector>[0]>;
+    probe?: Parameters<typeof runProbe>[1];
+  } = {},
 ): Promise<Awaited<ReturnType<typeof runProbe>>> {
   reflector = await startReflector({
     host: '127.0.0.1',
@@ -28,6 +36,7 @@ async function probeOnce(
     nativeUdp: () => 'switched off in this test',
     notice: () => {},
     clockSync: reflectorClock,
+    ...more.reflector,
   });
   return runProbe(
     { peer: `127.0.0.1:${reflector.port}`, signallingPort: reflector.signallingPort, ...options },
@@ -36,9 +45,14 @@ async function probeOnce(
       nativeUdp: () => 'switched off in this test',
       notice: () => {},
       clockSync: synced,
+      ...more.probe,
     },
   );
 }
+
+/** The collector's view: the document after a JSON round trip, judged again. */
+const rejudged = (r: ProbeResult) =>
+  judgeNetwork(evidenceFromProbe(JSON.parse(JSON.stringify(r)), DEFAULT_POLICY));
 
 describe('runProbe', () => {
   it('reports one-way delay when both ends say they are synchronised, per codec size', async () => {
@@ -143,5 +157,74 @@ describe('runProbe', () => {
       { clockSync: unsynced, lookup: () => Promise.reject(again) },
     );
     expect(later.checks[0]!.evidence).toBe('not measured: cannot resolve dc.example: EAI_AGAIN');
+  });
+
+  it('streams the reflector forgot (its table flooded) are unknown with the reason, never loss', async () => {
+    // A stranger on 127.0.0.2 opens a new stream every 2 ms against a 3-stream table: the probe's
+    // streams are evicted and start over. Before, they were refused and reported as 100 % loss.
+    const flooder = createSocket('udp4');
+    await new Promise<void>((r) => flooder.bind(0, '127.0.0.2', () => r()));
+    let ssrc = 0x5000_0000;
+    const flood = setInterval(() => {
+      const buf = Buffer.alloc(172);
+      const f = { payloadType: 0, sequence: 0, timestamp: 0, ssrc: ssrc++, replyDscp: 0, signalling: false };
+      encodeProbe(buf, 172, { ...f, sentAtMs: Date.now() });
+      if (reflector) flooder.send(buf, reflector.port, '127.0.0.1');
+    }, 2);
+    try {
+      const r = await probeOnce(
+        unsynced,
+        { codec: 'g711u', calls: 2, durationMs: 1000, waitMs: 100 },
+        { reflector: { maxStreams: 3, perSourceStreams: 3 } },
+      );
+      expect(ProbeResult.safeParse(r).success).toBe(true);
+      const loss = r.checks.find((c) => c.id === 'loss')!;
+      expect(loss.status).toBe('unknown');
+      expect(loss.evidence).toMatch(/the reflector forgot this stream/);
+      // Every call is still listed (one stream per call): the forgotten ones count nothing and say why.
+      expect(r.forward.streams).toHaveLength(2);
+      const forgotten = r.forward.streams!.filter((s) => s.unmeasured);
+      expect(forgotten.length).toBeGreaterThan(0);
+      for (const s of forgotten) {
+        expect(s).toMatchObject({ sent: 0, received: 0, lost: 0 });
+        expect(s.unmeasured!.reason).toMatch(/forgot/);
+        expect(s.unmeasured!.sent).toBeGreaterThan(0);
+      }
+      expect(r.ready).toBe(false);
+      // Nothing the reflector forgot is counted as lost in the totals either.
+      expect(r.forward.lost).toBe(r.forward.sent - r.forward.received);
+      expect(r.checks).toEqual(rejudged(r));
+    } finally {
+      clearInterval(flood);
+      flooder.close();
+    }
+  });
+
+  it("clocks ten minutes apart: the reflector's refusal is unknown with the reason, never loss", async () => {
+    const secret = Buffer.from('a shared probe secret');
+    const r = await probeOnce(
+      unsynced,
+      { codec: 'g711u', calls: 1, durationMs: 300, waitMs: 100, secret },
+      {
+        reflector: {
+          secret,
+          freshnessMs: 60_000,
+          now: () => performance.timeOrigin + performance.now() + 600_000,
+        },
+      },
+    );
+    expect(ProbeResult.safeParse(r).success).toBe(true);
+    const status = Object.fromEntries(r.checks.map((c) => [c.id, c.status]));
+    expect(status).toMatchObject({ loss: 'unknown', jitter: 'unknown', bandwidth: 'unknown' });
+    expect(r.checks.find((c) => c.id === 'loss')!.evidence).toMatch(/freshness window/);
+    expect(r.forward).toMatchObject({ sent: 0, received: 0, lost: 0 });
+    expect(r.forward.streams).toEqual([
+      expect.objectContaining({
+        sent: 0,
+        unmeasured: { reason: expect.stringMatching(/freshness/), sent: 15 },
+      }),
+    ]);
+    expect(r.signalling.forward).toMatchObject({ sent: 0, lost: 0, unmeasured: { sent: 3 } });
+    expect(r.checks).toEqual(rejudged(r));
   });
 });

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { JitterEstimator, parseRtpHeader, SequenceTracker, writeRtpHeader } from '../../src/rtp.js';
 
@@ -76,6 +77,32 @@ describe('sequence accounting (RFC 3550 A.1/A.3)', () => {
     for (const s of [10, 11, 15, 16, 20]) t.add(s);
     expect(t.lost).toBe(6);
     expect(t.maxBurstLoss()).toBe(3);
+  });
+  it('keeps the longest loss burst as packets arrive, equal to a full count after any order (fuzz)', () => {
+    // maxBurstLoss() is O(1) unless a late packet filled a gap; then it walks once. Either way it
+    // must equal the longest run of missing sequence numbers, asked at any point of a stream.
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 400 }), { minLength: 1, maxLength: 200 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (offsets, askAt) => {
+          const t = new SequenceTracker();
+          const asks = new Set(askAt.map((a) => a % offsets.length));
+          const seen = new Set<number>();
+          offsets.forEach((o, i) => {
+            t.add((65_300 + o) & 0xffff); // across the 16-bit wrap
+            seen.add(o);
+            if (!asks.has(i) && i !== offsets.length - 1) return;
+            const sorted = [...seen].sort((a, b) => a - b);
+            let longest = 0;
+            for (let k = 1; k < sorted.length; k++)
+              longest = Math.max(longest, sorted[k]! - sorted[k - 1]! - 1);
+            expect(t.maxBurstLoss()).toBe(longest);
+          });
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
   it('accepts a packet older than the first one seen', () => {
     const t = new SequenceTracker();

@@ -20,6 +20,7 @@ const probeFields = {
   ssrc: 0xdeadbeef,
   replyDscp: 46,
   signalling: false,
+  sentAtMs: Date.UTC(2026, 10, 29, 7, 30, 0, 123),
 };
 
 function probe(size: number, secret?: Buffer): Buffer {
@@ -40,12 +41,47 @@ describe('probe packets', () => {
   });
 
   it('decode to the fields they were encoded with', () => {
-    expect(decodeMessage(probe(172))).toEqual({ type: 'probe', tagged: false, ...probeFields });
+    expect(decodeMessage(probe(172))).toEqual({ type: 'probe', tagged: false, version: 2, ...probeFields });
     expect(decodeMessage(probe(172, SECRET), SECRET)).toEqual({
       type: 'probe',
       tagged: true,
+      version: 2,
       ...probeFields,
     });
+  });
+
+  it('carry their send time under the tag: a changed time is bad-auth', () => {
+    const msg = probe(172, SECRET);
+    expect(msg.readUIntBE(16, 6)).toBe(probeFields.sentAtMs); // payload bytes 4-9, docs/probe.md
+    msg[21]! ^= 1;
+    expect(decodeMessage(msg, SECRET)).toBe('bad-auth');
+  });
+
+  it('version 1 (no send time) is answered without a secret, in version 1, and refused with one', () => {
+    const v1 = probe(172);
+    v1[13] = (1 << 4) | 1;
+    v1.fill(0, 16, 22);
+    expect(decodeMessage(v1)).toMatchObject({ type: 'probe', version: 1, sentAtMs: 0 });
+    encodeReply(v1, {
+      sequence: 1,
+      timestamp: 1,
+      echoedSequence: 65535,
+      arrivalUs: 1,
+      holdUs: 1,
+      arrivalDscp: null,
+      marked: false,
+    });
+    expect(v1[13]).toBe((1 << 4) | 2);
+    expect(decodeMessage(v1)).toMatchObject({ type: 'reply', version: 1, echoedSequence: 65535 });
+    const v1Tagged = probe(172, SECRET);
+    v1Tagged[13] = (1 << 4) | 1;
+    expect(decodeMessage(v1Tagged, SECRET)).toBe('version');
+    const request = encodeSummaryRequest({ ssrc: 1, nonce: 2 });
+    request[2] = (1 << 4) | 3;
+    encodeSummaryResponse(request, { ...response, remark: 'evicted' });
+    expect(request[2]).toBe((1 << 4) | 4);
+    expect(request[69]).toBe(0); // reserved in version 1
+    expect(decodeMessage(request)).toMatchObject({ type: 'summaryResponse', version: 1, remark: 'none' });
   });
 
   it('are rejected with a secret unless the HMAC matches', () => {
@@ -69,7 +105,7 @@ describe('probe packets', () => {
     magic[12] = 0x57;
     expect(decodeMessage(magic)).toBe('not-probe');
     const version = probe(172);
-    version[13] = (2 << 4) | 1;
+    version[13] = (3 << 4) | 1;
     expect(decodeMessage(version)).toBe('version');
     expect(decodeMessage(Buffer.alloc(2000, 0x80))).toBe('not-probe');
   });
@@ -95,6 +131,7 @@ describe('replies', () => {
     expect(decodeMessage(msg, SECRET)).toEqual({
       type: 'reply',
       tagged: true,
+      version: 2,
       payloadType: 18,
       sequence: 7,
       timestamp: 1234,
@@ -123,31 +160,32 @@ describe('replies', () => {
   });
 });
 
-describe('summaries', () => {
-  const response: SummaryResponse = {
-    ssrc: 0x01020304,
-    nonce: 99,
-    known: true,
-    dscpReadable: true,
-    marksReplies: true,
-    received: 1490,
-    duplicates: 2,
-    reordered: 3,
-    maxBurstLoss: 4,
-    repliesSent: 1495,
-    jitterUs: 1234,
-    jitterMaxUs: 5678,
-    holdP50Us: 40,
-    holdP99Us: 120,
-    holdMaxUs: 900,
-    holdSamples: 1495,
-    clock: { synchronised: true, errorBoundUs: 350, source: 'chrony' },
-    dscpCounts: [
-      [46, 1400],
-      [0, 90],
-    ],
-  };
+const response: SummaryResponse = {
+  ssrc: 0x01020304,
+  nonce: 99,
+  known: true,
+  remark: 'evicted',
+  dscpReadable: true,
+  marksReplies: true,
+  received: 1490,
+  duplicates: 2,
+  reordered: 3,
+  maxBurstLoss: 4,
+  repliesSent: 1495,
+  jitterUs: 1234,
+  jitterMaxUs: 5678,
+  holdP50Us: 40,
+  holdP99Us: 120,
+  holdMaxUs: 900,
+  holdSamples: 1495,
+  clock: { synchronised: true, errorBoundUs: 350, source: 'chrony' },
+  dscpCounts: [
+    [46, 1400],
+    [0, 90],
+  ],
+};
 
+describe('summaries', () => {
   it('request and response are the same fixed size and round-trip', () => {
     const req = encodeSummaryRequest({ ssrc: 0x01020304, nonce: 99 }, SECRET);
     expect(req.length).toBe(CONTROL_BYTES);
@@ -155,12 +193,22 @@ describe('summaries', () => {
     expect(decodeMessage(req, SECRET)).toEqual({
       type: 'summaryRequest',
       tagged: true,
+      version: 2,
       ssrc: 0x01020304,
       nonce: 99,
     });
     encodeSummaryResponse(req, response, SECRET);
     expect(req.length).toBe(CONTROL_BYTES);
-    expect(decodeMessage(req, SECRET)).toEqual({ type: 'summaryResponse', tagged: true, ...response });
+    expect(decodeMessage(req, SECRET)).toEqual({
+      type: 'summaryResponse',
+      tagged: true,
+      version: 2,
+      ...response,
+    });
+    for (const remark of ['none', 'ssrc-in-use', 'stale'] as const) {
+      encodeSummaryResponse(req, { ...response, remark }, SECRET);
+      expect(decodeMessage(req, SECRET)).toMatchObject({ remark });
+    }
   });
 
   it('without a bound or a secret', () => {
