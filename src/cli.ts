@@ -53,6 +53,11 @@ const COMMANDS: Entry[] = [
     load: () => loadCommand('sip-ping'),
   },
   {
+    name: 'trace',
+    summary: 'find the hop where a DSCP mark changes: marked UDP probes with rising TTL',
+    load: () => loadCommand('trace'),
+  },
+  {
     name: 'analyze',
     summary: 'judge a pcap/pcapng capture of calls against the policy',
     load: () => loadCommand('analyze'),

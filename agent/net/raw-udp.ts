@@ -95,7 +95,7 @@ export interface RawUdp {
 }
 
 /** RFC 768 pseudo-header (source, destination, zero, protocol; length filled per datagram). */
-function pseudoHeader(src: string, dst: string): Buffer {
+export function pseudoHeader(src: string, dst: string): Buffer {
   const h = Buffer.alloc(12);
   Buffer.from(`${src}.${dst}`.split('.').map(Number)).copy(h, 0);
   h[9] = 17;

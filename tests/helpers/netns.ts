@@ -26,7 +26,8 @@ export const DC_ADDR6 = '2001:db8:2::2';
 /** The single veth in the site and dc namespaces. */
 export const HOST_IFACE = 'eth0';
 
-const NAME_RE = /^vr-(\d+)-(\d+)-(site|router|dc)$/;
+// `c<n>-r<k>`: the routers of a chain (netns-chain.ts).
+const NAME_RE = /^vr-(\d+)-(c?\d+)-(site|router|dc|r\d+)$/;
 const NFT_TABLE = 'voipready_test';
 
 export interface NftCounter {
@@ -95,7 +96,7 @@ export function netnsUnavailableReason(): string | undefined {
   return undefined;
 }
 
-async function run(cmd: string, args: string[]): Promise<string> {
+export async function run(cmd: string, args: string[]): Promise<string> {
   try {
     const { stdout } = await execFileP(cmd, args, { maxBuffer: 16 * 1024 * 1024 });
     return stdout;
@@ -137,7 +138,7 @@ async function killInside(ns: string): Promise<void> {
   }
 }
 
-async function deleteNamespace(ns: string): Promise<void> {
+export async function deleteNamespace(ns: string): Promise<void> {
   await killInside(ns);
   await run('ip', ['netns', 'delete', ns]).catch(() => undefined);
 }
@@ -328,7 +329,7 @@ export async function createTopology(): Promise<Topology> {
 /** The router's interface that forward (site → dc) or reverse (dc → site) traffic leaves by. */
 const routerEgress = (direction: Direction) => (direction === 'forward' ? 'eth1' : 'eth0');
 
-function runWithInput(cmd: string, args: string[], input: string): Promise<void> {
+export function runWithInput(cmd: string, args: string[], input: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = execFile(cmd, args, (err, _stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${(stderr || err.message).trim()}`));

@@ -1,0 +1,51 @@
+// contract: the `voipready trace --json` document, schema `voipready.trace/1` (docs/trace.md). The
+// issue's keys (schema, peer, dscpSent, hops[].{ttl, address, rttMs, dscpSeen, changed},
+// firstChangeAtTtl) are kept exactly; the others are additions.
+import { z } from 'zod';
+
+export const TRACE_SCHEMA = 'voipready.trace/1';
+/** --max-hops bound: an IPv4 TTL is one byte. */
+export const MAX_TRACE_HOPS = 255;
+/** traceroute's first UDP port (RFC 1393 era convention): nothing listens there, so the peer answers Port Unreachable. */
+export const DEFAULT_TRACE_PORT = 33434;
+
+/** What answered a probe at one TTL. */
+export const HOP_REPLIES = ['time-exceeded', 'port-unreachable', 'unreachable', 'udp-reply', 'none'] as const;
+
+const Dscp = z.number().int().min(0).max(63);
+
+export const TraceHop = z.looseObject({
+  ttl: z.number().int().min(1).max(MAX_TRACE_HOPS),
+  /** Who answered; null: the hop stayed silent (no ICMP within the wait, retries included). */
+  address: z.string().max(64).nullable(),
+  rttMs: z.number().nonnegative().nullable(),
+  /** The DSCP in the IP header this hop quoted back, i.e. the mark as the hop received the probe. */
+  dscpSeen: Dscp.nullable(),
+  /** dscpSeen differs from the last mark seen before it (dscpSent for the first answering hop). */
+  changed: z.boolean(),
+  reply: z.enum(HOP_REPLIES),
+  /** Probes sent at this TTL (1 + retries). */
+  attempts: z.number().int().positive(),
+});
+export type TraceHop = z.infer<typeof TraceHop>;
+
+export const TraceResult = z.looseObject({
+  schema: z.literal(TRACE_SCHEMA),
+  /** HOST:PORT as given (IPv6 in brackets). */
+  peer: z.string().max(300),
+  /** The address the probes went to. */
+  address: z.string().max(64),
+  dscpSent: Dscp,
+  hops: z.array(TraceHop).max(MAX_TRACE_HOPS),
+  /** TTL of the first hop that saw a mark other than the one before it; null when no hop saw a change. */
+  firstChangeAtTtl: z.number().int().min(1).max(MAX_TRACE_HOPS).nullable(),
+  /** Whether the peer itself answered. */
+  reached: z.boolean(),
+  /**
+   * kept: the peer answered and every quote carried dscpSent; changed: firstChangeAtTtl names the
+   * hop; unknown: not measured (unknownReason says why) — a null firstChangeAtTtl then proves nothing.
+   */
+  outcome: z.enum(['kept', 'changed', 'unknown']),
+  unknownReason: z.string().max(500).nullable(),
+});
+export type TraceResult = z.infer<typeof TraceResult>;
