@@ -9,11 +9,11 @@ import { wallNowMs } from './wall-clock.js';
 
 const require = createRequire(import.meta.url);
 
-interface RawSocketWrap {
+export interface RawSocketWrap {
   send(buf: Buffer, offset: number, length: number, address: string, cb: (bytes: number) => void): void;
 }
 
-interface RawSocket {
+export interface RawSocket {
   wrap: RawSocketWrap;
   on(event: 'message', cb: (buf: Buffer, source: string) => void): void;
   on(event: 'error', cb: (err: Error) => void): void;
@@ -22,13 +22,14 @@ interface RawSocket {
   close(): void;
 }
 
-interface RawModule {
+/** The part of `raw-socket` the project uses (it ships no types). */
+export interface RawModule {
   createSocket(options: { protocol: number; addressFamily: number; bufferSize?: number }): RawSocket;
   createChecksum(...parts: Array<Buffer | { buffer: Buffer; offset: number; length: number }>): number;
-  Protocol: { UDP: number };
+  Protocol: { UDP: number; ICMP: number };
   AddressFamily: { IPv4: number };
   SocketLevel: { IPPROTO_IP: number; SOL_SOCKET: number };
-  SocketOption: { IP_TOS: number; SO_RCVBUF: number };
+  SocketOption: { IP_TOS: number; IP_TTL: number; SO_RCVBUF: number };
 }
 
 export const NEEDS_CAP_NET_RAW =

@@ -5,27 +5,9 @@
 import dgram from 'node:dgram';
 import { createRequire } from 'node:module';
 import { tosFromDscp } from '../../src/dscp.js';
-import { NEEDS_CAP_NET_RAW, pseudoHeader } from '../net/raw-udp.js';
+import { NEEDS_CAP_NET_RAW, pseudoHeader, type RawModule, type RawSocket } from '../net/raw-udp.js';
 
 const require = createRequire(import.meta.url);
-
-interface RawSocket {
-  wrap: { send(buf: Buffer, offset: number, length: number, address: string, cb: () => void): void };
-  on(event: 'message', cb: (buf: Buffer, source: string) => void): void;
-  on(event: 'error', cb: (err: Error) => void): void;
-  setOption(level: number, option: number, value: number): void;
-  pauseRecv(): void;
-  close(): void;
-}
-
-interface RawModule {
-  createSocket(options: { protocol: number; addressFamily: number; bufferSize?: number }): RawSocket;
-  createChecksum(...parts: Array<Buffer | { buffer: Buffer; offset: number; length: number }>): number;
-  Protocol: { UDP: number; ICMP: number };
-  AddressFamily: { IPv4: number };
-  SocketLevel: { IPPROTO_IP: number; SOL_SOCKET: number };
-  SocketOption: { IP_TOS: number; IP_TTL: number; SO_RCVBUF: number };
-}
 
 export interface TraceSockets {
   readonly localAddress: string;

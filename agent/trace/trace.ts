@@ -55,18 +55,8 @@ interface Answer {
   rttMs: number;
 }
 
-function unknown(config: TraceConfig, reason: string, hops: TraceHop[] = []): TraceResult {
-  return {
-    schema: TRACE_SCHEMA,
-    peer: config.peer,
-    address: config.address,
-    dscpSent: config.dscp,
-    hops,
-    firstChangeAtTtl: firstChange(hops),
-    reached: false,
-    outcome: 'unknown',
-    unknownReason: reason,
-  };
+function unknown(config: TraceConfig, reason: string): TraceResult {
+  return conclude(config, [], false, reason);
 }
 
 const firstChange = (hops: TraceHop[]) => hops.find((h) => h.changed)?.ttl ?? null;
@@ -182,12 +172,18 @@ function toHop(ttl: number, attempts: number, answer: Answer | undefined, lastSe
   };
 }
 
-function conclude(config: TraceConfig, hops: TraceHop[], reached: boolean, stoppedBy?: string): TraceResult {
+/** The document; `notMeasured` (no sockets, IPv6, a Destination Unreachable on the way) makes it unknown unless a change was seen. */
+function conclude(
+  config: TraceConfig,
+  hops: TraceHop[],
+  reached: boolean,
+  notMeasured?: string,
+): TraceResult {
   const firstChangeAtTtl = firstChange(hops);
   const last = hops.at(-1);
   let unknownReason: string | null = null;
   if (firstChangeAtTtl === null) {
-    if (stoppedBy) unknownReason = stoppedBy;
+    if (notMeasured) unknownReason = notMeasured;
     else if (!reached) unknownReason = `the peer did not answer within ${config.maxHops} hops`;
     else if (last?.dscpSeen === null)
       unknownReason = `the peer answered on UDP port ${config.port} itself, so its arrival mark was not quoted: trace a closed port (default 33434)`;
