@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProbeResult } from '../../src/schemas.js';
+import { decodeMessage } from '../../src/wire.js';
 import {
   type CliProcess,
   cliUnavailableReason,
@@ -124,7 +125,9 @@ describe.skipIf(unavailable !== undefined)(
       });
       const junk = createSocket('udp4');
       let junkSent = 0;
-      // Junk that happens to be a well-formed version-1 probe is (rightly) answered without a secret.
+      // Junk that the wire decoder accepts (a well-formed probe of either wire version) passes the
+      // reflector's cheap tests without a secret; whether a stream then answers it (fresh stream) or
+      // not (a replayed sequence) is the stream table's business, so it is bounded, not counted.
       let wellFormedProbes = 0;
       const sendJunk = (buf: Buffer) =>
         new Promise<void>((resolve) => {
@@ -141,8 +144,8 @@ describe.skipIf(unavailable !== undefined)(
           if (i % 3 === 1 && len >= 14) {
             buf[0] = 0x80;
             buf[12] = 0x56;
-            if (buf[13] === 0x11 && len >= 32) wellFormedProbes++;
           }
+          if (typeof decodeMessage(buf) !== 'string') wellFormedProbes++;
           await sendJunk(buf);
         }
       } finally {
@@ -154,14 +157,17 @@ describe.skipIf(unavailable !== undefined)(
       const json = parseProbeJson(out.stdout);
       expect(json.forward).toMatchObject({ sent: 100, received: 100, lost: 0 });
       expect(json.reverse.lost).toBe(0);
-      const rejected = ['short', 'not-probe', 'version', 'unexpected'].reduce(
+      // Rejected by the wire decoder: exactly the junk the decoder refuses (the rest reaches the
+      // stream table, which refuses replays and sequence jumps by its own counters).
+      const rejected = ['short', 'not-probe', 'version'].reduce(
         (sum, k) => sum + (stopped.counters[k] ?? 0),
         0,
       );
       expect(junkSent).toBe(3000);
       expect(wellFormedProbes).toBeGreaterThan(0);
       expect(rejected).toBe(3000 - wellFormedProbes);
-      expect(stopped.counters.replied).toBe(100 + 20 + wellFormedProbes);
+      expect(stopped.counters.replied).toBeGreaterThanOrEqual(100 + 20);
+      expect(stopped.counters.replied).toBeLessThanOrEqual(100 + 20 + wellFormedProbes);
     });
 
     it('with a secret: the right key is answered; a wrong key gets no replies, 100 % loss, counted as bad-auth', async () => {
