@@ -1,14 +1,27 @@
 // The collector with its real neighbours: a real influxd receives the measurements (queried back
 // with InfluxQL) and a real prometheus scrapes /metrics (queried through its HTTP API). Also: with
 // InfluxDB down, reports are still acknowledged and their points arrive once it is up.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemHostDeps } from '../../agent/host/deps.js';
+import { HOST_STATE_FILE, persistentHostCollector } from '../../agent/host/state.js';
 import { sampleReport } from '../../bench/collector-report.js';
 import { hashToken } from '../../collector/auth.js';
 import { type RunningCollector, startCollector } from '../../collector/server.js';
+import { HOST_MEASUREMENTS } from '../../collector/store/influx-host.js';
 import { CollectorConfig } from '../../src/config/collector.js';
+import { HostConfig } from '../../src/config/host.js';
 import { killAllCli, probeJson, REPO_ROOT, type ReflectorProcess, startReflector } from '../helpers/cli.js';
 import { influxQuery, startInfluxd } from '../helpers/influxd.js';
 import {
@@ -264,18 +277,24 @@ const DASHBOARDS = readdirSync(join(REPO_ROOT, 'dashboards'))
   }));
 
 const EXPORTED = new Set(
-  [
-    ...readFileSync(join(REPO_ROOT, 'collector', 'metrics.ts'), 'utf8').matchAll(/'(voipready_[a-z_]+)'/g),
-  ].map((m) => m[1]!),
+  ['metrics.ts', 'metrics-host.ts'].flatMap((f) =>
+    [...readFileSync(join(REPO_ROOT, 'collector', f), 'utf8').matchAll(/'(voipready_[a-z_]+)'/g)].map(
+      (m) => m[1]!,
+    ),
+  ),
 );
+/** The measurements the collector writes to InfluxDB. */
+const WRITTEN = new Set(['voipready_rtp', ...Object.values(HOST_MEASUREMENTS)]);
 
 /** A Prometheus metric name in a query, without a histogram's _bucket/_count/_sum suffix. */
 const metricNames = (expr: string) =>
   (expr.match(/voipready_[a-z_]+/g) ?? []).map((m) => m.replace(/_(bucket|count|sum)$/, ''));
 
 describe('dashboards parse and name only metrics the collector exports', () => {
-  it('every dashboard has panels, the site/peer/direction variables where it shows paths, known metrics', () => {
+  it('every dashboard has panels, the site/peer/direction (host: site/host) variables, known metrics', () => {
     expect(DASHBOARDS.map((d) => d.file).sort()).toEqual([
+      'voipready-host-influxdb.json',
+      'voipready-host-prometheus.json',
       'voipready-influxdb.json',
       'voipready-overview-influxdb.json',
       'voipready-overview-prometheus.json',
@@ -285,15 +304,25 @@ describe('dashboards parse and name only metrics the collector exports', () => {
       expect(dashboard.panels.length, file).toBeGreaterThan(0);
       const vars = dashboard.templating.list.map((v) => v.name);
       expect(vars, file).toContain('site');
-      if (!file.includes('overview'))
+      const host = file.includes('-host-');
+      if (host) expect(vars, file).toContain('host');
+      else if (!file.includes('overview'))
         expect(vars, file).toEqual(expect.arrayContaining(['peer', 'direction']));
       for (const panel of dashboard.panels) {
         expect(panel.targets.length, `${file}: ${panel.title}`).toBeGreaterThan(0);
         for (const t of panel.targets) {
-          if (influx) expect(t.query, panel.title).toMatch(/FROM "voipready_rtp"/);
-          else
-            for (const m of metricNames(t.expr!))
+          if (influx) {
+            const from = [...t.query!.matchAll(/FROM "([a-z_]+)"/g)].map((m) => m[1]!);
+            expect(from.length, panel.title).toBeGreaterThan(0);
+            for (const m of from) {
+              expect(WRITTEN.has(m), `${file}: ${panel.title}: ${m}`).toBe(true);
+              expect(m.startsWith('voipready_host_'), `${file}: ${panel.title}: ${m}`).toBe(host);
+            }
+          } else
+            for (const m of metricNames(t.expr!)) {
               expect(EXPORTED.has(m), `${file}: ${panel.title}: ${m}`).toBe(true);
+              expect(m.startsWith('voipready_host_'), `${file}: ${panel.title}: ${m}`).toBe(host);
+            }
         }
       }
     }
@@ -330,6 +359,62 @@ describe.skipIf(unavailableRuns)(
       });
       expect(res.status, await res.text()).toBe(202);
       return json;
+    }
+
+    /**
+     * One host collection by the agent's code (real statfs, syslog file, backup glob) with the
+     * agent's saved state holding two earlier disk samples (1 and 2 h ago, 1 and 2 GiB more free),
+     * so there is a days-to-full forecast; posted as a host-only report like the agent's.
+     */
+    async function hostRunAndPost(
+      site: 'hq' | 'branch',
+      reportId: string,
+      backupAgeH: number,
+      syslogPri: number,
+    ) {
+      const dir = mkdtempSync(join(tmpdir(), `voipready-host-${site}-`));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      mkdirSync(join(dir, 'backups'));
+      const backup = join(dir, 'backups', 'ic-config.zip');
+      writeFileSync(backup, 'x');
+      const backupTime = (Date.now() - backupAgeH * 3_600_000) / 1000;
+      utimesSync(backup, backupTime, backupTime);
+      const syslog = join(dir, 'syslog');
+      writeFileSync(
+        syslog,
+        `<${syslogPri}>1 ${new Date().toISOString()} ic-srv ininotify 1 - - notifier lost its peer\n`,
+      );
+      const { bavail, bsize } = statfsSync(dir);
+      const now = Date.now();
+      const GIB = 1024 ** 3;
+      const samples = [
+        [now - 7_200_000, bavail * bsize + 2 * GIB],
+        [now - 3_600_000, bavail * bsize + GIB],
+      ];
+      writeFileSync(join(dir, HOST_STATE_FILE), JSON.stringify({ disks: { [dir]: samples }, syslog: {} }));
+      const config = HostConfig.parse({
+        disk: { paths: [dir] },
+        eventlog: { source: 'syslog', syslogFiles: [syslog] },
+        backups: [{ name: 'ic-config', glob: `${dir}/backups/*.zip` }],
+      });
+      const host = await persistentHostCollector(config, dir, systemHostDeps(), (err) => {
+        throw err;
+      })();
+      const res = await fetch(`${running.url}/api/v1/reports`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${AGENTS[site]}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          schema: 'voipready.report/1',
+          reportId,
+          site,
+          agent: `${site}-agent`,
+          createdAt: new Date().toISOString(),
+          probes: [],
+          host,
+        }),
+      });
+      expect(res.status, await res.text()).toBe(202);
+      return host;
     }
 
     beforeAll(async () => {
@@ -377,6 +462,15 @@ describe.skipIf(unavailableRuns)(
       await topo.impair({ counters: [], forward: [] });
       // a second run each: counters and rates have more than one sample
       await probeAndPost('hq', 'rep-real-hq-2');
+      // host health: hq with a 5 h old backup and an info event; branch with a 10 day old backup
+      // and an error event (syslog PRI 11: user.err)
+      const hqHost = await hostRunAndPost('hq', 'rep-real-hq-host', 5, 14);
+      const branchHost = await hostRunAndPost('branch', 'rep-real-branch-host', 240, 11);
+      const status = (h: typeof hqHost, id: string) => h.checks.find((c) => c.id === id)?.status;
+      expect([status(hqHost, 'backup'), status(hqHost, 'eventlog')]).toEqual(['pass', 'pass']);
+      expect([status(branchHost, 'backup'), status(branchHost, 'eventlog')]).toEqual(['fail', 'fail']);
+      expect(branchHost.eventlog.errors).toBe(1);
+      expect(hqHost.disks[0]!.daysUntilFull).toBeGreaterThan(0);
       await waitUntil(
         'prometheus to hold both sites, three scrapes each',
         async () =>
@@ -404,14 +498,34 @@ describe.skipIf(unavailableRuns)(
         )[0]?.value[1];
       expect(await honoured('hq')).toBe('1');
       expect(await honoured('branch')).toBe('0');
+      await waitUntil(
+        'the host points of both sites in InfluxDB',
+        async () =>
+          (
+            await influxQuery(
+              influx.url,
+              'voipready_real',
+              `SELECT count("freeBytes") FROM "${HOST_MEASUREMENTS.disk}"`,
+            )
+          )[0]?.values[0]?.[1] === 2,
+        30_000,
+      );
+      // branch's old backup and error event: not maintained, on the next scrape
+      await waitUntil(
+        'prometheus to hold branch not maintenance-ready',
+        async () =>
+          (await promQuery(prometheus.url, 'voipready_host_maintenance_ready{site="branch"}'))[0]
+            ?.value[1] === '0',
+        30_000,
+      );
     }, 120_000);
 
     it('every panel query of every dashboard, variables substituted per site, returns data', async () => {
       for (const site of ['hq', 'branch']) {
-        const vars: Record<string, string> = { site, peer, direction: 'forward' };
+        const vars: Record<string, string> = { site, peer, direction: 'forward', host: hostname() };
         const sub = (q: string) =>
           q
-            .replace(/\$(site|peer|direction)\b/g, (_, v: string) => vars[v]!)
+            .replace(/\$(site|peer|direction|host)\b/g, (_, v: string) => vars[v]!)
             .replaceAll('$timeFilter', 'time > now() - 1h')
             .replaceAll('$__interval', '10s');
         for (const { file, influx: isInflux, dashboard } of DASHBOARDS) {

@@ -33,7 +33,7 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
     copyFileSync(join(ALERTS, 'voipready-rules.yml'), join(dir, 'voipready-rules.yml'));
     copyFileSync(join(ALERTS, 'voipready-rules.test.yml'), join(dir, 'voipready-rules.test.yml'));
     const check = await promtool('check', 'rules', 'voipready-rules.yml');
-    expect(check.out).toContain('SUCCESS: 9 rules found');
+    expect(check.out).toContain('SUCCESS: 14 rules found');
     expect(check.code).toBe(0);
     const test = await promtool('test', 'rules', 'voipready-rules.test.yml');
     expect(test.code, test.out).toBe(0);
@@ -45,7 +45,9 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
       groups: { rules: { alert: string; expr: string }[] }[];
     };
     const tests = readFileSync(join(ALERTS, 'voipready-rules.test.yml'), 'utf8');
-    const exported = readFileSync(join(REPO_ROOT, 'collector', 'metrics.ts'), 'utf8');
+    const exported = ['metrics.ts', 'metrics-host.ts']
+      .map((f) => readFileSync(join(REPO_ROOT, 'collector', f), 'utf8'))
+      .join('\n');
     for (const rule of rules.groups.flatMap((g) => g.rules)) {
       expect(tests, rule.alert).toContain(`alertname: ${rule.alert}`);
       for (const metric of rule.expr.match(/voipready_[a-z_]+/g) ?? [])
@@ -53,15 +55,29 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
     }
   });
 
-  it('a rule with the wrong threshold fails its test', async () => {
-    const wrong = readFileSync(join(ALERTS, 'voipready-rules.yml'), 'utf8').replace(
+  it.each([
+    [
       'voipready_path_latency_seconds >= 0.150',
       'voipready_path_latency_seconds >= 0.250',
-    );
-    writeFileSync(join(dir, 'voipready-rules.yml'), wrong);
+      'VoipreadyLatencyHigh',
+    ],
+    [
+      'voipready_host_disk_days_until_full < 14',
+      'voipready_host_disk_days_until_full < 13',
+      'VoipreadyHostDiskFillingUp',
+    ],
+    [
+      'voipready_host_disk_free_ratio < 0.20',
+      'voipready_host_disk_free_ratio < 0.10',
+      'VoipreadyHostDiskLow',
+    ],
+  ])('a rule with the wrong threshold fails its test (%s → %s)', async (right, wrongRule, alert) => {
+    const rules = readFileSync(join(ALERTS, 'voipready-rules.yml'), 'utf8');
+    expect(rules).toContain(right);
+    writeFileSync(join(dir, 'voipready-rules.yml'), rules.replace(right, wrongRule));
     copyFileSync(join(ALERTS, 'voipready-rules.test.yml'), join(dir, 'voipready-rules.test.yml'));
     const test = await promtool('test', 'rules', 'voipready-rules.test.yml');
     expect(test.code).not.toBe(0);
-    expect(test.out).toContain('VoipreadyLatencyHigh');
+    expect(test.out).toContain(alert);
   });
 });
