@@ -343,8 +343,12 @@ describe.skipIf(unavailableRuns)(
     const AGENTS = { hq: 'agent-token-hq-real-0123456789ab', branch: 'agent-token-branch-real-012345678' };
     const peer = `${DC_ADDR}:${MEDIA_PORT}`;
 
-    async function probeAndPost(site: 'hq' | 'branch', reportId: string) {
-      const { json } = await probeJson(peer, { ns: topo.site, calls: 2, durationS: 2, waitS: 1 });
+    /** Posts a voipready.report/1 as the site's agent: probes, or (host checks only) none and a host result. */
+    async function postAs(
+      site: 'hq' | 'branch',
+      reportId: string,
+      content: { probes: unknown[]; host?: unknown },
+    ) {
       const res = await fetch(`${running.url}/api/v1/reports`, {
         method: 'POST',
         headers: { authorization: `Bearer ${AGENTS[site]}`, 'content-type': 'application/json' },
@@ -354,10 +358,15 @@ describe.skipIf(unavailableRuns)(
           site,
           agent: `${site}-agent`,
           createdAt: new Date().toISOString(),
-          probes: [json],
+          ...content,
         }),
       });
       expect(res.status, await res.text()).toBe(202);
+    }
+
+    async function probeAndPost(site: 'hq' | 'branch', reportId: string) {
+      const { json } = await probeJson(peer, { ns: topo.site, calls: 2, durationS: 2, waitS: 1 });
+      await postAs(site, reportId, { probes: [json] });
       return json;
     }
 
@@ -400,20 +409,7 @@ describe.skipIf(unavailableRuns)(
       const host = await persistentHostCollector(config, dir, systemHostDeps(), (err) => {
         throw err;
       })();
-      const res = await fetch(`${running.url}/api/v1/reports`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${AGENTS[site]}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          schema: 'voipready.report/1',
-          reportId,
-          site,
-          agent: `${site}-agent`,
-          createdAt: new Date().toISOString(),
-          probes: [],
-          host,
-        }),
-      });
-      expect(res.status, await res.text()).toBe(202);
+      await postAs(site, reportId, { probes: [], host });
       return host;
     }
 
