@@ -57,6 +57,8 @@ td.evidence, table.checks td { overflow-wrap: anywhere; }
 .facts dt { color: var(--muted); }
 .facts dd { margin: 0; min-width: 0; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
+/* A 400-call capture lists thousands of rows: let the browser skip laying out tables off screen. */
+.table-wrap { content-visibility: auto; contain-intrinsic-size: auto 400px; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 14px; font-size: .9rem; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
@@ -95,7 +97,7 @@ form.login button { font: inherit; padding: 6px 12px; justify-self: start; }
   body { font-size: 10.5pt; }
   main, header.page, footer.page { max-width: none; padding: 0; }
   nav.page, .no-print, .chart-data, details.fold { display: none; }
-  .table-wrap { overflow: visible; }
+  .table-wrap { overflow: visible; content-visibility: visible; }
   tr, .verdict, .chart-figure { break-inside: avoid; }
   h2, h3 { break-after: avoid; }
   a { color: inherit; text-decoration: none; }
