@@ -23,8 +23,7 @@ import { pageRoutes } from './routes/pages.js';
 import { REPORTS_ROUTE, reportRoutes } from './routes/reports.js';
 import { siteRoutes } from './routes/sites.js';
 import type { InfluxOutboxWriter } from './store/influx.js';
-import { StoreUnavailableError } from './store/sqlite.js';
-import type { ReportStore } from './store/store.js';
+import { type ReportStore, StoreUnavailableError } from './store/store.js';
 
 /**
  * Who may call a route: an agent token, a viewer token (unless reads are open), a support or
@@ -46,7 +45,7 @@ export interface CollectorServices {
   cases: CaseService | undefined;
   now: () => number;
   /** Deletes what is older than `retention` (docs/collector.md, Retention); runs hourly. */
-  pruneOld: () => void;
+  pruneOld: () => Promise<void>;
 }
 
 declare module 'fastify' {
@@ -101,9 +100,11 @@ const PRUNE_EVERY_MS = 3_600_000;
 /** Prunes when the app is ready, then hourly, until it closes. */
 function scheduleRetention(app: FastifyInstance): void {
   let timer: NodeJS.Timeout | undefined;
+  const prune = () =>
+    app.collector.pruneOld().catch((err) => app.log.warn(`retention: ${errorMessage(err)}`));
   app.addHook('onReady', async () => {
-    app.collector.pruneOld();
-    timer = setInterval(() => app.collector.pruneOld(), PRUNE_EVERY_MS).unref();
+    void prune();
+    timer = setInterval(prune, PRUNE_EVERY_MS).unref();
   });
   app.addHook('onClose', async () => clearInterval(timer));
 }
@@ -183,6 +184,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     pruneOld: () => store.prune(now() - config.retention),
   } satisfies CollectorServices);
   app.decorateRequest('principal', undefined);
+  // Every site's latest evidence, read before the app answers anything.
+  app.addHook('onReady', () => ingest.reload());
   scheduleRetention(app);
   limitConnections(app, config.connections);
   // JSON only: any other content type is 415 (Fastify would otherwise accept text/plain).

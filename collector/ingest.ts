@@ -45,9 +45,41 @@ export class IngestService {
   /** Per site, per host: the latest assessment carrying that host's result. */
   private readonly latestHosts = new Map<string, Map<string, SiteLatest>>();
 
-  constructor(private readonly deps: IngestDeps) {
-    for (const l of deps.store.latestPerSite()) this.latest.set(l.assessment.site, l);
-    for (const l of deps.store.latestHostsPerSite()) this.keepHost(l);
+  private reloading: Promise<void> | undefined;
+
+  constructor(private readonly deps: IngestDeps) {}
+
+  /**
+   * Reads every site's latest evidence from the store (on start; and before answering from it when
+   * the store is shared with other collectors, which store reports this one never sees). Calls made
+   * while one runs share it.
+   */
+  reload(): Promise<void> {
+    this.reloading ??= (async () => {
+      try {
+        const [sites, hosts] = await Promise.all([
+          this.deps.store.latestPerSite(),
+          this.deps.store.latestHostsPerSite(),
+        ]);
+        for (const l of sites) this.keepSite(l);
+        for (const l of hosts) this.keepHost(l);
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
+  }
+
+  /** Keeps an assessment as its site's latest unless a newer one is held. */
+  private keepSite({ assessment, report }: SiteLatest): void {
+    const current = this.latest.get(report.site);
+    if (current?.assessment.assessmentId === assessment.assessmentId) return;
+    if (!current || Date.parse(assessment.measuredAt) >= Date.parse(current.assessment.measuredAt)) {
+      // A report without RTP probes (a SIP run) keeps the site's last probe measurements at hand
+      // for /metrics and documents; its own results live in the assessment.
+      const measured = report.probes.length > 0 || !current ? report : current.report;
+      this.latest.set(report.site, { assessment, report: measured });
+    }
   }
 
   /** Keeps a host result as its host's latest unless a newer one is held. */
@@ -86,13 +118,7 @@ export class IngestService {
       points,
     });
     if (result === 'stored') {
-      const current = this.latest.get(report.site);
-      if (!current || Date.parse(assessment.measuredAt) >= Date.parse(current.assessment.measuredAt)) {
-        // A report without RTP probes (a SIP run) keeps the site's last probe measurements at hand
-        // for /metrics and documents; its own results live in the assessment.
-        const measured = report.probes.length > 0 || !current ? report : current.report;
-        this.latest.set(report.site, { assessment, report: measured });
-      }
+      this.keepSite({ assessment, report });
       this.keepHost({ assessment, report });
       if (points.length > 0) this.deps.onPoints?.();
       this.deps.onStored?.(assessment);

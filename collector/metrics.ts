@@ -14,7 +14,7 @@ export interface MetricsSources {
   /** The latest host result of every site's hosts. */
   latestHosts?: () => Iterable<SiteLatest>;
   now: () => number;
-  outboxSize: () => number;
+  outboxSize: () => Promise<number>;
 }
 
 export interface CollectorMetrics {
@@ -179,8 +179,8 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
     name: 'voipready_influx_outbox_points',
     help: 'Points committed locally and not yet written to InfluxDB.',
     registers: [registry],
-    collect() {
-      this.set(sources.outboxSize());
+    async collect() {
+      this.set(await sources.outboxSize());
     },
   });
 

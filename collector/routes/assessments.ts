@@ -7,7 +7,7 @@ export async function assessmentRoutes(app: FastifyInstance): Promise<void> {
     { config: { access: 'read' } },
     async (request, reply) => {
       const found = /^[A-Za-z0-9-]{1,64}$/.test(request.params.id)
-        ? app.collector.store.assessment(request.params.id)
+        ? await app.collector.store.assessment(request.params.id)
         : undefined;
       if (!found) {
         return reply.code(404).send({ error: 'not found', message: `no assessment "${request.params.id}"` });

@@ -7,7 +7,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/readyz', async (_request, reply) => {
     const { influx, store } = app.collector;
     // Not ready while reports would get 503 (a full disk): a balancer sends agents elsewhere.
-    const trouble = store.writeTrouble();
+    const trouble = await store.writeTrouble();
     return reply.code(trouble ? 503 : 200).send({
       ready: trouble === undefined,
       store: trouble ? `cannot store reports: ${trouble}` : 'ok',

@@ -117,9 +117,9 @@ export async function pageRoutes(app: FastifyInstance): Promise<void> {
   );
 
   /** The site's report: the latest assessment, or a past one, with the site's history. */
-  const siteReport = (site: string, { assessment: shown, report }: SiteLatest, latest: Assessment) => {
+  const siteReport = async (site: string, { assessment: shown, report }: SiteLatest, latest: Assessment) => {
     const { store, now } = app.collector;
-    const history = store.siteHistory(site, HISTORY_LIMIT).map(historyPoint);
+    const history = (await store.siteHistory(site, HISTORY_LIMIT)).map(historyPoint);
     const isLatest = shown.assessmentId === latest.assessmentId;
     const r = readinessAt(site, latest, now());
     const current = isLatest
@@ -173,7 +173,7 @@ export async function pageRoutes(app: FastifyInstance): Promise<void> {
         }));
         return sendPage(reply, 200, renderSiteWithoutEvidence(site, checks));
       }
-      return sendPage(reply, 200, siteReport(site, latest, latest.assessment));
+      return sendPage(reply, 200, await siteReport(site, latest, latest.assessment));
     },
   );
 
@@ -184,13 +184,13 @@ export async function pageRoutes(app: FastifyInstance): Promise<void> {
       const site = siteParam(request.params.site, reply);
       if (site === undefined) return reply;
       const found = /^[A-Za-z0-9-]{1,64}$/.test(request.params.id)
-        ? app.collector.store.assessment(request.params.id)
+        ? await app.collector.store.assessment(request.params.id)
         : undefined;
       const latest = app.collector.ingest.latestFor(site)?.assessment;
       if (!found || found.assessment.site !== site || !latest) {
         return sendPage(reply, 404, renderNotFound(`No assessment "${request.params.id}" of site ${site}.`));
       }
-      return sendPage(reply, 200, siteReport(site, found, latest));
+      return sendPage(reply, 200, await siteReport(site, found, latest));
     },
   );
 }

@@ -64,7 +64,7 @@ export async function reportRoutes(app: FastifyInstance): Promise<void> {
     }
     const { site, offset, limit } = query.data;
     return {
-      reports: app.collector.store.listReports({ ...(site ? { site } : {}), offset, limit }),
+      reports: await app.collector.store.listReports({ ...(site ? { site } : {}), offset, limit }),
     };
   });
 }

@@ -287,10 +287,10 @@ export class InfluxOutboxWriter {
   /** Writes the oldest outbox points; returns how many were done with (0: the outbox is empty). */
   private async writeBatch(): Promise<number> {
     const { store, config, events } = this.opts;
-    const batch = store.outboxPeek(config.batchPoints);
+    const batch = await store.outboxPeek(config.batchPoints);
     if (!batch) return 0;
     const rejected = await this.writeOrSetAside(batch.points);
-    store.outboxAck(batch.lastSeq, rejected);
+    await store.outboxAck(batch, rejected);
     if (rejected.length > 0) events.onRejected(rejected.length, rejected[0]!.error);
     events.onWrite(batch.points.length - rejected.length);
     return batch.points.length;

@@ -20,6 +20,7 @@ import type {
   SeriesPoint,
   SiteLatest,
 } from './store.js';
+import { StoreUnavailableError } from './store.js';
 
 const SCHEMA_VERSION = 2;
 
@@ -74,11 +75,6 @@ CREATE TABLE IF NOT EXISTS influx_rejected (
   point TEXT NOT NULL
 );
 `;
-
-/** A store that cannot take writes right now (disk full, closed): the client should retry (503). */
-export class StoreUnavailableError extends Error {
-  override name = 'StoreUnavailableError';
-}
 
 /** What the writer thread stores for one report (plain data: it crosses the thread boundary). */
 interface WriteRow {
@@ -414,11 +410,11 @@ export class SqliteStore implements ReportStore {
     this.drained?.();
   }
 
-  prune(beforeMs: number): void {
+  async prune(beforeMs: number): Promise<void> {
     if (!this.closed) this.writer.postMessage({ pruneBefore: beforeMs } satisfies WriterCommand);
   }
 
-  writeTrouble(): string | undefined {
+  async writeTrouble(): Promise<string | undefined> {
     if (this.closed) return 'the store is closed';
     if (this.writerFailure) return this.writerFailure.message;
     if (this.lastWriteError === undefined) return undefined;
@@ -439,28 +435,28 @@ export class SqliteStore implements ReportStore {
     return this.lastWriteError;
   }
 
-  latestPerSite(): SiteLatest[] {
+  async latestPerSite(): Promise<SiteLatest[]> {
     return (this.stmt.latest.all() as { doc: string; body: string }[]).map(decode);
   }
 
-  latestHostsPerSite(): SiteLatest[] {
+  async latestHostsPerSite(): Promise<SiteLatest[]> {
     return (this.stmt.latestHosts.all() as { doc: string; body: string }[]).map(decode);
   }
 
-  assessment(id: string): SiteLatest | undefined {
+  async assessment(id: string): Promise<SiteLatest | undefined> {
     const row = this.stmt.assessment.get(id) as { doc: string; body: string } | undefined;
     return row ? decode(row) : undefined;
   }
 
-  siteHistory(site: string, limit: number): Assessment[] {
+  async siteHistory(site: string, limit: number): Promise<Assessment[]> {
     return (this.stmt.siteHistory.all(site, limit) as string[]).map(decodeAssessment);
   }
 
-  countReports(): number {
+  async countReports(): Promise<number> {
     return this.stmt.countReports.get() as number;
   }
 
-  listReports(query: { site?: string; offset: number; limit: number }): ReportSummary[] {
+  async listReports(query: { site?: string; offset: number; limit: number }): Promise<ReportSummary[]> {
     const rows = this.stmt.listReports.all({
       site: query.site ?? null,
       limit: query.limit,
@@ -469,7 +465,7 @@ export class SqliteStore implements ReportStore {
     return rows.map(({ receivedAtMs, ...r }) => ({ ...r, receivedAt: new Date(receivedAtMs).toISOString() }));
   }
 
-  outboxPeek(maxPoints: number): OutboxBatch | undefined {
+  async outboxPeek(maxPoints: number): Promise<OutboxBatch | undefined> {
     const rows = this.stmt.outboxPeek.all(this.ackedThrough, Math.max(1, maxPoints)) as {
       seq: number;
       n_points: number;
@@ -477,17 +473,22 @@ export class SqliteStore implements ReportStore {
     }[];
     if (rows.length === 0) return undefined;
     const points: SeriesPoint[] = [];
-    let lastSeq = 0;
+    const seqs: number[] = [];
     for (const row of rows) {
       if (points.length > 0 && points.length + row.n_points > maxPoints) break;
       points.push(...(JSON.parse(row.points) as SeriesPoint[]));
-      lastSeq = row.seq;
+      seqs.push(row.seq);
     }
-    return { lastSeq, points };
+    return { seqs, points };
   }
 
-  /** The delete runs on the writer thread: a write here would wait for the writer's commit and fsync. */
-  outboxAck(lastSeq: number, rejected: RejectedPoint[] = []): void {
+  /**
+   * One process drains this file's outbox in order, so a batch acknowledges everything through its
+   * last row. The delete runs on the writer thread: a write here would wait for the writer's commit
+   * and fsync.
+   */
+  async outboxAck(batch: OutboxBatch, rejected: RejectedPoint[] = []): Promise<void> {
+    const lastSeq = batch.seqs.at(-1) ?? 0;
     this.ackedThrough = Math.max(this.ackedThrough, lastSeq);
     const atMs = Date.now();
     const command: WriterCommand = {
@@ -497,7 +498,7 @@ export class SqliteStore implements ReportStore {
     if (!this.closed) this.writer.postMessage(command);
   }
 
-  rejectedPoints(limit: number): (RejectedPoint & { rejectedAt: string })[] {
+  async rejectedPoints(limit: number): Promise<(RejectedPoint & { rejectedAt: string })[]> {
     const rows = this.stmt.rejected.all(limit) as { atMs: number; error: string; point: string }[];
     return rows.map((r) => ({
       point: JSON.parse(r.point) as SeriesPoint,
@@ -506,7 +507,7 @@ export class SqliteStore implements ReportStore {
     }));
   }
 
-  outboxSize(): number {
+  async outboxSize(): Promise<number> {
     return this.stmt.outboxSize.get(this.ackedThrough) as number;
   }
 

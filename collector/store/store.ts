@@ -4,6 +4,12 @@
 import type { AgentReport } from '../../src/schemas.js';
 import type { Assessment } from '../assessment.js';
 
+/** A store that cannot take writes right now (disk full, database down, closed): the client should
+ * retry (503 + Retry-After). */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+}
+
 /** One InfluxDB point, as queued in the outbox (time in ms since the epoch). */
 export interface SeriesPoint {
   measurement: string;
@@ -48,8 +54,8 @@ export interface RejectedPoint {
 }
 
 export interface OutboxBatch {
-  /** Highest outbox sequence number in the batch; acknowledge up to it. */
-  lastSeq: number;
+  /** The outbox rows in the batch (sequence numbers, ascending): hand the batch back to outboxAck. */
+  seqs: number[];
   points: SeriesPoint[];
 }
 
@@ -57,30 +63,33 @@ export interface ReportStore {
   /** Resolves only once the report is durably committed (or known as a duplicate). */
   save(entry: NewReport): Promise<SaveResult>;
   /** The latest assessment of every site, by measurement time, with its report. */
-  latestPerSite(): SiteLatest[];
+  latestPerSite(): Promise<SiteLatest[]>;
   /** The latest assessment carrying a host result, per site and host, by measurement time. */
-  latestHostsPerSite(): SiteLatest[];
-  assessment(id: string): SiteLatest | undefined;
+  latestHostsPerSite(): Promise<SiteLatest[]>;
+  assessment(id: string): Promise<SiteLatest | undefined>;
   /** A site's assessments, newest measurement first, at most `limit`. */
-  siteHistory(site: string, limit: number): Assessment[];
-  countReports(): number;
+  siteHistory(site: string, limit: number): Promise<Assessment[]>;
+  countReports(): Promise<number>;
   /** Stored reports in arrival order, optionally of one site. */
-  listReports(query: { site?: string; offset: number; limit: number }): ReportSummary[];
-  /** Oldest queued time-series points, up to about maxPoints (whole reports). */
-  outboxPeek(maxPoints: number): OutboxBatch | undefined;
-  /** The batch through lastSeq is done: written, or refused and kept aside in `rejected`. */
-  outboxAck(lastSeq: number, rejected?: RejectedPoint[]): void;
+  listReports(query: { site?: string; offset: number; limit: number }): Promise<ReportSummary[]>;
+  /**
+   * Oldest queued time-series points, up to about maxPoints (whole reports), taken by this store
+   * instance until acknowledged (a store shared by several collectors hands each row to one of them).
+   */
+  outboxPeek(maxPoints: number): Promise<OutboxBatch | undefined>;
+  /** The batch is done: written, or refused and kept aside in `rejected`. */
+  outboxAck(batch: OutboxBatch, rejected?: RejectedPoint[]): Promise<void>;
   /** Points InfluxDB refused, newest first. */
-  rejectedPoints(limit: number): (RejectedPoint & { rejectedAt: string })[];
-  outboxSize(): number;
+  rejectedPoints(limit: number): Promise<(RejectedPoint & { rejectedAt: string })[]>;
+  outboxSize(): Promise<number>;
   /**
    * Deletes reports (and their assessments) that arrived before `beforeMs`, except each site's
    * latest assessment and its report, and refused InfluxDB points set aside before then. Runs in
    * the background, in small transactions.
    */
-  prune(beforeMs: number): void;
+  prune(beforeMs: number): Promise<void>;
   /** Why the store cannot take a report now (disk full, closed), or undefined when it can. */
-  writeTrouble(): string | undefined;
+  writeTrouble(): Promise<string | undefined>;
   /** Commits what is pending and closes. */
   close(): Promise<void>;
 }

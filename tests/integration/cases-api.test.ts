@@ -298,7 +298,7 @@ describe('cases: storage', () => {
     await old.app.close();
 
     const reports = new SqliteStore(dir);
-    expect(reports.countReports()).toBe(5);
+    expect(await reports.countReports()).toBe(5);
     const cases = new SqliteCaseStore(dir);
     await cases.close();
     await reports.close();
@@ -310,7 +310,7 @@ describe('cases: storage', () => {
 
     // Started again on the migrated file: reports readable, cases work.
     const again = openCaseApp({ dir });
-    expect(again.store.countReports()).toBe(5);
+    expect(await again.store.countReports()).toBe(5);
     const res = await call(again.app, 'POST', '/api/v1/cases', TOKENS.support, VOICE_CASE);
     expect(res.status).toBe(201);
     expect(res.json.withheld).toBe(false);

@@ -81,7 +81,7 @@ describe('collector API: ingest', () => {
     expect(res.statusCode).toBe(202);
     const ack = res.json() as { reportId: string; assessmentId: string; ready: boolean };
     expect(ack).toMatchObject({ reportId: 'rep-api-0001', ready: true });
-    expect(ctx.store.countReports()).toBe(1);
+    expect(await ctx.store.countReports()).toBe(1);
 
     const readiness = await get(ctx.app, '/api/v1/sites/hq/readiness');
     expect(readiness.statusCode).toBe(200);
@@ -109,24 +109,24 @@ describe('collector API: ingest', () => {
   it('acknowledges a repeated report id without storing it again; other content under it is 409', async () => {
     const r = report('rep-api-0002');
     expect((await post(ctx.app, r)).statusCode).toBe(202);
-    const before = ctx.store.countReports();
+    const before = await ctx.store.countReports();
     const again = await post(ctx.app, r);
     expect(again.statusCode).toBe(200);
     expect(again.json()).toEqual({ reportId: 'rep-api-0002', duplicate: true });
     const changed = await post(ctx.app, { ...r, createdAt: new Date(T0 - 30_000).toISOString() });
     expect(changed.statusCode).toBe(409);
-    expect(ctx.store.countReports()).toBe(before);
+    expect(await ctx.store.countReports()).toBe(before);
   });
 
   it('commits concurrent posts in groups, each acknowledged once stored', async () => {
-    const before = ctx.store.countReports();
+    const before = await ctx.store.countReports();
     const ids = Array.from({ length: 200 }, (_, i) => `rep-burst-${String(i).padStart(4, '0')}`);
     // every id twice, concurrently: exactly one of each pair is stored
     const results = await Promise.all([...ids, ...ids].map((id) => post(ctx.app, report(id))));
     const codes = results.map((r) => r.statusCode);
     expect(codes.filter((c) => c === 202)).toHaveLength(200);
     expect(codes.filter((c) => c === 200)).toHaveLength(200);
-    expect(ctx.store.countReports()).toBe(before + 200);
+    expect(await ctx.store.countReports()).toBe(before + 200);
     const listed = await get(ctx.app, '/api/v1/reports?site=hq&limit=10000');
     const listedIds = (listed.json().reports as { reportId: string }[]).map((r) => r.reportId);
     expect(new Set(listedIds).size).toBe(listedIds.length);
@@ -173,7 +173,7 @@ describe('collector API: bad input never gets a 5xx', () => {
     expect(other.statusCode).toBe(403);
     expect(other.json().message).toMatch(/"branch", not "hq"/);
     expect((await post(ctx.app, report('rep-bad-0004'), VIEWER)).statusCode).toBe(403);
-    expect(ctx.store.countReports()).toBe(0);
+    expect(await ctx.store.countReports()).toBe(0);
   });
 
   it('400 for malformed JSON', async () => {
@@ -299,7 +299,7 @@ describe('collector API: metrics and persistence', () => {
     expect(stored.checks).toEqual(stored.peers[0].checks);
     await first.app.close();
     const second = open({}, first.dir);
-    expect(second.store.countReports()).toBe(1);
+    expect(await second.store.countReports()).toBe(1);
     const readiness = await get(second.app, '/api/v1/sites/hq/readiness');
     expect(readiness.json()).toMatchObject({ ready: true, assessmentId: ack.assessmentId });
     expect(readiness.json().checks).toEqual(stored.checks);

@@ -65,7 +65,7 @@ describe.skipIf(!isRoot)(
         expect(retryAfter).toBe('5');
         const acknowledged = statuses.filter((s) => s === 202).length;
         expect(acknowledged).toBeGreaterThan(0);
-        expect(store.countReports()).toBe(acknowledged);
+        expect(await store.countReports()).toBe(acknowledged);
         const readiness = await app.inject({ url: '/api/v1/sites/hq/readiness' });
         expect(readiness.statusCode).toBe(200);
         expect(readiness.json().reportId).toBe(`rep-full-${String(acknowledged - 1).padStart(4, '0')}`);

@@ -109,7 +109,7 @@ describe('rate limiter and tokens', () => {
     const res = await post(app, r);
     expect(res.statusCode).toBe(403);
     expect(res.json().message).toMatch(/agent "hq-agent-1".*"someone-else"/);
-    expect(store.countReports()).toBe(0);
+    expect(await store.countReports()).toBe(0);
   });
 
   it('refuses a config where two agents share a name (they would share a rate-limit bucket)', () => {
@@ -140,8 +140,8 @@ describe('report ids per site', () => {
     expect(other.statusCode).toBe(202);
     // a repeat is still a duplicate within its own site
     expect((await post(app, branchReport('rep-shared-0001', clock), BRANCH)).statusCode).toBe(200);
-    expect(store.countReports()).toBe(2);
-    expect(store.listReports({ site: 'branch', offset: 0, limit: 10 })).toEqual([
+    expect(await store.countReports()).toBe(2);
+    expect(await store.listReports({ site: 'branch', offset: 0, limit: 10 })).toEqual([
       expect.objectContaining({ reportId: 'rep-shared-0001', site: 'branch' }),
     ]);
     const assessment = await app.inject({
@@ -179,7 +179,7 @@ describe('report ids per site', () => {
     old.close();
 
     const { app, store } = openApp(clock, v1Dir);
-    expect(store.listReports({ offset: 0, limit: 10 }).map((r) => r.reportId)).toEqual([
+    expect((await store.listReports({ offset: 0, limit: 10 })).map((r) => r.reportId)).toEqual([
       'rep-mig-0002',
       'rep-mig-0001',
     ]);
@@ -205,11 +205,11 @@ describe('retention', () => {
     clock.now += 89 * 86_400_000;
     app.collector.pruneOld();
     expect((await post(app, hqReport('rep-new-0001', clock))).statusCode).toBe(202);
-    expect(store.countReports()).toBe(5);
+    expect(await store.countReports()).toBe(5);
     clock.now += 2 * 86_400_000;
     app.collector.pruneOld();
-    await waitFor(() => store.countReports() === 2);
-    expect(store.listReports({ offset: 0, limit: 10 }).map((r) => r.reportId)).toEqual([
+    await waitFor(async () => (await store.countReports()) === 2);
+    expect((await store.listReports({ offset: 0, limit: 10 })).map((r) => r.reportId)).toEqual([
       'rep-old-0004',
       'rep-new-0001',
     ]);
@@ -222,9 +222,9 @@ describe('retention', () => {
   });
 });
 
-async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -105,7 +105,7 @@ describe.skipIf(missing)(
       for (const r of reports) expect(await post(running.url, r)).toBe(202);
 
       const store = running.app.collector.store;
-      await waitUntil('the outbox to drain', async () => store.outboxSize() === 0, 60_000);
+      await waitUntil('the outbox to drain', async () => (await store.outboxSize()) === 0, 60_000);
       const series = await influxQuery(
         influx.url,
         DB,
@@ -119,7 +119,7 @@ describe.skipIf(missing)(
         'rep-poison-fresh-2/reverse',
       ]);
 
-      const rejected = store.rejectedPoints(10);
+      const rejected = await store.rejectedPoints(10);
       expect(rejected.map((r) => `${r.point.fields.reportId}/${r.point.tags.direction}`).sort()).toEqual([
         'rep-poison-conflict/forward',
         'rep-poison-conflict/reverse',
@@ -140,7 +140,7 @@ describe.skipIf(missing)(
       expect(text).toMatch(/^voipready_influx_points_rejected_total 4$/m);
       expect(text).toMatch(/^voipready_influx_points_written_total 4$/m);
       // every report is kept in SQLite whatever InfluxDB made of its points
-      expect(store.countReports()).toBe(4);
+      expect(await store.countReports()).toBe(4);
     });
   },
 );

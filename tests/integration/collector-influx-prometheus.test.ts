@@ -211,12 +211,16 @@ describe.skipIf(missing)(
       const down = await collector(`http://127.0.0.1:${port}`);
       expect(await post(down.url, sampleReport({ reportId: 'rep-outage-0001', createdAt: at(2) }))).toBe(202);
       expect(await post(down.url, sampleReport({ reportId: 'rep-outage-0002', createdAt: at(3) }))).toBe(202);
-      expect(down.app.collector.store.outboxSize()).toBe(4);
+      expect(await down.app.collector.store.outboxSize()).toBe(4);
       const readyz = await (await fetch(`${down.url}/readyz`)).json();
       expect(readyz).toMatchObject({ ready: true });
       late = await startInfluxd({ port });
       cleanups.push(() => late.stop());
-      await waitUntil('the outbox to drain', async () => down.app.collector.store.outboxSize() === 0, 20_000);
+      await waitUntil(
+        'the outbox to drain',
+        async () => (await down.app.collector.store.outboxSize()) === 0,
+        20_000,
+      );
       const rows = await influxQuery(
         late.url,
         'voipready_test',
