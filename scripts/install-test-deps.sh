@@ -18,4 +18,9 @@ $SUDO apt-get install -y -qq --no-install-recommends chromium poppler-utils font
 # Host checks: systemd-journal-remote writes the test journals journalctl reads; unshare/nsenter
 # (util-linux) hold the tests' tmpfs mounts in a private mount namespace.
 $SUDO apt-get install -y -qq --no-install-recommends systemd-journal-remote systemd util-linux >/dev/null
+# The collector's PostgreSQL store: tests initdb their own throwaway cluster in a temp directory (as
+# the postgres user the package creates) on a free port with its socket in that directory, so the
+# cluster Debian's postinst creates (and starts where services may start) on 5432 is neither used
+# nor in the way. The server binaries live in /usr/lib/postgresql/<version>/bin, off the PATH.
+$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 echo "test dependencies installed: $(tshark --version | head -1); $(influxd version 2>/dev/null | head -1); $(prometheus --version 2>&1 | head -1)"
