@@ -4,13 +4,22 @@
 import { z } from 'zod';
 
 export const TRACE_SCHEMA = 'voipready.trace/1';
-/** --max-hops bound: an IPv4 TTL is one byte. */
+/** --max-hops bound: an IPv4 TTL (IPv6 Hop Limit) is one byte. */
 export const MAX_TRACE_HOPS = 255;
 /** traceroute's first UDP port (RFC 1393 era convention): nothing listens there, so the peer answers Port Unreachable. */
 export const DEFAULT_TRACE_PORT = 33434;
 
 /** What answered a probe at one TTL. */
-export const HOP_REPLIES = ['time-exceeded', 'port-unreachable', 'unreachable', 'udp-reply', 'none'] as const;
+export const HOP_REPLIES = [
+  'time-exceeded',
+  'port-unreachable',
+  'unreachable',
+  /** A voipready reflector answered and reported the mark on arrival. */
+  'reflector-reply',
+  /** Something else answered on the port: no arrival mark. */
+  'udp-reply',
+  'none',
+] as const;
 
 const Dscp = z.number().int().min(0).max(63);
 
@@ -19,7 +28,7 @@ export const TraceHop = z.looseObject({
   /** Who answered; null: the hop stayed silent (no ICMP within the wait, retries included). */
   address: z.string().max(64).nullable(),
   rttMs: z.number().nonnegative().nullable(),
-  /** The DSCP in the IP header this hop quoted back, i.e. the mark as the hop received the probe. */
+  /** The DSCP in the IP header this hop quoted back (or a voipready reflector reported), i.e. the mark as the hop received the probe. */
   dscpSeen: Dscp.nullable(),
   /** dscpSeen differs from the last mark seen before it (dscpSent for the first answering hop). */
   changed: z.boolean(),

@@ -18,6 +18,7 @@ export interface RawSocket {
   on(event: 'message', cb: (buf: Buffer, source: string) => void): void;
   on(event: 'error', cb: (err: Error) => void): void;
   setOption(level: number, option: number, value: number): void;
+  setOption(level: number, option: number, value: Buffer, length: number): void;
   pauseRecv(): void;
   close(): void;
 }
@@ -27,9 +28,9 @@ export interface RawModule {
   createSocket(options: { protocol: number; addressFamily: number; bufferSize?: number }): RawSocket;
   createChecksum(...parts: Array<Buffer | { buffer: Buffer; offset: number; length: number }>): number;
   Protocol: { UDP: number; ICMP: number };
-  AddressFamily: { IPv4: number };
-  SocketLevel: { IPPROTO_IP: number; SOL_SOCKET: number };
-  SocketOption: { IP_TOS: number; IP_TTL: number; SO_RCVBUF: number };
+  AddressFamily: { IPv4: number; IPv6: number };
+  SocketLevel: { IPPROTO_IP: number; IPPROTO_IPV6: number; SOL_SOCKET: number };
+  SocketOption: { IP_TOS: number; IP_TTL: number; IPV6_UNICAST_HOPS: number; SO_RCVBUF: number };
 }
 
 export const NEEDS_CAP_NET_RAW =

@@ -1,58 +1,66 @@
-// The DSCP path trace: marked UDP probes with rising TTL; each hop's ICMP Time Exceeded (and the
-// peer's Port Unreachable) quotes the IP header as that hop received it, so its DS field says where
-// the mark changed. Same outer form as the other probes: config in, result document out, failure
-// as data (outcome unknown with the reason); the sockets and clock are passed in.
+// The DSCP path trace: marked UDP probes with rising TTL (IPv6: Hop Limit); each hop's ICMP Time
+// Exceeded (and the peer's Port Unreachable) quotes the IP header as that hop received it, so its
+// DS field says where the mark changed. A voipready reflector on the port answers the probe itself
+// and reports the mark on arrival. Same outer form as the other probes: config in, result document
+// out, failure as data (outcome unknown with the reason); the sockets and clocks are passed in.
 import { randomBytes } from 'node:crypto';
-import { isIPv4 } from 'node:net';
 import { dscpFromTos } from '../../src/dscp.js';
 import { TRACE_SCHEMA, type TraceHop, type TraceResult } from '../../src/trace-schema.js';
-import { type IcmpQuote, parseIcmpQuote, quotesProbe, type SentProbe } from './icmp.js';
+import { decodeMessage, encodeProbe, MIN_PROBE_BYTES } from '../../src/wire.js';
+import { wallNowMs } from '../net/wall-clock.js';
+import { type IcmpQuote, quotesProbe, type SentProbe } from './icmp.js';
 import { openTraceSockets, type TraceSockets } from './sockets.js';
 
 export interface TraceConfig {
   /** HOST:PORT as the user gave it, for the document. */
   peer: string;
-  /** The resolved address. */
+  /** The resolved address (IPv6 in canonical text). */
   address: string;
   port: number;
   dscp: number;
   maxHops: number;
+  /** The reflector's shared secret, when the peer is a voipready reflector that has one. */
+  secret?: Buffer;
   /** Probes per TTL: one, plus retries for hops whose ICMP was rate limited or lost. */
   attempts?: number;
   /** How long to wait for an answer to one probe. */
   waitMs?: number;
   /** Least time between two probes: Linux routers answer ~1 ICMP error/s per source after a burst (icmp_ratelimit). */
   paceMs?: number;
+  /** Consecutive silent hops after which the peer is taken as unreachable (scamper's gap limit). */
+  gapLimit?: number;
 }
 
 export interface TraceDeps {
   open(address: string, port: number): Promise<TraceSockets | string>;
   now(): number;
+  /** Wall clock (ms since the epoch) for the probes' send time, which a reflector with a secret checks. */
+  wallNow(): number;
   sleep(ms: number): Promise<void>;
 }
 
 const realDeps: TraceDeps = {
   open: openTraceSockets,
   now: () => performance.now(),
+  wallNow: wallNowMs,
   sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
 };
 
-export const IPV6_TRACE_REASON =
-  'IPv6 trace not implemented: raw-socket offers no IPv6 Hop Limit or traffic class option for the probes';
-
-/** Payload: a per-run random token, then the sequence number; its length (16 + seq) tells probes apart in 8-byte quotes. */
-const TOKEN_BYTES = 8;
-const BASE_PAYLOAD = 16;
+/** PCMU: any payload type the reflector knows serves; the probes are not media. */
+const PROBE_PAYLOAD_TYPE = 0;
 
 interface Pending extends SentProbe {
   ttl: number;
   sentMs: number;
+  rtpSequence: number;
 }
 
 interface Answer {
   quote: IcmpQuote | undefined;
   from: string;
   rttMs: number;
+  /** The reflector's report of the mark on arrival (null: it could not read it); undefined: not a reflector reply. */
+  reflectorDscp?: number | null;
 }
 
 function unknown(config: TraceConfig, reason: string): TraceResult {
@@ -62,42 +70,79 @@ function unknown(config: TraceConfig, reason: string): TraceResult {
 const firstChange = (hops: TraceHop[]) => hops.find((h) => h.changed)?.ttl ?? null;
 
 export async function runTrace(config: TraceConfig, deps: TraceDeps = realDeps): Promise<TraceResult> {
-  if (!isIPv4(config.address)) return unknown(config, IPV6_TRACE_REASON);
   const sockets = await deps.open(config.address, config.port);
   if (typeof sockets === 'string') return unknown(config, `not measured: ${sockets}`);
   try {
     return await traceHops(config, deps, sockets);
+  } catch (err) {
+    // A send refused by the kernel (no route, interface gone): failure as data.
+    return unknown(config, `not measured: ${(err as Error).message}`);
   } finally {
     sockets.close();
   }
+}
+
+/**
+ * Each probe is a voipready wire probe (a reflector answers it); the per-run random SSRC and RTP
+ * timestamp are the token a forged quote cannot know, and the size (the smallest probe + the
+ * probe's number) tells probes apart even in 8-byte quotes.
+ */
+function probeMaker(config: TraceConfig, deps: TraceDeps) {
+  const token = randomBytes(8);
+  const ssrc = token.readUInt32BE(0);
+  const timestampBase = token.readUInt32BE(4);
+  return (seq: number): Buffer => {
+    const size = MIN_PROBE_BYTES + seq;
+    const payload = Buffer.alloc(size);
+    encodeProbe(
+      payload,
+      size,
+      {
+        payloadType: PROBE_PAYLOAD_TYPE,
+        sequence: seq,
+        timestamp: (timestampBase + seq) >>> 0,
+        ssrc,
+        replyDscp: config.dscp,
+        signalling: false,
+        sentAtMs: deps.wallNow(),
+      },
+      config.secret,
+    );
+    return payload;
+  };
 }
 
 async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSockets): Promise<TraceResult> {
   const attempts = config.attempts ?? 2;
   const waitMs = config.waitMs ?? 1000;
   const paceMs = config.paceMs ?? 50;
-  const token = randomBytes(TOKEN_BYTES);
+  const gapLimit = config.gapLimit ?? 5;
+  const makeProbe = probeMaker(config, deps);
   const pending: Pending[] = [];
   let waiting: { ttl: number; resolve: (a: Answer) => void } | undefined;
+  const current = () => (waiting ? pending.filter((p) => p.ttl === waiting!.ttl) : []);
 
-  sockets.onIcmp((packet) => {
+  sockets.onQuote((quote) => {
     const arrivalMs = deps.now();
-    if (!waiting) return;
-    const quote = parseIcmpQuote(packet);
-    if (!quote) return;
     // Late answers to an earlier TTL's retries are dropped: that hop is settled.
-    const probe = pending.find((p) => p.ttl === waiting!.ttl && quotesProbe(quote, p));
-    if (probe) waiting.resolve({ quote, from: quote.from, rttMs: Math.max(0, arrivalMs - probe.sentMs) });
+    const probe = current().find((p) => quotesProbe(quote, p));
+    if (probe) waiting!.resolve({ quote, from: quote.from, rttMs: Math.max(0, arrivalMs - probe.sentMs) });
   });
-  sockets.onPeerReply(() => {
+  sockets.onPeerReply((msg) => {
     const arrivalMs = deps.now();
-    const probe = waiting && pending.filter((p) => p.ttl === waiting!.ttl).at(-1);
-    if (waiting && probe)
-      waiting.resolve({
-        quote: undefined,
-        from: config.address,
-        rttMs: Math.max(0, arrivalMs - probe.sentMs),
-      });
+    const ours = current();
+    if (ours.length === 0) return;
+    const m = decodeMessage(msg, config.secret);
+    // A reflector's reply is the probe's size and echoes its SSRC and sequence; any other datagram
+    // from the peer's port says only that something listens there.
+    const probe =
+      typeof m === 'object' && m.type === 'reply'
+        ? ours.find((p) => p.payload.length === msg.length && p.rtpSequence === m.echoedSequence)
+        : ours.at(-1);
+    if (!probe) return;
+    const reflectorDscp = typeof m === 'object' && m.type === 'reply' ? m.arrivalDscp : undefined;
+    const reply = { quote: undefined, from: config.address, rttMs: Math.max(0, arrivalMs - probe.sentMs) };
+    waiting!.resolve(reflectorDscp === undefined ? reply : { ...reply, reflectorDscp });
   });
 
   let lastSendMs = Number.NEGATIVE_INFINITY;
@@ -105,9 +150,7 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
     const gap = lastSendMs + paceMs - deps.now();
     if (gap > 0) await deps.sleep(gap);
     const seq = pending.length;
-    const payload = Buffer.alloc(BASE_PAYLOAD + seq);
-    token.copy(payload, 0);
-    payload.writeUInt32BE(seq, TOKEN_BYTES);
+    const payload = makeProbe(seq);
     const answer = new Promise<Answer | undefined>((resolve) => {
       const timer = setTimeout(() => resolve(undefined), waitMs);
       waiting = {
@@ -123,6 +166,7 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
     pending.push({
       ttl,
       sentMs: lastSendMs,
+      rtpSequence: seq,
       src: sockets.localAddress,
       dst: config.address,
       srcPort: sockets.localPort,
@@ -140,6 +184,7 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
   let lastSeen = config.dscp;
   let reached = false;
   let stoppedBy: string | undefined;
+  let silentRun = 0;
   for (let ttl = 1; ttl <= config.maxHops && !reached && !stoppedBy; ttl++) {
     let answer: Answer | undefined;
     let sent = 0;
@@ -150,9 +195,12 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
     const hop = toHop(ttl, sent, answer, lastSeen);
     if (hop.dscpSeen !== null) lastSeen = hop.dscpSeen;
     hops.push(hop);
+    silentRun = answer ? 0 : silentRun + 1;
     if (answer?.from === config.address) reached = true;
     else if (hop.reply === 'unreachable')
       stoppedBy = `${hop.address} answered Destination Unreachable at TTL ${ttl}`;
+    else if (silentRun >= gapLimit && ttl < config.maxHops)
+      stoppedBy = `no answer from TTL ${ttl - gapLimit + 1} to ${ttl}: the peer is unreachable or the path filters the probes`;
   }
   return conclude(config, hops, reached, stoppedBy);
 }
@@ -160,19 +208,23 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
 function toHop(ttl: number, attempts: number, answer: Answer | undefined, lastSeen: number): TraceHop {
   if (!answer)
     return { ttl, address: null, rttMs: null, dscpSeen: null, changed: false, reply: 'none', attempts };
-  const dscpSeen = answer.quote ? dscpFromTos(answer.quote.quotedTos) : null;
+  const dscpSeen = answer.quote ? dscpFromTos(answer.quote.quotedTos) : (answer.reflectorDscp ?? null);
   return {
     ttl,
     address: answer.from,
     rttMs: Math.round(answer.rttMs * 1000) / 1000,
     dscpSeen,
     changed: dscpSeen !== null && dscpSeen !== lastSeen,
-    reply: answer.quote ? answer.quote.kind : 'udp-reply',
+    reply: answer.quote
+      ? answer.quote.kind
+      : answer.reflectorDscp !== undefined
+        ? 'reflector-reply'
+        : 'udp-reply',
     attempts,
   };
 }
 
-/** The document; `notMeasured` (no sockets, IPv6, a Destination Unreachable on the way) makes it unknown unless a change was seen. */
+/** The document; `notMeasured` (no sockets, a Destination Unreachable or a run of silent hops on the way) makes it unknown unless a change was seen. */
 function conclude(
   config: TraceConfig,
   hops: TraceHop[],
@@ -185,8 +237,11 @@ function conclude(
   if (firstChangeAtTtl === null) {
     if (notMeasured) unknownReason = notMeasured;
     else if (!reached) unknownReason = `the peer did not answer within ${config.maxHops} hops`;
+    else if (last?.reply === 'reflector-reply' && last.dscpSeen === null)
+      unknownReason =
+        'the voipready reflector could not read the mark on arrival (it needs CAP_NET_RAW, or its native sockets)';
     else if (last?.dscpSeen === null)
-      unknownReason = `the peer answered on UDP port ${config.port} itself, so its arrival mark was not quoted: trace a closed port (default 33434)`;
+      unknownReason = `the peer answered on UDP port ${config.port} itself, so its arrival mark was not quoted: trace a closed port (default 33434) or a voipready reflector`;
   }
   return {
     schema: TRACE_SCHEMA,

@@ -16,7 +16,12 @@ export function renderTraceTable(r: TraceResult): string {
           h.address ?? '* (silent)',
           h.rttMs === null ? '-' : h.rttMs.toFixed(1),
           h.dscpSeen === null ? '-' : dscpName(h.dscpSeen),
-          h.changed ? 'mark changed before this hop' : '',
+          [
+            h.changed ? 'mark changed before this hop' : '',
+            h.reply === 'reflector-reply' ? 'reflector reported' : '',
+          ]
+            .filter(Boolean)
+            .join('; '),
         ]),
         { alignRight: [0, 2] },
       ),

@@ -2,7 +2,13 @@
 // not; no byte string makes the parser throw.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseIcmpQuote, quotesProbe, type SentProbe } from '../../agent/trace/icmp.js';
+import {
+  canonicalIp6,
+  parseIcmp6Quote,
+  parseIcmpQuote,
+  quotesProbe,
+  type SentProbe,
+} from '../../agent/trace/icmp.js';
 
 const PROBE: SentProbe = {
   src: '198.18.20.1',
@@ -113,6 +119,54 @@ describe('trace ICMP quotes', () => {
       fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
         const q = parseIcmpQuote(Buffer.from(bytes));
         if (q) expect(quotesProbe(q, PROBE)).toBeTypeOf('boolean');
+      }),
+    );
+  });
+
+  it('reads ICMPv6 errors: the quoted Traffic Class, ports, and the kind', () => {
+    const probe6: SentProbe = { ...PROBE, src: '2001:2:0:20::1', dst: '2001:2:0:23::2' };
+    const icmp6 = (type: number, code: number, tclass: number, p: SentProbe, nextHeader = 17) => {
+      const b = Buffer.alloc(8 + 40 + 8);
+      b[0] = type;
+      b[1] = code;
+      b[8] = 0x60 | (tclass >> 4);
+      b[9] = (tclass & 0x0f) << 4;
+      b[8 + 6] = nextHeader;
+      b[8 + 7] = 1;
+      // 2001:2:0:20::1 and 2001:2:0:23::2
+      b.writeUInt16BE(0x2001, 16);
+      b.writeUInt16BE(2, 18);
+      b.writeUInt16BE(0x20, 22);
+      b.writeUInt16BE(1, 30);
+      b.writeUInt16BE(0x2001, 32);
+      b.writeUInt16BE(2, 34);
+      b.writeUInt16BE(0x23, 38);
+      b.writeUInt16BE(2, 46);
+      b.writeUInt16BE(p.srcPort, 48);
+      b.writeUInt16BE(p.dstPort, 50);
+      b.writeUInt16BE(p.udpLength, 52);
+      b.writeUInt16BE(p.udpChecksum, 54);
+      return b;
+    };
+    const te = parseIcmp6Quote(icmp6(3, 0, 0xb8, probe6), '2001:2:0:21:0:0:0:2')!;
+    expect(te).toMatchObject({ from: '2001:2:0:21::2', kind: 'time-exceeded', quotedTos: 0xb8 });
+    expect(quotesProbe(te, probe6)).toBe(true);
+    expect(quotesProbe(parseIcmp6Quote(icmp6(3, 0, 0, { ...probe6, srcPort: 1 }), '::1')!, probe6)).toBe(
+      false,
+    );
+    expect(parseIcmp6Quote(icmp6(1, 4, 0, probe6), '::1')!.kind).toBe('port-unreachable');
+    expect(parseIcmp6Quote(icmp6(1, 3, 0, probe6), '::1')!.kind).toBe('unreachable');
+    // Echo requests, quotes of TCP (or behind extension headers), truncated messages: not ours.
+    expect(parseIcmp6Quote(icmp6(128, 0, 0, probe6), '::1')).toBeUndefined();
+    expect(parseIcmp6Quote(icmp6(3, 0, 0, probe6, 6), '::1')).toBeUndefined();
+    const whole = icmp6(3, 0, 0, probe6);
+    for (let n = 0; n < whole.length; n++)
+      expect(parseIcmp6Quote(whole.subarray(0, n), '::1')).toBeUndefined();
+    expect(canonicalIp6('2001:0DB8:0:0:0:0:0:0001')).toBe('2001:db8::1');
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const q = parseIcmp6Quote(Buffer.from(bytes), '::1');
+        if (q) expect(quotesProbe(q, probe6)).toBeTypeOf('boolean');
       }),
     );
   });
