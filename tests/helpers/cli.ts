@@ -23,6 +23,18 @@ export const REPO_ROOT = findRepoRoot();
 export const CLI_BIN = join(REPO_ROOT, 'bin', 'voipready.js');
 const BUILT_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 
+/** A `wrapper` running the child as uid/gid 65534 (nobody), no supplementary groups, every capability set emptied. */
+export const AS_NOBODY = [
+  'setpriv',
+  '--reuid=65534',
+  '--regid=65534',
+  '--clear-groups',
+  '--inh-caps=-all',
+  '--ambient-caps=-all',
+  '--bounding-set=-all',
+  '--',
+];
+
 export interface CliOptions {
   /** Network namespace to run in (`ip netns exec NS ...`). */
   ns?: string;

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  AS_NOBODY,
   cliUnavailableReason,
   killAllCli,
   type ProbeJson,
@@ -26,17 +27,6 @@ import {
 } from '../helpers/netns.js';
 
 const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
-/** uid/gid 65534, no supplementary groups, every capability set emptied. */
-const NOBODY = [
-  'setpriv',
-  '--reuid=65534',
-  '--regid=65534',
-  '--clear-groups',
-  '--inh-caps=-all',
-  '--ambient-caps=-all',
-  '--bounding-set=-all',
-  '--',
-];
 const DGRAM_ONLY = ['env', 'VOIPREADY_NATIVE_UDP=0'];
 const MEDIA_PORT = 5004;
 const V6_PORT = 6004;
@@ -62,9 +52,9 @@ describe.skipIf(unavailable !== undefined)(
 
     beforeAll(async () => {
       topo = await createTopology();
-      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc, wrapper: NOBODY });
-      reflector6 = await startReflector(`[${DC_ADDR6}]:${V6_PORT}`, { ns: topo.dc, wrapper: NOBODY });
-      await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, CALLS, { ns: topo.site, wrapper: NOBODY });
+      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc, wrapper: AS_NOBODY });
+      reflector6 = await startReflector(`[${DC_ADDR6}]:${V6_PORT}`, { ns: topo.dc, wrapper: AS_NOBODY });
+      await warmUpReflector(`${DC_ADDR}:${MEDIA_PORT}`, CALLS, { ns: topo.site, wrapper: AS_NOBODY });
     });
     afterAll(async () => {
       await reflector?.stop();
@@ -73,11 +63,11 @@ describe.skipIf(unavailable !== undefined)(
       await topo?.destroy();
     });
 
-    const probe = (peer: string, wrapper = NOBODY) =>
+    const probe = (peer: string, wrapper = AS_NOBODY) =>
       probeJson(peer, { ns: topo.site, wrapper, calls: CALLS });
 
     it('the wrapper runs as uid 65534 with no capabilities', () => {
-      const status = execFileSync(NOBODY[0]!, [...NOBODY.slice(1), 'cat', '/proc/self/status'], {
+      const status = execFileSync(AS_NOBODY[0]!, [...AS_NOBODY.slice(1), 'cat', '/proc/self/status'], {
         encoding: 'utf8',
       });
       expect(/^Uid:\s+65534\b/m.test(status), status).toBe(true);
@@ -164,7 +154,7 @@ describe.skipIf(unavailable !== undefined)(
 
     it('with the addon switched off, the probe measures as before (dgram) and says so', async () => {
       await topo.impair({ counters: [], forward: [] });
-      const { run, json } = await probe(`${DC_ADDR}:${MEDIA_PORT}`, [...NOBODY, ...DGRAM_ONLY]);
+      const { run, json } = await probe(`${DC_ADDR}:${MEDIA_PORT}`, [...AS_NOBODY, ...DGRAM_ONLY]);
       expect(run.stderr).toMatch(/native UDP sockets not used \(disabled by VOIPREADY_NATIVE_UDP=0\)/);
       expect(run.stderr.trim().split('\n')).toHaveLength(1);
       expect(json.socketPath).toBe('dgram');

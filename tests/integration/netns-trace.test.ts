@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TraceResult } from '../../src/trace-schema.js';
 import {
+  AS_NOBODY,
   cliUnavailableReason,
   killAllCli,
   REPO_ROOT,
@@ -21,16 +22,6 @@ import { type Chain, createChain } from '../helpers/netns-chain.js';
 
 const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
 const DROP_NET_RAW = ['setpriv', '--inh-caps=-net_raw', '--bounding-set=-net_raw', '--'];
-/** nobody, no groups, no capabilities at all. */
-const NOBODY = [
-  'setpriv',
-  '--reuid=65534',
-  '--regid=65534',
-  '--clear-groups',
-  '--inh-caps=-all',
-  '--bounding-set=-all',
-  '--',
-];
 const TABLE = 'trace_test';
 const REFLECTOR_PORT = 5004;
 
@@ -180,7 +171,7 @@ describe.skipIf(unavailable !== undefined)(
 
     it.each([
       ['without CAP_NET_RAW', DROP_NET_RAW],
-      ['as nobody without any capability', NOBODY],
+      ['as nobody without any capability', AS_NOBODY],
     ])('%s the trace is unknown with the reason, not a guess', async (_name, wrapper) => {
       await clear();
       const { code, json } = await trace(chain, ['--dscp', 'EF'], wrapper);
