@@ -13,6 +13,8 @@ import { JitterEstimator, RTP_HEADER_BYTES, SequenceTracker } from '../src/rtp.j
 import type { ClockSync, DscpCounts, ProbeResult } from '../src/schemas.js';
 import {
   decodeMessage,
+  encodeLoad,
+  encodeLoadRequest,
   encodeProbe,
   encodeSummaryRequest,
   MIN_PAYLOAD_BYTES,
@@ -22,6 +24,12 @@ import { detectClockSync } from './net/clock-sync.js';
 import { loadNativeUdp, type NativeBinding, noticeFallback } from './net/native-udp.js';
 import { wallNowMs } from './net/wall-clock.js';
 import { mainThreadTicker, runPacer, type Ticker } from './probe/pacer.js';
+import {
+  LOAD_DATAGRAM_BYTES,
+  type LoadSender,
+  PriorityRun,
+  type PriorityTestOptions,
+} from './probe/priority.js';
 import {
   buildProbeResult,
   type DirectionCounts,
@@ -51,6 +59,8 @@ export interface ProbeOptions {
   secret?: Buffer;
   policy?: Policy;
   onProgress?: (fraction: number) => void;
+  /** `--priority-test`: best-effort twins and a best-effort load in the middle third (agent/probe/priority.ts). */
+  priorityTest?: PriorityTestOptions;
 }
 
 export interface ProbeDeps {
@@ -71,6 +81,10 @@ export interface ProbeDeps {
 }
 
 export const MAX_CALLS = 500;
+/** With --priority-test every call has a twin: 2 × 250 + 1 streams fit one source's share at the reflector. */
+export const MAX_PRIORITY_CALLS = 250;
+/** With --priority-test each third of the run must hold 50 packets of a 20 ms stream. */
+const MIN_PRIORITY_DURATION_MS = 3000;
 /** One hour: within the reflector's per-stream sequence span (MAX_STREAM_SPAN). */
 const MAX_DURATION_MS = 3600 * 1000;
 /** Signalling probes: one every 100 ms, the size of a typical SIP request. */
@@ -123,6 +137,8 @@ interface Direction {
 
 interface StreamState {
   index: number;
+  /** A --priority-test twin: the same stream marked CS0, kept out of the document's directions. */
+  bestEffort: boolean;
   remotePort: number;
   ssrc: number;
   signalling: boolean;
@@ -172,6 +188,14 @@ function validate(o: ProbeOptions) {
   if (!(o.durationMs >= codec.ptimeMs && o.durationMs <= MAX_DURATION_MS)) {
     throw new UserError(`duration must be between ${codec.ptimeMs} ms and 1 h`);
   }
+  if (o.priorityTest && o.calls > MAX_PRIORITY_CALLS) {
+    throw new UserError(
+      `the priority test runs at most ${MAX_PRIORITY_CALLS} calls (each has a best-effort twin)`,
+    );
+  }
+  if (o.priorityTest && o.durationMs < MIN_PRIORITY_DURATION_MS) {
+    throw new UserError('the priority test needs a duration of at least 3s (three phases of 1 s)');
+  }
   if (o.waitMs !== undefined && !(o.waitMs >= 0 && o.waitMs <= 60_000)) {
     throw new UserError('wait must be between 0 and 60 s');
   }
@@ -198,7 +222,10 @@ type Plan = ReturnType<typeof validate>;
 interface Run {
   media: StreamState[];
   sig: StreamState;
+  /** --priority-test: the media streams' CS0 twins, after the signalling stream in `all`. */
+  twins: StreamState[];
   all: StreamState[];
+  priority: PriorityRun | undefined;
   rtt: Histogram;
   oneWayForward: Mean;
   oneWayReverse: Mean;
@@ -206,14 +233,15 @@ interface Run {
   timeline: Timeline | undefined;
 }
 
-function newRun(plan: Plan, calls: number): Run {
+function newRun(plan: Plan, calls: number, priority: PriorityRun | undefined): Run {
   const bySsrc = new Set<number>();
-  const stream = (index: number, signalling: boolean): StreamState => {
+  const stream = (index: number, signalling: boolean, bestEffort = false): StreamState => {
     let ssrc = randomU32();
     while (bySsrc.has(ssrc)) ssrc = randomU32();
     bySsrc.add(ssrc);
     return {
       index,
+      bestEffort,
       remotePort: signalling ? plan.signallingPort : plan.port,
       ssrc,
       signalling,
@@ -232,10 +260,13 @@ function newRun(plan: Plan, calls: number): Run {
   };
   const media = Array.from({ length: calls }, (_, i) => stream(i, false));
   const sig = stream(calls, true);
+  const twins = priority ? Array.from({ length: calls }, (_, i) => stream(calls + 1 + i, false, true)) : [];
   return {
     media,
     sig,
-    all: [...media, sig],
+    twins,
+    all: [...media, sig, ...twins],
+    priority,
     rtt: new Histogram(),
     oneWayForward: new Mean(),
     oneWayReverse: new Mean(),
@@ -246,9 +277,15 @@ function newRun(plan: Plan, calls: number): Run {
 /** A reply or summary response for one of the run's streams (already known to come from the peer). */
 function onDatagram(run: Run, secret: Buffer | undefined) {
   return (index: number, msg: Buffer, arrivalMs: number, dscp: number | null) => {
-    const s = run.all[index]!;
     const m = decodeMessage(msg, secret);
-    if (typeof m === 'string' || m.ssrc !== s.ssrc) return;
+    if (typeof m === 'string') return;
+    const s = run.all[index];
+    if (!s) {
+      // The load socket: the reflector's answer to the load request.
+      if (m.type === 'loadResponse') run.priority?.onLoadResponse(m.nonce, m.accepted);
+      return;
+    }
+    if (!('ssrc' in m) || m.ssrc !== s.ssrc) return;
     if (m.type === 'summaryResponse') {
       s.summary = m;
       return;
@@ -265,13 +302,15 @@ function onDatagram(run: Run, secret: Buffer | undefined) {
     const sentMs = s.sendTimes[slot]!;
     const holdMs = m.holdUs / 1000;
     const rttMs = arrivalMs - sentMs - holdMs;
-    run.rtt.add(rttMs);
-    if (!s.signalling) run.timeline?.returnedAt(sentMs, rttMs, arrivalMs, s.reverse.jitter.jitterMs);
     // The reflector's 32-bit microsecond arrival stamp, unwrapped next to our send time.
     const sentUs = sentMs * 1000;
     const diff =
       ((((m.arrivalUs - (sentUs % 0x100000000)) % 0x100000000) + 0x180000000) % 0x100000000) - 0x80000000;
     const reflectorArrivalMs = (sentUs + diff) / 1000;
+    if (!s.signalling) run.priority?.onReply(s.bestEffort ? 'be' : 'ef', s.index, sentMs, reflectorArrivalMs);
+    if (s.bestEffort) return;
+    run.rtt.add(rttMs);
+    if (!s.signalling) run.timeline?.returnedAt(sentMs, rttMs, arrivalMs, s.reverse.jitter.jitterMs);
     run.oneWayForward.add(reflectorArrivalMs - sentMs);
     run.oneWayReverse.add(arrivalMs - (reflectorArrivalMs + holdMs));
   };
@@ -286,7 +325,12 @@ async function sendCalls(
   run: Run,
   io: ProbeSockets,
   plan: Plan,
-  o: { secret?: Buffer; ticker: Ticker; onProgress?: (fraction: number) => void },
+  o: {
+    secret?: Buffer;
+    ticker: Ticker;
+    onProgress?: (fraction: number) => void;
+    loadSender?: LoadSender;
+  },
 ): Promise<{ startMs: number; lateness: Histogram }> {
   const mediaDscp = plan.policy['dscp-rtp'].audio;
   const signallingDscp = plan.policy['dscp-sip'].class;
@@ -314,21 +358,31 @@ async function sendCalls(
     s.sendTimes[sequence % SEND_RING] = t;
     s.sendSequences[sequence % SEND_RING] = sequence;
     s.sent++;
-    if (!s.signalling) run.timeline?.sentAt(t);
+    if (!s.signalling) {
+      if (!s.bestEffort) run.timeline?.sentAt(t);
+      run.priority?.onSent(s.bestEffort ? 'be' : 'ef', t);
+    }
     io.send(s.index, s.packetBytes, dscp);
     return t;
   };
 
-  const { media, sig } = run;
+  const { media, sig, twins, priority } = run;
   const n = media.length;
   const ptimeMs = plan.codec.ptimeMs;
-  const slots = Math.max(1, Math.min(n, Math.floor(ptimeMs / MIN_SLOT_MS)));
+  // The priority test's load is sent on every tick: the finest grid, however few the calls.
+  const gridSlots = Math.floor(ptimeMs / MIN_SLOT_MS);
+  const slots = Math.max(1, priority ? gridSlots : Math.min(n, gridSlots));
   const stepMs = ptimeMs / slots;
   const total = plan.perCall * slots;
   const startMs = io.now() + 20;
   run.timeline = new Timeline(startMs, plan.perCall * ptimeMs);
   for (const s of media) s.originMs = startMs + (s.index % slots) * stepMs;
+  twins.forEach((s, i) => {
+    s.originMs = media[i]!.originMs;
+  });
   sig.originMs = startMs;
+  priority?.begin(startMs, plan.perCall * ptimeMs);
+  const load = o.loadSender;
   let sigNext = 0;
   const lateness = new Histogram();
   let lastProgress = -1;
@@ -342,11 +396,14 @@ async function sendCalls(
       const k = Math.floor(e / slots);
       for (let i = e % slots; i < n; i += slots) {
         lateness.add(send(media[i]!, k, mediaDscp) - idealMs);
+        // The twin: the same packet right after, best effort both ways.
+        if (twins[i]) send(twins[i]!, k, 0);
       }
       while (sigNext < plan.sigTotal && startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
         send(sig, sigNext, signallingDscp);
         sigNext++;
       }
+      if (priority && load) priority.tick(io.now(), load);
       io.flush();
       const pct = Math.floor((100 * (e + 1)) / total);
       if (pct !== lastProgress) {
@@ -420,6 +477,49 @@ function measure(s: StreamState, localPort: number): StreamMeasurement {
   };
 }
 
+/**
+ * Asks the reflector whether it takes load (retried every SUMMARY_RETRY_MS up to the summary
+ * deadline): a refusal is the CLI's one-line error, or the check's reason; silence is a reason too.
+ */
+async function negotiateLoad(
+  priority: PriorityRun,
+  io: ProbeSockets,
+  loadIndex: number,
+  o: { peer: string; secret?: Buffer; refusalIsError?: boolean },
+): Promise<void> {
+  const deadline = io.now() + PROBE_SUMMARY_DEADLINE_MS;
+  const request = encodeLoadRequest(priority.loadId, o.secret);
+  while (priority.answer === undefined && io.now() < deadline) {
+    io.sendControl(loadIndex, request);
+    await Promise.race([priority.answered, new Promise((r) => setTimeout(r, SUMMARY_RETRY_MS))]);
+  }
+  if (priority.answer === false) {
+    const why = `the reflector at ${o.peer} refuses load: start it with --accept-load`;
+    if (o.refusalIsError) throw new UserError(why);
+    priority.loadNotSentReason = why;
+  } else if (priority.answer === undefined) {
+    priority.loadNotSentReason = `the reflector at ${o.peer} did not answer the load request within ${PROBE_SUMMARY_DEADLINE_MS / 1000} s (not reachable, a version without load, or another --secret-file)`;
+  }
+}
+
+/** Sends load datagrams on the load socket (its own port), best effort. */
+function loadSender(
+  io: ProbeSockets,
+  loadIndex: number,
+  priority: PriorityRun,
+  family: 4 | 6,
+  secret?: Buffer,
+): LoadSender {
+  return {
+    headerBytes: family === 6 ? 48 : 28,
+    send(sequence, nowMs) {
+      const buf = io.buffer(loadIndex);
+      encodeLoad(buf, LOAD_DATAGRAM_BYTES, { loadId: priority.loadId, sequence, sentAtMs: nowMs }, secret);
+      io.send(loadIndex, LOAD_DATAGRAM_BYTES, 0);
+    },
+  };
+}
+
 function reflectorReport(run: Run) {
   const first = run.all.find((s) => s.summary?.known)?.summary;
   if (!first) return null;
@@ -464,11 +564,17 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     }
   }
 
-  const run = newRun(plan, options.calls);
+  const priority = options.priorityTest
+    ? new PriorityRun(options.priorityTest, policy.priority.congestedAddedDelayMs)
+    : undefined;
+  const run = newRun(plan, options.calls, priority);
+  // The load socket comes after the streams' (its answers are not a stream's).
+  const loadIndex = run.all.length;
+  const family = isIP(peerIp) as 4 | 6;
   const request: ProbeSocketsRequest = {
-    family: isIP(peerIp) as 4 | 6,
+    family,
     peerIp,
-    endpoints: run.all,
+    endpoints: priority ? [...run.all, { remotePort: plan.port, packetBytes: LOAD_DATAGRAM_BYTES }] : run.all,
     portRange: d.portRange,
     onDatagram: onDatagram(run, options.secret),
   };
@@ -479,9 +585,17 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
       ? await openDgramProbeSockets(request, { useRawSocket: d.useRawSocket, now: d.now })
       : openNativeProbeSockets(request, native);
   try {
+    if (priority) {
+      await negotiateLoad(priority, io, loadIndex, {
+        peer: options.peer,
+        ...(options.secret ? { secret: options.secret } : {}),
+        ...(options.priorityTest?.refusalIsError ? { refusalIsError: true } : {}),
+      });
+    }
     const { startMs, lateness } = await sendCalls(run, io, plan, {
       ...options,
       ticker: d.ticker ?? mainThreadTicker(io.now),
+      ...(priority ? { loadSender: loadSender(io, loadIndex, priority, family, options.secret) } : {}),
     });
     await fetchSummaries(run, io, plan.waitMs, options.secret);
     const withPort = (s: StreamState) => measure(s, io.localPorts[s.index]!);
@@ -506,6 +620,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         oneWayReverseMs: run.oneWayReverse.value,
         sendLateness: lateness.summary(),
         ...(run.timeline ? { timeline: run.timeline.result() } : {}),
+        ...(priority ? { priority: priority.result(policy['dscp-rtp'].audio) } : {}),
       },
       policy,
     );

@@ -37,6 +37,8 @@ export interface ReflectorOptions {
   freshnessMs?: number;
   summaryBurst?: number;
   summaryRatePerS?: number;
+  /** Accept the probe's --priority-test load (count and discard it); refused otherwise. */
+  acceptLoad?: boolean;
   /** Dgram path only: set false to measure without raw sockets even when privileged. */
   useRawSocket?: boolean;
   /** The native socket layer, or why it cannot be used (default: the addon, if it loads). */
@@ -92,7 +94,13 @@ export async function startReflector(options: ReflectorOptions): Promise<Reflect
       : openNativeReflectorSockets(request, native);
   const now = options.now ?? io.now;
   const marks = io.dscpReason === undefined;
-  table = new StreamTable({ ...limits, secret: options.secret, now, log });
+  table = new StreamTable({
+    ...limits,
+    secret: options.secret,
+    acceptLoad: options.acceptLoad === true,
+    now,
+    log,
+  });
   table.marks = marks;
   const readClock = options.clockSync ?? (() => detectClockSync());
   const refreshClock = () =>

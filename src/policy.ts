@@ -23,6 +23,9 @@ export const RULES: Record<CheckId, string> = {
   // Not a handbook sentence: what support asks of the customer's SIP servers (issue 12).
   sip: 'The SIP server answers OPTIONS (RFC 3261 §11) with an accepted final response within the configured time.',
   system: 'Monitor system performance and communicate hardware needs.',
+  // The second half of the dscp-rtp sentence: marked EF is not enough, EF must be queued first.
+  priority:
+    'RTP traffic needs to be marked with the DSCP set as EF and should be processed as such in the priority queue.',
 };
 
 // The handbook heads its list with "the network performance must conform to these parameters", so
@@ -103,6 +106,21 @@ export const Policy = z.strictObject({
       /** Slowest acceptable final response; T1 (RFC 3261 §17.1.1.1, the RTT estimate) by default. */
       maxResponseMs: z.number().positive().default(500),
       /** true: a site without a SIP OPTIONS result is not ready (the check is unknown). */
+      required: z.boolean().default(false),
+      severity: Severity.default('fail'),
+    })
+    .prefault({}),
+  /**
+   * `voipready probe --priority-test` (src/priority.ts): EF must keep the delay, jitter and loss
+   * limits while best effort queues behind a bulk load.
+   */
+  priority: z
+    .strictObject({
+      /** EF's p95 forward delay under load may exceed its unloaded p95 by at most this. */
+      maxAddedDelayMs: z.number().positive().default(10),
+      /** The load congested the path when best effort's p95 grew by this much (or it lost > loss.maxPct). */
+      congestedAddedDelayMs: z.number().positive().default(20),
+      /** true: a site without a priority test result is not ready (the check is unknown). */
       required: z.boolean().default(false),
       severity: Severity.default('fail'),
     })

@@ -2,6 +2,7 @@
 // reports and dashboards read. Keys marked "contract" are relied on by other tools; keep them.
 import { z } from 'zod';
 import { HostResult } from './host-schema.js';
+import { PriorityResult } from './priority-schema.js';
 import { SipResult } from './sip/schema.js';
 
 export const CHECK_IDS = [
@@ -16,6 +17,7 @@ export const CHECK_IDS = [
   'backup',
   'system',
   'sip',
+  'priority',
 ] as const;
 export const CheckId = z.enum(CHECK_IDS);
 export type CheckId = z.infer<typeof CheckId>;
@@ -182,6 +184,8 @@ export const ProbeResult = z.looseObject({
   mos: z.number().nullable(),
   /** Added after the first release: absent in older documents. */
   timeline: ProbeTimeline.optional(),
+  /** `--priority-test` only (src/priority-schema.ts); added after the first release. */
+  priority: PriorityResult.optional(),
   checks: z.array(Check).max(CHECK_IDS.length),
   ready: z.boolean(),
 });

@@ -35,7 +35,23 @@ export const DSCP_UNKNOWN = 0x40;
 /** Per-stream DSCP counts a summary can carry. */
 export const SUMMARY_DSCP_SLOTS = 8;
 
-export const MessageType = { probe: 1, reply: 2, summaryRequest: 3, summaryResponse: 4 } as const;
+export const MessageType = {
+  probe: 1,
+  reply: 2,
+  summaryRequest: 3,
+  summaryResponse: 4,
+  loadRequest: 5,
+  loadResponse: 6,
+  load: 7,
+} as const;
+
+/**
+ * Load datagrams (`--priority-test`): control-format (first byte 0, never RTP), any length from
+ * LOAD_HEADER_BYTES to MAX_MESSAGE_BYTES, never answered. Header: magic, version/type, flags, the
+ * load id (the nonce of the granted load request), a sequence, the send time; tag at 24.
+ */
+export const LOAD_HEADER_BYTES = 32;
+const LOAD_TAG_OFFSET = 24;
 
 // Flags in payload byte 2 (probe: bits 0-5 carry the DSCP the sender asks the reply to carry).
 const FLAG_SIGNALLING = 0x40;
@@ -85,7 +101,17 @@ export type Decoded =
   | ({ type: 'probe' } & Envelope & ProbeFields)
   | ({ type: 'reply' } & Envelope & ReplyFields)
   | ({ type: 'summaryRequest' } & Envelope & SummaryRequest)
-  | ({ type: 'summaryResponse' } & Envelope & SummaryResponse);
+  | ({ type: 'summaryResponse' } & Envelope & SummaryResponse)
+  | ({ type: 'loadRequest' } & Envelope & { nonce: number })
+  | ({ type: 'loadResponse' } & Envelope & { nonce: number; accepted: boolean })
+  | ({ type: 'load' } & Envelope & LoadFields);
+
+export interface LoadFields {
+  loadId: number;
+  sequence: number;
+  /** The sender's wall clock at the send, ms since the Unix epoch. */
+  sentAtMs: number;
+}
 
 export type Rejection = 'short' | 'not-probe' | 'version' | 'bad-auth' | 'unauthenticated';
 
@@ -271,20 +297,70 @@ export function encodeSummaryResponse(buf: Buffer, r: SummaryResponse, secret?: 
   sign(buf, CONTROL_TAG_OFFSET, secret);
 }
 
+/** A request to send load (128 bytes, like every control message); the nonce names the load. */
+export function encodeLoadRequest(nonce: number, secret?: Buffer): Buffer {
+  const buf = Buffer.alloc(CONTROL_BYTES);
+  writeControlHeader(buf, WIRE_VERSION, MessageType.loadRequest, 0, nonce, secret ? CONTROL_FLAG_TAGGED : 0);
+  sign(buf, CONTROL_TAG_OFFSET, secret);
+  return buf;
+}
+
+/** The answer, written over a copy of the request (same size): whether load is accepted. */
+export function encodeLoadResponse(buf: Buffer, nonce: number, accepted: boolean, secret?: Buffer): void {
+  const flags = (accepted ? CONTROL_FLAG_KNOWN : 0) | (secret ? CONTROL_FLAG_TAGGED : 0);
+  writeControlHeader(buf, WIRE_VERSION, MessageType.loadResponse, 0, nonce, flags);
+  sign(buf, CONTROL_TAG_OFFSET, secret);
+}
+
+/** Writes a load datagram of `size` bytes into buf; returns size. */
+export function encodeLoad(buf: Buffer, size: number, f: LoadFields, secret?: Buffer): number {
+  if (size < LOAD_HEADER_BYTES || size > MAX_MESSAGE_BYTES) {
+    throw new RangeError(`a load datagram is ${LOAD_HEADER_BYTES}..${MAX_MESSAGE_BYTES} bytes`);
+  }
+  buf[0] = 0;
+  buf[1] = MAGIC;
+  buf[2] = (WIRE_VERSION << 4) | MessageType.load;
+  buf[3] = secret ? CONTROL_FLAG_TAGGED : 0;
+  buf.writeUInt32BE(f.loadId >>> 0, 4);
+  buf.writeUInt32BE(f.sequence >>> 0, 8);
+  buf.writeUIntBE(Math.max(0, Math.round(f.sentAtMs)) % 2 ** 48, 12, 6);
+  buf.fill(0, 18, LOAD_HEADER_BYTES);
+  buf.fill(0xd5, LOAD_HEADER_BYTES, size);
+  sign(buf.subarray(0, size), LOAD_TAG_OFFSET, secret);
+  return size;
+}
+
 function decodeControl(msg: Buffer, secret: Buffer | undefined): Decoded | Rejection {
-  if (msg.length !== CONTROL_BYTES) return 'short';
-  const version = msg[2]! >> 4;
-  if (!versionAccepted(version, secret)) return 'version';
   const type = msg[2]! & 0x0f;
+  const isLoad = type === MessageType.load;
+  if (!isLoad && msg.length !== CONTROL_BYTES) return 'short';
+  const version = msg[2]! >> 4;
+  if (!versionAccepted(version, secret) || (version < WIRE_VERSION && type >= MessageType.loadRequest))
+    return 'version';
   const flags = msg[3]!;
   const tagged = (flags & CONTROL_FLAG_TAGGED) !== 0;
   if (secret) {
     if (!tagged) return 'unauthenticated';
-    if (!tagMatches(msg, CONTROL_TAG_OFFSET, secret)) return 'bad-auth';
+    if (!tagMatches(msg, isLoad ? LOAD_TAG_OFFSET : CONTROL_TAG_OFFSET, secret)) return 'bad-auth';
+  }
+  if (isLoad) {
+    const loadId = msg.readUInt32BE(4);
+    return {
+      type: 'load',
+      tagged,
+      version,
+      loadId,
+      sequence: msg.readUInt32BE(8),
+      sentAtMs: msg.readUIntBE(12, 6),
+    };
   }
   const ssrc = msg.readUInt32BE(4);
   const nonce = msg.readUInt32BE(8);
   if (type === MessageType.summaryRequest) return { type: 'summaryRequest', tagged, version, ssrc, nonce };
+  if (type === MessageType.loadRequest) return { type: 'loadRequest', tagged, version, nonce };
+  if (type === MessageType.loadResponse) {
+    return { type: 'loadResponse', tagged, version, nonce, accepted: (flags & CONTROL_FLAG_KNOWN) !== 0 };
+  }
   if (type !== MessageType.summaryResponse) return 'not-probe';
   const at = (i: number) => msg.readUInt32BE(12 + 4 * i);
   const n = Math.min(msg[68]!, SUMMARY_DSCP_SLOTS);

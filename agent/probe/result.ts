@@ -4,6 +4,8 @@
 import { bandwidthPerCall, type Codec } from '../../src/codecs.js';
 import { mosFromR, mouthToEarMs, rFactor } from '../../src/emodel.js';
 import { isReady, judgeNetwork, type Policy } from '../../src/policy.js';
+import { priorityChecks } from '../../src/priority.js';
+import type { PriorityResult } from '../../src/priority-schema.js';
 import { evidenceFromProbe } from '../../src/probe-evidence.js';
 import {
   type Check,
@@ -86,6 +88,8 @@ export interface ProbeMeasurement {
   sendLateness: Summary | undefined;
   /** The run over time (absent in measurements made without one, e.g. tests'). */
   timeline?: ProbeTimeline;
+  /** --priority-test: EF against its best-effort twins, unloaded and under load. */
+  priority?: PriorityResult;
 }
 
 /**
@@ -249,7 +253,7 @@ const NO_REPLY_REASONS = {
 
 /** What was run, as every document states it. */
 type Run = Pick<ProbeMeasurement, 'peer' | 'codec' | 'calls' | 'durationMs' | 'startedAt' | 'privileged'>;
-type Measured = Pick<ProbeResult, 'forward' | 'reverse' | 'signalling' | 'rttMs' | 'oneWayMs'>;
+type Measured = Pick<ProbeResult, 'forward' | 'reverse' | 'signalling' | 'rttMs' | 'oneWayMs' | 'priority'>;
 
 /**
  * Judges the measured document the way the collector re-judges it (src/probe-evidence.ts), so the
@@ -306,7 +310,10 @@ function judged<M extends Measured, T extends object>(
     },
   } satisfies ProbeResult;
   // The whole document, as a collector would receive it, is what gets judged.
-  const checks = judgeNetwork(evidenceFromProbe(draft, policy, reasons), policy);
+  const checks = [
+    ...judgeNetwork(evidenceFromProbe(draft, policy, reasons), policy),
+    ...priorityChecks(draft, policy),
+  ];
   return { ...draft, checks, ready: isReady(checks) } satisfies ProbeResult;
 }
 
@@ -356,6 +363,7 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
         : null,
       oneWayMs: oneWay,
       ...(m.timeline ? { timeline: m.timeline } : {}),
+      ...(m.priority ? { priority: m.priority } : {}),
     },
     {
       socketPath: m.socketPath.path,

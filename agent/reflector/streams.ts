@@ -8,6 +8,7 @@ import type { ClockSync } from '../../src/schemas.js';
 import {
   type Decoded,
   decodeMessage,
+  encodeLoadResponse,
   encodeReply,
   encodeSummaryResponse,
   type Rejection,
@@ -30,7 +31,12 @@ export interface ReflectorStats {
   streams: number;
   /** Streams forgotten to make room for new ones (the source's own oldest, or the table's). */
   evicted: number;
-  rejected: Record<Rejection | 'duplicate' | 'stale' | 'ssrc-in-use' | 'summary-rate' | 'unexpected', number>;
+  /** `--priority-test` load: datagrams and bytes discarded unanswered (accepted), requests answered. */
+  load: { requests: number; packets: number; bytes: number };
+  rejected: Record<
+    Rejection | 'duplicate' | 'stale' | 'ssrc-in-use' | 'summary-rate' | 'unexpected' | 'load-refused',
+    number
+  >;
 }
 
 /** One datagram as it arrived: who sent it, where to, when, and its DSCP (null: not readable). */
@@ -50,6 +56,10 @@ export interface Arrival {
  */
 export type Answer = { kind: 'reply'; msg: Buffer; dscp: number } | { kind: 'summary'; msg: Buffer };
 
+/** Load requests answered per source address: a bucket of 16, then 2 a second. */
+const LOAD_REQUEST_BURST = 16;
+const LOAD_REQUEST_RATE_PER_S = 2;
+
 export interface StreamTableOptions {
   secret?: Buffer;
   /** Streams tracked at once (each a few kB); the least recently heard is evicted for a new one. */
@@ -63,6 +73,11 @@ export interface StreamTableOptions {
   /** Summary requests per source address: a bucket of this many, refilled at summaryRatePerS. */
   summaryBurst: number;
   summaryRatePerS: number;
+  /**
+   * `--accept-load`: load datagrams (the probe's --priority-test) are counted and discarded, and
+   * load requests granted; otherwise refused (the request answered "no", the datagrams dropped).
+   */
+  acceptLoad?: boolean;
   /** The reflector's wall clock, ms (reply send instants, freshness, rate limits). */
   now: () => number;
   log: (event: Record<string, unknown>) => void;
@@ -160,6 +175,7 @@ export class StreamTable {
     summaries: 0,
     streams: 0,
     evicted: 0,
+    load: { requests: 0, packets: 0, bytes: 0 },
     rejected: {
       short: 0,
       'not-probe': 0,
@@ -171,6 +187,7 @@ export class StreamTable {
       'ssrc-in-use': 0,
       'summary-rate': 0,
       unexpected: 0,
+      'load-refused': 0,
     },
   };
   /** The reflector's clock state, reported in summaries (refreshed by the owner). */
@@ -184,6 +201,7 @@ export class StreamTable {
   private readonly ssrcOwner = new Map<number, string>();
   private readonly remarks = new Map<string, StreamRemark>();
   private readonly buckets = new Map<string, TokenBucket>();
+  private readonly loadBuckets = new Map<string, TokenBucket>();
   private readonly walks = new TokenBucket(WALKS_PER_S, WALKS_PER_S);
   private readonly holdUs = new SampleRing(16384);
   private hold: { summary: Summary | undefined; atMs: number } = { summary: undefined, atMs: -Infinity };
@@ -199,6 +217,8 @@ export class StreamTable {
       return undefined;
     }
     if (m.type === 'probe') return this.onProbe(m, a);
+    if (m.type === 'load') return this.onLoad(m, a);
+    if (m.type === 'loadRequest') return this.onLoadRequest(m.nonce, a);
     if (m.type === 'summaryRequest') {
       if (!this.takeSummaryToken(a.src)) {
         this.stats.rejected['summary-rate']++;
@@ -226,12 +246,52 @@ export class StreamTable {
 
   /** A token bucket per source address. */
   private takeSummaryToken(src: string): boolean {
-    let b = this.buckets.get(src);
+    return this.takeToken(this.buckets, src, this.o.summaryBurst, this.o.summaryRatePerS);
+  }
+
+  private takeToken(buckets: Map<string, TokenBucket>, src: string, burst: number, ratePerS: number) {
+    let b = buckets.get(src);
     if (!b) {
-      b = new TokenBucket(this.o.summaryBurst, this.o.summaryRatePerS);
-      remember(this.buckets, src, b, MAX_BUCKETS);
+      b = new TokenBucket(burst, ratePerS);
+      remember(buckets, src, b, MAX_BUCKETS);
     }
     return b.take(this.o.now());
+  }
+
+  /**
+   * Load is discarded without a reply (no amplification); counted when accepted. With a secret
+   * only authenticated, fresh load counts (the decoder already refused untagged or forged tags).
+   */
+  private onLoad(m: Extract<Decoded, { type: 'load' }>, a: Arrival): undefined {
+    if (!this.o.acceptLoad) {
+      this.stats.rejected['load-refused']++;
+      return undefined;
+    }
+    if (this.o.secret && Math.abs(a.arrivalMs - m.sentAtMs) > this.o.freshnessMs) {
+      this.stats.rejected.stale++;
+      return undefined;
+    }
+    this.stats.load.packets++;
+    this.stats.load.bytes += a.msg.length;
+    return undefined;
+  }
+
+  /** Says yes or no to a load request, in a response of the request's size (rate-limited per source). */
+  private onLoadRequest(nonce: number, a: Arrival): Answer | undefined {
+    if (!this.takeToken(this.loadBuckets, a.src, LOAD_REQUEST_BURST, LOAD_REQUEST_RATE_PER_S)) {
+      this.stats.rejected['summary-rate']++;
+      return undefined;
+    }
+    this.stats.load.requests++;
+    const out = Buffer.allocUnsafe(a.msg.length);
+    a.msg.copy(out);
+    encodeLoadResponse(out, nonce, this.o.acceptLoad === true, this.o.secret);
+    this.o.log({
+      event: 'load-request',
+      from: `${a.src}:${a.srcPort}`,
+      accepted: this.o.acceptLoad === true,
+    });
+    return { kind: 'summary', msg: out };
   }
 
   /**

@@ -18,6 +18,8 @@ const WHAT_TO_DO: Record<CheckId, string> = {
   eventlog: 'resolve the system-impacting errors in the event log',
   backup: 'take a system/configuration backup',
   sip: 'make the SIP server answer OPTIONS with an accepted final response in time (check its address, transport, firewall and load), then run the agent again',
+  priority:
+    'queue EF in a strict-priority queue on the congested link (and classify the marked RTP into it), then run the priority test again',
   system:
     'relieve the server (CPU, memory, swap or load above the site limit) or communicate the hardware need',
 };

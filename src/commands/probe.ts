@@ -1,17 +1,20 @@
 // `voipready probe`: measures a path to a reflector with call-shaped RTP and a signalling stream.
 
 import { readSecretFile } from '../../agent/net/secret-file.js';
+import type { PriorityTestOptions } from '../../agent/probe/priority.js';
 import { MAX_CALLS, runProbe } from '../../agent/probe.js';
 import { parseDurationMs, parseIntFlag } from '../args.js';
 import type { Command, Io, Values } from '../cli.js';
 import { CODEC_NAMES, type CodecName } from '../codecs.js';
 import { UserError } from '../errors.js';
 import { loadPolicy } from '../policy.js';
+import { parseRate } from '../priority.js';
 import { renderProbeTable } from '../report/probe-table.js';
 import type { ProbeResult } from '../schemas.js';
 
 const USAGE = `Usage: voipready probe --peer HOST:PORT [--signalling-port P] [--codec g711u|g711a|g729|g722|opus]
                        [--calls N] [--duration 30s] [--wait 2s] [--json] [--secret-file F] [--policy F]
+                       [--priority-test [--load RATE | --max-load RATE]]
 
 Sends N concurrent call-shaped RTP streams (the codec's payload type, size and packetization, marked
 EF) and a CS3-marked signalling stream to a voipready reflector, waits for late packets, then judges
@@ -26,6 +29,13 @@ latency, jitter, loss, DSCP per direction and bandwidth against the policy.
   --json                 print one JSON document (schema voipready.probe/1, docs/probe.md)
   --secret-file F        authenticate probes with the key in F (the reflector's --secret-file)
   --policy F             thresholds from a YAML/JSON policy file (default: the handbook's)
+  --priority-test        also send a best-effort (CS0) twin of every call and, in the middle third of
+                         the run, a best-effort load to the reflector that fills the path; judge the
+                         priority check (is EF queued first?). The reflector must run with
+                         --accept-load. This deliberately congests the link: Ctrl-C stops it.
+  --load RATE            the load's rate (e.g. 8mbit, 500kbit; at most 1gbit); default: doubled
+                         every 0.5 s from 1mbit until best effort queues, up to --max-load
+  --max-load RATE        cap of that stepped load (default 100mbit)
 
 Marking and reading DSCP needs CAP_NET_RAW (root, or setcap cap_net_raw+ep on node); without it the
 DSCP checks are unknown and delay, jitter and loss are still measured.
@@ -84,10 +94,14 @@ export const command: Command = {
     'signalling-port': { type: 'string' },
     wait: { type: 'string' },
     'secret-file': { type: 'string' },
+    'priority-test': { type: 'boolean' },
+    load: { type: 'string' },
+    'max-load': { type: 'string' },
   },
   async run(values, _positionals, io) {
     if (typeof values.peer !== 'string') throw new UserError('--peer HOST:PORT is required');
     const json = values.json === true;
+    const priorityTest = priorityTestOptions(values);
     const bar = progressBar(io, json);
     const result = await runProbe({
       peer: values.peer,
@@ -98,10 +112,34 @@ export const command: Command = {
       ...(typeof values.wait === 'string' ? { waitMs: parseWaitMs(values.wait) } : {}),
       ...(typeof values['secret-file'] === 'string' ? { secret: readSecretFile(values['secret-file']) } : {}),
       ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+      ...(priorityTest ? { priorityTest } : {}),
     }).finally(() => bar.end());
     return printProbeResult(io, result, json);
   },
 };
+
+/**
+ * --priority-test [--load RATE | --max-load RATE]; a refusal by the reflector is a one-line error
+ * here. Ctrl-C needs no handler: the process ends, and the load with it.
+ */
+function priorityTestOptions(values: Values): PriorityTestOptions | undefined {
+  const load = typeof values.load === 'string' ? parseRate(values.load, '--load') : undefined;
+  const maxLoad =
+    typeof values['max-load'] === 'string' ? parseRate(values['max-load'], '--max-load') : undefined;
+  if (values['priority-test'] !== true) {
+    if (load !== undefined || maxLoad !== undefined)
+      throw new UserError('--load and --max-load need --priority-test');
+    return undefined;
+  }
+  if (load !== undefined && maxLoad !== undefined) {
+    throw new UserError('--load sets a fixed rate and --max-load caps a stepped one: give one of them');
+  }
+  return {
+    refusalIsError: true,
+    ...(load !== undefined ? { loadBps: load } : {}),
+    ...(maxLoad !== undefined ? { maxLoadBps: maxLoad } : {}),
+  };
+}
 
 /** --wait accepts 0 (no wait) as well as a duration. */
 function parseWaitMs(text: string): number {

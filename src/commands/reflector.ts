@@ -7,7 +7,7 @@ import type { Command } from '../cli.js';
 import { UserError } from '../errors.js';
 
 const USAGE = `Usage: voipready reflector --listen ADDR:PORT [--signalling-port P] [--secret-file F]
-                          [--freshness D] [--json-log]
+                          [--freshness D] [--accept-load] [--json-log]
 
 Answers voipready probe packets (docs/probe.md): for each it records the arrival time, the sender's
 sequence and the DSCP on arrival, and replies with a packet of the same size carrying those facts,
@@ -19,6 +19,9 @@ marked with the class the sender asked for. Runs until SIGINT or SIGTERM.
   --secret-file F        answer only probes authenticated with the key in F (HMAC-SHA256)
   --freshness D          with a secret: refuse probes sent more than D from this host's clock
                          (default 5m; agents' and this host's clocks must agree that closely)
+  --accept-load          accept the best-effort load of \`voipready probe --priority-test\`: count it
+                         and discard it unanswered (with --secret-file: authenticated load only);
+                         without this flag load requests are refused
   --json-log             log events as JSON lines on stderr
 
 Reading and setting DSCP needs CAP_NET_RAW (root, or setcap cap_net_raw+ep on node).
@@ -31,6 +34,7 @@ export const command: Command = {
     'signalling-port': { type: 'string' },
     'secret-file': { type: 'string' },
     freshness: { type: 'string' },
+    'accept-load': { type: 'boolean' },
     'json-log': { type: 'boolean' },
   },
   async run(values, _positionals, io) {
@@ -54,6 +58,7 @@ export const command: Command = {
       ...(signallingPort !== undefined ? { signallingPort } : {}),
       ...(secret ? { secret } : {}),
       freshnessMs,
+      acceptLoad: values['accept-load'] === true,
       ...(jsonLog
         ? {
             log: (e: Record<string, unknown>) =>
@@ -65,7 +70,8 @@ export const command: Command = {
     io.stderr.write(
       `reflector listening on ${fmt(host, reflector.port)} (media), ${fmt(host, reflector.signallingPort)} (signalling); ` +
         `DSCP readable: ${reflector.dscpReadable ? 'yes' : `no (${reflector.dscpUnknownReason})`}; ` +
-        `sockets: ${reflector.socketPath === 'native' ? 'native (kernel receive times)' : 'dgram'}\n`,
+        `sockets: ${reflector.socketPath === 'native' ? 'native (kernel receive times)' : 'dgram'}` +
+        `${values['accept-load'] === true ? '; accepting load (--priority-test)' : ''}\n`,
     );
     await new Promise<void>((resolve) => {
       const stop = () => {
@@ -82,6 +88,9 @@ export const command: Command = {
       io.stderr.write(
         `reflector stopped: ${s.received} received, ${s.replied} replied, ${s.summaries} summaries, ` +
           `${s.evicted} streams evicted, ` +
+          (s.load.requests > 0
+            ? `load ${s.load.packets} datagrams (${s.load.bytes} bytes) discarded, `
+            : '') +
           `rejected ${
             Object.entries(s.rejected)
               .filter(([, n]) => n > 0)

@@ -17,6 +17,7 @@ const LABEL: Record<CheckId, string> = {
   backup: 'Backups',
   sip: 'SIP server answers OPTIONS',
   system: 'System performance',
+  priority: 'EF prioritised under load',
 };
 
 export const checkLabel = (id: string): string => LABEL[id as CheckId] ?? id;
@@ -50,6 +51,8 @@ const REMEDY: Record<CheckId, string> = {
   backup: 'Run a system and configuration backup now and schedule them, so a recent one always exists.',
   system:
     'Find what keeps the server busy (CPU, memory, swap or load above the site limit) and relieve it, or communicate the hardware need.',
+  priority:
+    'Give EF a strict-priority queue on the link that congested (HTB/LLQ class at priority 0, matching DSCP 46) and make sure the marked RTP is classified into it; the evidence gives EF and best effort side by side.',
   sip: 'Check that the SIP server is up and reachable from the site (firewall, SIP ALG, TLS certificate) and answers OPTIONS in time; the evidence gives its response or why none came.',
 };
 
@@ -61,6 +64,10 @@ function unknownRemedy(c: Check): string {
   }
   if (c.id === 'bandwidth' && /plans \d+ calls/.test(c.evidence))
     return 'Probe again with --calls set to the number of concurrent calls the site plans.';
+  if (c.id === 'priority')
+    return /never congested/.test(c.evidence)
+      ? 'Run the priority test again with a higher --load (up to the link rate), or at a busy hour.'
+      : 'Run `voipready probe --priority-test` against a reflector started with --accept-load.';
   if (/stale/.test(c.evidence)) return 'Measure again: the evidence is older than its validity.';
   return 'Measure it: the evidence says why it was not measured. Unknown is not a pass.';
 }
