@@ -14,6 +14,7 @@ import {
 } from '../src/schemas.js';
 import { judgeSip, judgeSipRun } from '../src/sip/judge.js';
 import type { SipResult } from '../src/sip/schema.js';
+import { type TraceEvidence, traceFinding } from '../src/trace-schema.js';
 import { assessHost, type HostAssessment } from './maintenance.js';
 
 export interface PeerAssessment {
@@ -104,6 +105,20 @@ export function probeEvidenceTimeMs(probe: ProbeResult, createdAtMs: number, rec
   return Math.min(endMs, receivedAtMs);
 }
 
+/**
+ * Names the hop where the mark changed in the evidence of a failing DSCP check, from the trace the
+ * agent ran for it (first, so a folded evidence cell still shows it).
+ */
+function withTraces(checks: Check[], peer: string, traces: TraceEvidence[]): Check[] {
+  return checks.map((c) => {
+    if (c.status !== 'fail' && c.status !== 'warn') return c;
+    const found = traces.filter((t) => t.peer === peer && t.check === c.id);
+    if (found.length === 0) return c;
+    const located = found.map((t) => `path trace (${t.direction}): ${traceFinding(t.trace)}`).join('; ');
+    return { ...c, evidence: `${located}; ${c.evidence}` };
+  });
+}
+
 export function assessReport({
   report,
   policy,
@@ -126,7 +141,8 @@ export function assessReport({
       ? previous
       : undefined;
   let peers: PeerAssessment[] = report.probes.map((probe) => {
-    const checks = judgeNetwork(sufficientEvidence(probe, evidenceFromProbe(probe, policy)), policy);
+    const judged = judgeNetwork(sufficientEvidence(probe, evidenceFromProbe(probe, policy)), policy);
+    const checks = withTraces(judged, probe.peer, report.traces ?? []);
     return { peer: probe.peer, codec: probe.codec, calls: probe.calls, ready: isReady(checks), checks };
   });
   if (peers.length === 0 && carry) {

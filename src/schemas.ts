@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { HostResult } from './host-schema.js';
 import { PriorityResult } from './priority-schema.js';
 import { SipResult } from './sip/schema.js';
+import { MAX_REPORT_TRACES, TraceEvidence } from './trace-schema.js';
 
 export const CHECK_IDS = [
   'latency',
@@ -226,5 +227,7 @@ export const AgentReport = z.strictObject({
   sip: z.lazy(() => z.array(SipResult).max(MAX_REPORT_SIP)).optional(),
   /** Host health (src/host-schema.ts); lazy: host-schema.ts builds on this module's Check. */
   host: z.lazy(() => HostResult).optional(),
+  /** DSCP path traces the agent ran because a DSCP check of a probe in this report failed (src/trace-schema.ts). */
+  traces: z.array(TraceEvidence).max(MAX_REPORT_TRACES).optional(),
 });
 export type AgentReport = z.infer<typeof AgentReport>;

@@ -2,6 +2,7 @@
 // issue's keys (schema, peer, dscpSent, hops[].{ttl, address, rttMs, dscpSeen, changed},
 // firstChangeAtTtl) are kept exactly; the others are additions.
 import { z } from 'zod';
+import { dscpName } from './dscp.js';
 
 export const TRACE_SCHEMA = 'voipready.trace/1';
 /** --max-hops bound: an IPv4 TTL (IPv6 Hop Limit) is one byte. */
@@ -58,3 +59,39 @@ export const TraceResult = z.looseObject({
   unknownReason: z.string().max(500).nullable(),
 });
 export type TraceResult = z.infer<typeof TraceResult>;
+
+/** Traces one agent report may carry: one per DSCP check of each probe result in it, bounded. */
+export const MAX_REPORT_TRACES = 8;
+
+/**
+ * A trace the agent ran by itself because a DSCP check failed (the `traces` key of
+ * voipready.report/1): which probe result (`peer`, as in it) and check it explains, and the path it
+ * traced — always the forward one (site → peer): a trace shows the path its probes take, and the
+ * reverse path can only be traced from the far end.
+ */
+export const TraceEvidence = z.strictObject({
+  peer: z.string().min(1).max(300),
+  check: z.enum(['dscp-rtp', 'dscp-sip']),
+  direction: z.literal('forward'),
+  trace: TraceResult,
+});
+export type TraceEvidence = z.infer<typeof TraceEvidence>;
+
+/** The last answering hop before ttl: where the changed link starts. */
+const hopBefore = (r: TraceResult, ttl: number) =>
+  r.hops.filter((h) => h.ttl < ttl && h.address !== null && h.dscpSeen !== null).at(-1);
+
+/**
+ * One sentence naming where the mark changed — "mark first changed at hop 3 (198.18.22.2): EF → CS0,
+ * on the link after 198.18.21.2" — or that it was kept, or why the trace says nothing.
+ */
+export function traceFinding(r: TraceResult): string {
+  if (r.outcome === 'changed') {
+    const at = r.hops.find((h) => h.ttl === r.firstChangeAtTtl)!;
+    const before = hopBefore(r, at.ttl);
+    const from = dscpName(before?.dscpSeen ?? r.dscpSent);
+    return `mark first changed at hop ${at.ttl} (${at.address}): ${from} → ${dscpName(at.dscpSeen!)}, on the link after ${before?.address ?? 'this host'}`;
+  }
+  if (r.outcome === 'kept') return `${dscpName(r.dscpSent)} kept at every hop up to ${r.address}`;
+  return `not located: ${r.unknownReason}`;
+}

@@ -11,6 +11,7 @@ import { DurableQueue, lockQueueDir, type QueueFs } from '../queue/durable-queue
 import type { SipPingConfig } from '../sip/ping.js';
 import type { SendOutcome } from '../uplink/post-report.js';
 import { Sender } from '../uplink/sender.js';
+import { autoTracer, type TraceFn } from './auto-trace.js';
 import type { Clock } from './clock.js';
 import type { Log } from './log.js';
 import { runSchedule, type ScheduledJob } from './scheduler.js';
@@ -35,6 +36,10 @@ export interface AgentDeps {
   host?: HostFn;
   /** Needed when the configuration has `sip` entries. */
   sipPing?: SipPingFn;
+  /** Traces the path when a probe's DSCP check fails (agent/service/auto-trace.ts); none without it. */
+  trace?: TraceFn;
+  /** Least time between two automatic traces of one peer and check (default an hour). */
+  traceEveryMs?: number;
   send: (body: string) => Promise<SendOutcome>;
   clock: Clock;
   log: Log;
@@ -170,7 +175,7 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
    * memory first while the disk is full). `what` names the entry in the logs.
    */
   const queueReport = async (
-    results: Pick<AgentReport, 'probes' | 'sip' | 'host'>,
+    results: Pick<AgentReport, 'probes' | 'sip' | 'host' | 'traces'>,
     what: string,
     ready: boolean,
     fields: Record<string, unknown>,
@@ -214,6 +219,7 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
     await flush();
   };
 
+  const autoTrace = deps.trace ? autoTracer(deps.trace, clock, log, deps.traceEveryMs) : undefined;
   const probeJobs: ScheduledJob[] = config.probes.map((p, index) => ({
     name: `probe ${p.peer} (${p.codec}, ${p.calls} call(s))`,
     intervalMs: p.interval,
@@ -226,7 +232,18 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
         durationMs: p.duration,
         secret: deps.secrets?.[index],
       });
-      await queueReport({ probes: [result] }, `probe of ${p.peer}`, result.ready, { peer: p.peer });
+      const traces = autoTrace
+        ? await autoTrace(
+            { peer: p.peer, signallingPort: p.signallingPort, secret: deps.secrets?.[index] },
+            result,
+          )
+        : [];
+      await queueReport(
+        { probes: [result], ...(traces.length > 0 ? { traces } : {}) },
+        `probe of ${p.peer}`,
+        result.ready,
+        { peer: p.peer },
+      );
     },
   }));
   // SIP OPTIONS entries: the same loop (never overlapping a probe), the same report contract.

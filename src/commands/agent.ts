@@ -8,6 +8,7 @@ import { postReport } from '../../agent/uplink/post-report.js';
 import type { Command } from '../cli.js';
 import { formatConfigError, loadConfigFile, parseAgentConfig } from '../config/agent.js';
 import { UserError } from '../errors.js';
+import { DEFAULT_MAX_HOPS, resolveTraceAddress } from './trace.js';
 
 const USAGE = `Usage: voipready agent --config agent.yaml [--log-level info]
 
@@ -65,6 +66,7 @@ export const command: Command = {
     const { runSipPing } = await import('../../agent/sip/ping.js');
     const { persistentHostCollector } = await import('../../agent/host/state.js');
     const { systemHostDeps } = await import('../../agent/host/deps.js');
+    const { runTrace } = await import('../../agent/trace/trace.js');
     const log = jsonLog(io.stderr, level as Level);
     const target = { url: config.collector.url, token, timeoutMs: config.collector.timeout };
     let agent: Awaited<ReturnType<typeof startAgent>>;
@@ -72,6 +74,15 @@ export const command: Command = {
       agent = await startAgent(config, {
         probe: (request) => runProbe(request),
         sipPing: (request) => runSipPing(request),
+        trace: async ({ host, port, dscp, secret }) =>
+          runTrace({
+            peer: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+            address: await resolveTraceAddress(host),
+            port,
+            dscp,
+            maxHops: DEFAULT_MAX_HOPS,
+            ...(secret ? { secret } : {}),
+          }),
         ...(config.host
           ? {
               host: persistentHostCollector(config.host, config.queue.dir, systemHostDeps(), (err) =>

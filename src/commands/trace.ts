@@ -11,6 +11,8 @@ import { UserError } from '../errors.js';
 import { renderTraceTable } from '../report/trace-table.js';
 import { DEFAULT_TRACE_PORT, MAX_TRACE_HOPS } from '../trace-schema.js';
 
+export const DEFAULT_MAX_HOPS = 30;
+
 const USAGE = `Usage: voipready trace --peer HOST[:PORT] [--dscp EF|CS3|AF41|<n>] [--max-hops 30] [--json]
                        [--secret-file F]
 
@@ -24,14 +26,14 @@ Needs CAP_NET_RAW (root or setcap); without it the result is unknown.
   --peer HOST[:PORT]  the far end ([v6]:PORT); PORT defaults to ${DEFAULT_TRACE_PORT}, where nothing
                       should listen, or give a voipready reflector's media or signalling port
   --dscp D            the mark to send: a name (EF, CS3, AF41, ...) or 0..63 (default EF)
-  --max-hops N        highest TTL to try (default 30, at most ${MAX_TRACE_HOPS})
+  --max-hops N        highest TTL to try (default ${DEFAULT_MAX_HOPS}, at most ${MAX_TRACE_HOPS})
   --json              print one JSON document (schema voipready.trace/1, docs/trace.md)
   --secret-file F     the reflector's shared secret (its --secret-file), when tracing to one that has it
 
 Exit codes: 0 mark kept to the peer, 1 mark changed or not measured (unknown), 2 error.`;
 
 /** The peer's address; IPv6 in canonical text, so ICMP senders compare equal to it. */
-async function resolve(host: string): Promise<string> {
+export async function resolveTraceAddress(host: string): Promise<string> {
   let address = host;
   if (!isIP(host)) {
     const found = await lookup(host).catch(() => undefined);
@@ -66,8 +68,10 @@ export const command: Command = {
     }
     const maxHopsText = values['max-hops'];
     const maxHops =
-      typeof maxHopsText === 'string' ? parseIntFlag(maxHopsText, '--max-hops', 1, MAX_TRACE_HOPS) : 30;
-    const address = await resolve(host);
+      typeof maxHopsText === 'string'
+        ? parseIntFlag(maxHopsText, '--max-hops', 1, MAX_TRACE_HOPS)
+        : DEFAULT_MAX_HOPS;
+    const address = await resolveTraceAddress(host);
     const secretFile = values['secret-file'];
     const secret = typeof secretFile === 'string' ? readSecretFile(secretFile) : undefined;
     const result = await runTrace({

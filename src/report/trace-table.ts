@@ -1,7 +1,7 @@
 // The human-readable `voipready trace` result: one line per hop (as traceroute prints), the mark
 // each hop received, and where it first changed.
 import { dscpName } from '../dscp.js';
-import type { TraceResult } from '../trace-schema.js';
+import { type TraceResult, traceFinding } from '../trace-schema.js';
 import { tableLines } from './table.js';
 
 export function renderTraceTable(r: TraceResult): string {
@@ -28,12 +28,8 @@ export function renderTraceTable(r: TraceResult): string {
       '',
     );
   }
-  if (r.outcome === 'changed') {
-    const before = r.hops.filter((h) => h.ttl < r.firstChangeAtTtl! && h.address !== null).at(-1);
-    out.push(
-      `mark changed: first seen different at TTL ${r.firstChangeAtTtl}, on the link after ${before?.address ?? 'this host'}`,
-    );
-  } else if (r.outcome === 'kept') out.push(`mark kept: every hop up to the peer received ${sent}`);
+  if (r.outcome === 'changed') out.push(traceFinding(r));
+  else if (r.outcome === 'kept') out.push(`mark kept: every hop up to the peer received ${sent}`);
   else out.push(`unknown: ${r.unknownReason}`);
   return `${out.join('\n')}\n`;
 }
