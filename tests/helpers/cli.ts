@@ -57,8 +57,12 @@ export interface CliProcess {
   readonly child: ChildProcess;
   /** Everything written to stderr so far. */
   stderr(): string;
+  /** Everything written to stdout so far. */
+  stdout(): string;
   /** Resolves with the first stderr line matching re; rejects if the process exits or timeoutMs passes first. */
   waitForStderr(re: RegExp, timeoutMs: number): Promise<string>;
+  /** The same for stdout. */
+  waitForStdout(re: RegExp, timeoutMs: number): Promise<string>;
   /** Resolves when the process exits. */
   done: Promise<CliResult>;
   /** SIGTERM (SIGKILL after graceMs) and wait for the exit. */
@@ -94,6 +98,7 @@ export function startCli(args: string[], opts: CliOptions = {}): CliProcess {
   const waiters: Array<() => void> = [];
   child.stdout!.setEncoding('utf8').on('data', (d: string) => {
     stdout += d;
+    for (const w of waiters) w();
   });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
@@ -121,32 +126,37 @@ export function startCli(args: string[], opts: CliOptions = {}): CliProcess {
   void done.then(() => {
     exited = true;
   });
+  const waitFor = (name: 'stdout' | 'stderr', re: RegExp, timeoutMs: number) =>
+    new Promise<string>((resolve, reject) => {
+      const text = () => (name === 'stdout' ? stdout : stderr);
+      const deadline = setTimeout(() => {
+        reject(new Error(`no ${name} line matching ${re} within ${timeoutMs} ms; stderr: ${stderr.trim()}`));
+      }, timeoutMs);
+      const check = () => {
+        const line = text()
+          .split('\n')
+          .find((l) => re.test(l));
+        if (line !== undefined) {
+          clearTimeout(deadline);
+          resolve(line);
+        } else if (exited || child.exitCode !== null || child.signalCode !== null) {
+          clearTimeout(deadline);
+          reject(
+            new Error(
+              `exited (${child.exitCode ?? child.signalCode}) before ${re}; stderr: ${stderr.trim()}`,
+            ),
+          );
+        }
+      };
+      waiters.push(check);
+      check();
+    });
   return {
     child,
     stderr: () => stderr,
-    waitForStderr(re, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const deadline = setTimeout(() => {
-          reject(new Error(`no stderr line matching ${re} within ${timeoutMs} ms; stderr: ${stderr.trim()}`));
-        }, timeoutMs);
-        const check = () => {
-          const line = stderr.split('\n').find((l) => re.test(l));
-          if (line !== undefined) {
-            clearTimeout(deadline);
-            resolve(line);
-          } else if (exited || child.exitCode !== null || child.signalCode !== null) {
-            clearTimeout(deadline);
-            reject(
-              new Error(
-                `exited (${child.exitCode ?? child.signalCode}) before ${re}; stderr: ${stderr.trim()}`,
-              ),
-            );
-          }
-        };
-        waiters.push(check);
-        check();
-      });
-    },
+    stdout: () => stdout,
+    waitForStderr: (re, timeoutMs) => waitFor('stderr', re, timeoutMs),
+    waitForStdout: (re, timeoutMs) => waitFor('stdout', re, timeoutMs),
     done,
     async stop(graceMs = 3000) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -175,6 +185,28 @@ export async function startReflector(listen: string, opts: CliOptions = {}): Pro
     return { ...reflector, listening: await reflector.waitForStderr(/reflector listening/, 10_000) };
   } catch (err) {
     await reflector.stop();
+    throw err;
+  }
+}
+
+export interface CollectorProcess extends CliProcess {
+  /** http://host:port from its "listening on" line. */
+  url: string;
+  port: number;
+}
+
+/** Starts `voipready collector ARGS` and resolves once it says it is listening. */
+export async function startCollectorProcess(
+  args: string[],
+  opts: CliOptions = {},
+): Promise<CollectorProcess> {
+  const collector = startCli(['collector', ...args], opts);
+  try {
+    const line = await collector.waitForStdout(/listening on http:\/\/\S+:\d+/, 30_000);
+    const m = /listening on (http:\/\/\S+:(\d+))/.exec(line)!;
+    return { ...collector, url: m[1]!, port: Number(m[2]) };
+  } catch (err) {
+    await collector.stop();
     throw err;
   }
 }

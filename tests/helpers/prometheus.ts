@@ -16,12 +16,15 @@ export async function startPrometheus(targets: ScrapeTarget[]): Promise<Service>
   return startService({
     name: 'prometheus',
     command(port, dir) {
-      const jobs = targets
-        .map((t) => {
-          const auth = t.bearerToken
-            ? `\n    authorization:\n      type: Bearer\n      credentials: "${t.bearerToken}"`
-            : '';
-          return `  - job_name: "${t.job}"\n    scrape_interval: 1s\n    scrape_timeout: 900ms${auth}\n    static_configs:\n      - targets: ["${t.target}"]`;
+      // targets of one job (several collectors) share its scrape config
+      const byJob = new Map<string, ScrapeTarget[]>();
+      for (const t of targets) byJob.set(t.job, [...(byJob.get(t.job) ?? []), t]);
+      const jobs = [...byJob]
+        .map(([job, ts]) => {
+          const token = ts[0]!.bearerToken;
+          const auth = token ? `\n    authorization:\n      type: Bearer\n      credentials: "${token}"` : '';
+          const list = ts.map((t) => `"${t.target}"`).join(', ');
+          return `  - job_name: "${job}"\n    scrape_interval: 1s\n    scrape_timeout: 900ms${auth}\n    static_configs:\n      - targets: [${list}]`;
         })
         .join('\n');
       const file = join(dir, 'prometheus.yml');

@@ -62,6 +62,8 @@ export interface ServiceSpec {
   ready(url: string): Promise<boolean>;
   readyTimeoutMs?: number;
   port?: number;
+  /** Sees every chunk of stdout and stderr (output() keeps only the last 20,000 characters). */
+  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
 }
 
 export async function startService(spec: ServiceSpec): Promise<Service> {
@@ -70,11 +72,13 @@ export async function startService(spec: ServiceSpec): Promise<Service> {
   const { binary, args } = spec.command(port, dir);
   const child: ChildProcess = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  const keep = (chunk: Buffer) => {
-    out = (out + chunk.toString()).slice(-20_000);
+  const keep = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
+    const text = chunk.toString();
+    out = (out + text).slice(-20_000);
+    spec.onOutput?.(text, stream);
   };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  child.stdout?.on('data', keep('stdout'));
+  child.stderr?.on('data', keep('stderr'));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let exitedEarly = false;
   void exited.then(() => {

@@ -1,7 +1,8 @@
 // The alert rules (dashboards/alerts/voipready-rules.yml) under Debian's promtool: the file is valid,
 // its unit tests pass (each alert fires on data breaking its rule, after its `for:`, and not on data
-// within the limit), every metric a rule names is one the collector exports, and a rule with the
-// wrong threshold fails those tests (so they can fail).
+// within the limit; with two collectors exporting the same figures, once), every metric a rule names
+// is one the collector exports, and a rule with the wrong threshold or without the aggregation
+// across collectors fails those tests (so they can fail).
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,19 +58,25 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
 
   it.each([
     [
-      'voipready_path_latency_seconds >= 0.150',
-      'voipready_path_latency_seconds >= 0.250',
+      'voipready_path_latency_seconds) >= 0.150',
+      'voipready_path_latency_seconds) >= 0.250',
       'VoipreadyLatencyHigh',
     ],
     [
-      'voipready_host_disk_days_until_full < 14',
-      'voipready_host_disk_days_until_full < 13',
+      'voipready_host_disk_days_until_full) < 14',
+      'voipready_host_disk_days_until_full) < 13',
       'VoipreadyHostDiskFillingUp',
     ],
     [
-      'voipready_host_disk_free_ratio < 0.20',
-      'voipready_host_disk_free_ratio < 0.10',
+      'voipready_host_disk_free_ratio) < 0.20',
+      'voipready_host_disk_free_ratio) < 0.10',
       'VoipreadyHostDiskLow',
+    ],
+    // not aggregated across collectors: two collectors on one store would raise the alert twice
+    [
+      'max without (instance) (voipready_site_ready) == 0',
+      'voipready_site_ready == 0',
+      'VoipreadySiteNotReady',
     ],
   ])('a rule with the wrong threshold fails its test (%s → %s)', async (right, wrongRule, alert) => {
     const rules = readFileSync(join(ALERTS, 'voipready-rules.yml'), 'utf8');
