@@ -184,8 +184,15 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     pruneOld: () => store.prune(now() - config.retention),
   } satisfies CollectorServices);
   app.decorateRequest('principal', undefined);
-  // Every site's latest evidence, read before the app answers anything.
+  // Every site's latest evidence, read before the app answers anything; with a store other
+  // collectors write to as well, read again (at most every second) before answering from it.
   app.addHook('onReady', () => ingest.reload());
+  if (store.shared) {
+    app.addHook('preHandler', async (request) => {
+      const access = request.routeOptions.config.access;
+      if (access === 'read' || access === 'page' || access === 'case') await ingest.refresh();
+    });
+  }
   scheduleRetention(app);
   limitConnections(app, config.connections);
   // JSON only: any other content type is 415 (Fastify would otherwise accept text/plain).

@@ -22,6 +22,9 @@ export function timeOrderedId(nowMs: number): string {
   return `${time.slice(0, 8)}-${time.slice(8)}-7${randomUUID().slice(15)}`;
 }
 
+/** How stale what other collectors stored may be here (stores shared by several collectors). */
+const REFRESH_EVERY_MS = 1000;
+
 export interface IngestDeps {
   store: ReportStore;
   config: CollectorConfig;
@@ -46,6 +49,7 @@ export class IngestService {
   private readonly latestHosts = new Map<string, Map<string, SiteLatest>>();
 
   private reloading: Promise<void> | undefined;
+  private reloadedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly deps: IngestDeps) {}
 
@@ -63,11 +67,18 @@ export class IngestService {
         ]);
         for (const l of sites) this.keepSite(l);
         for (const l of hosts) this.keepHost(l);
+        this.reloadedAtMs = performance.now();
       } finally {
         this.reloading = undefined;
       }
     })();
     return this.reloading;
+  }
+
+  /** reload(), unless one finished less than a second ago (for stores other collectors share). */
+  async refresh(): Promise<void> {
+    if (performance.now() - this.reloadedAtMs < REFRESH_EVERY_MS) return;
+    await this.reload();
   }
 
   /** Keeps an assessment as its site's latest unless a newer one is held. */

@@ -2,12 +2,16 @@
 // listen. Used by `voipready collector` and by tests that need a real listening collector.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { CollectorConfig } from '../src/config/collector.js';
-import { UserError } from '../src/errors.js';
+import { errorMessage, UserError } from '../src/errors.js';
 import { buildApp } from './app.js';
+import { PostgresCaseStore } from './cases/postgres.js';
 import { startCaseWork } from './cases/run.js';
 import { SqliteCaseStore } from './cases/sqlite.js';
+import type { CaseStore } from './cases/store.js';
 import { InfluxOutboxWriter } from './store/influx.js';
+import { PostgresStore } from './store/postgres.js';
 import { SqliteStore } from './store/sqlite.js';
+import type { ReportStore } from './store/store.js';
 
 export interface StartOptions {
   config: CollectorConfig;
@@ -29,26 +33,56 @@ export interface RunningCollector {
   close(): Promise<void>;
 }
 
-export async function startCollector(opts: StartOptions): Promise<RunningCollector> {
+/** The report and case stores the configuration names: SQLite in dataDir, or PostgreSQL. */
+async function openStores(opts: StartOptions): Promise<{ store: ReportStore; caseStore: CaseStore }> {
+  const { config } = opts;
+  const webhooks = config.cases.webhooks.map((w) => w.name);
+  if (config.store.kind === 'postgres') {
+    const pgConfig = config.store;
+    const where = `the PostgreSQL store at ${redactUrl(pgConfig.url)}`;
+    let store: PostgresStore;
+    try {
+      store = await PostgresStore.open(pgConfig);
+    } catch (err) {
+      throw new UserError(`cannot open ${where}: ${errorMessage(err)}`);
+    }
+    try {
+      return { store, caseStore: await PostgresCaseStore.open(pgConfig, webhooks) };
+    } catch (err) {
+      await store.close();
+      throw new UserError(`cannot open the case tables of ${where}: ${errorMessage(err)}`);
+    }
+  }
   let store: SqliteStore;
   try {
     store = new SqliteStore(opts.dataDir, {
-      synchronous: opts.config.synchronous,
-      headroomBytes: opts.config.bodyLimitBytes,
+      synchronous: config.synchronous,
+      headroomBytes: config.bodyLimitBytes,
     });
   } catch (err) {
     throw new UserError(`cannot open the store in ${opts.dataDir}: ${(err as Error).message}`);
   }
-  let caseStore: SqliteCaseStore;
   try {
-    caseStore = new SqliteCaseStore(
-      opts.dataDir,
-      opts.config.cases.webhooks.map((w) => w.name),
-    );
+    return { store, caseStore: new SqliteCaseStore(opts.dataDir, webhooks) };
   } catch (err) {
     await store.close();
     throw new UserError(`cannot open the case tables in ${opts.dataDir}: ${(err as Error).message}`);
   }
+}
+
+/** A database URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'the configured URL';
+  }
+}
+
+export async function startCollector(opts: StartOptions): Promise<RunningCollector> {
+  const { store, caseStore } = await openStores(opts);
   const influxConfig = opts.config.influxdb;
   let app: FastifyInstance | undefined;
   const influx = influxConfig

@@ -50,6 +50,8 @@ export function startCaseWork(app: FastifyInstance, pollMs: number): CaseWork {
   );
   const clocks = new PollLoop(
     async () => {
+      // Readiness decides releases: with a shared store, read what the other collectors stored.
+      if (app.collector.store.shared) await app.collector.ingest.refresh();
       const { fired, released } = await cases.tick();
       if (fired + released > 0) deliveries.poke();
     },

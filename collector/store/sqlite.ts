@@ -8,8 +8,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { AgentReport } from '../../src/schemas.js';
 import type { Assessment } from '../assessment.js';
+import { decode, decodeAssessment, encodeAssessment } from './encoding.js';
 import type {
   NewReport,
   OutboxBatch,
@@ -172,7 +172,8 @@ function writerThread(): void {
   const pruneAssessments = db.prepare(
     `DELETE FROM assessments WHERE assessment_id IN (
        SELECT a.assessment_id FROM assessments a JOIN reports r ON r.site = a.site AND r.report_id = a.report_id
-       WHERE r.received_at_ms < ? AND a.assessment_id NOT IN (SELECT assessment_id FROM sites) LIMIT ${PRUNE_BATCH})`,
+       WHERE r.received_at_ms < ? AND a.assessment_id NOT IN (SELECT assessment_id FROM sites)
+       AND a.assessment_id NOT IN (SELECT assessment_id FROM site_hosts) LIMIT ${PRUNE_BATCH})`,
   );
   const pruneReports = db.prepare(
     `DELETE FROM reports WHERE rowid IN (
@@ -250,6 +251,7 @@ function migrateToPerSiteIds(db: Database.Database): void {
 }
 
 export class SqliteStore implements ReportStore {
+  readonly shared = false;
   private readonly db: Database.Database;
   private readonly writer: Worker;
   private readonly writerExited: Promise<void>;
@@ -302,7 +304,7 @@ export class SqliteStore implements ReportStore {
       latestHosts: this.db.prepare(
         `SELECT a.doc AS doc, r.body AS body FROM site_hosts h
          JOIN assessments a ON a.assessment_id = h.assessment_id
-         JOIN reports r ON r.report_id = a.report_id ORDER BY h.site, h.host`,
+         JOIN reports r ON r.site = a.site AND r.report_id = a.report_id ORDER BY h.site, h.host`,
       ),
       assessment: this.db.prepare(
         `SELECT a.doc AS doc, r.body AS body FROM assessments a JOIN reports r ON r.site = a.site AND r.report_id = a.report_id
@@ -524,23 +526,4 @@ export class SqliteStore implements ReportStore {
     await this.writerExited;
     this.db.close();
   }
-}
-
-/**
- * The stored form of an assessment. With one peer the site's checks are that peer's checks: they
- * are stored once (half the document to serialise, copy to the writer thread and write).
- */
-function encodeAssessment(a: Assessment): string {
-  const single = a.peers.length === 1 && a.checks === a.peers[0]!.checks;
-  return JSON.stringify(single ? { ...a, checks: undefined } : a);
-}
-
-function decodeAssessment(doc: string): Assessment {
-  const assessment = JSON.parse(doc) as Assessment;
-  assessment.checks ??= assessment.peers[0]!.checks;
-  return assessment;
-}
-
-function decode(row: { doc: string; body: string }): SiteLatest {
-  return { assessment: decodeAssessment(row.doc), report: JSON.parse(row.body) as AgentReport };
 }

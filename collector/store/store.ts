@@ -84,10 +84,12 @@ export interface ReportStore {
   outboxSize(): Promise<number>;
   /**
    * Deletes reports (and their assessments) that arrived before `beforeMs`, except each site's
-   * latest assessment and its report, and refused InfluxDB points set aside before then. Runs in
-   * the background, in small transactions.
+   * latest assessment and each host's latest host result with their reports, and refused InfluxDB
+   * points set aside before then. Runs in small transactions (in the background on SQLite).
    */
   prune(beforeMs: number): Promise<void>;
+  /** Other collectors write to this store too: what a collector holds in memory must be re-read. */
+  readonly shared: boolean;
   /** Why the store cannot take a report now (disk full, closed), or undefined when it can. */
   writeTrouble(): Promise<string | undefined>;
   /** Commits what is pending and closes. */

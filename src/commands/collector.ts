@@ -123,7 +123,7 @@ export const command: Command = {
         `VOIPREADY_LOG_LEVEL "${logLevel}" is not one of trace, debug, info, warn, error, fatal, silent`,
       );
     }
-    const { startCollector } = await import('../../collector/server.js');
+    const { redactUrl, startCollector } = await import('../../collector/server.js');
     // Handlers first: a SIGTERM right after the "listening" line must still shut down gracefully.
     const signalled = waitForSignal();
     const running = await startCollector({
@@ -133,9 +133,11 @@ export const command: Command = {
       port,
       logger: lineLogger(logLevel, io.stdout),
     });
+    const storeName =
+      config.store.kind === 'postgres' ? `PostgreSQL ${redactUrl(config.store.url)}` : 'SQLite';
     const sinks = config.influxdb
-      ? `SQLite + InfluxDB ${config.influxdb.url}/${config.influxdb.database}`
-      : 'SQLite';
+      ? `${storeName} + InfluxDB ${config.influxdb.url}/${config.influxdb.database}`
+      : storeName;
     io.stdout.write(
       `voipready collector listening on ${running.url} (data ${dataDir}, ${sinks}, ${config.agents.length} agent(s), reads ${config.reads === 'open' ? 'open' : 'need a viewer token'})\n`,
     );

@@ -85,6 +85,28 @@ const InfluxConfig = z.strictObject({
 });
 export type InfluxConfig = z.infer<typeof InfluxConfig>;
 
+/**
+ * Where reports, assessments and cases live: the embedded SQLite file in dataDir (default), or a
+ * PostgreSQL database several collectors share (docs/collector.md, Store).
+ */
+const StoreConfig = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sqlite') }),
+  z.strictObject({
+    kind: z.literal('postgres'),
+    /** postgres://user@host:port/database (the password may come from PGPASSWORD or ~/.pgpass). */
+    url: z.url({ protocol: /^postgres(ql)?$/ }),
+    /** Connections each collector opens for reports (cases use a quarter of it, at least 2). */
+    poolSize: z.number().int().min(1).max(200).default(10),
+    /** How long to wait for a connection or a query before answering 503. */
+    timeout: Duration.default(10_000),
+    /** How long a collector holds InfluxDB outbox rows, case timers and webhook targets it took:
+     * a collector that dies holding them leaves them to the others after this. */
+    claimFor: Duration.default(60_000),
+  }),
+]);
+export type StoreConfig = z.infer<typeof StoreConfig>;
+export type PostgresConfig = Extract<StoreConfig, { kind: 'postgres' }>;
+
 export const CollectorConfig = z.strictObject({
   collector: z.strictObject({
     listen: z
@@ -95,6 +117,7 @@ export const CollectorConfig = z.strictObject({
       .prefault({}),
     /** Where the embedded SQLite store lives (relative to the config file). */
     dataDir: z.string().min(1).optional(),
+    store: StoreConfig.default({ kind: 'sqlite' }),
     /**
      * SQLite durability before 202: `full` (default) fsyncs every commit, so an acknowledged report
      * survives power loss; `normal` commits to the WAL without fsync: it survives the collector
