@@ -30,6 +30,8 @@ export interface AgentYamlOptions {
   collectorAuth: string;
   queueDir: string;
   reflector: { port: number; signallingPort: number };
+  /** The reflector's address (default 127.0.0.1). */
+  reflectorHost?: string;
   duration: string;
   interval: string;
   /** More `agent:` keys (indented two spaces), e.g. a retry section. */
@@ -45,7 +47,7 @@ export function agentYaml(o: AgentYamlOptions): string {
   collector: { url: "${o.collectorUrl}", ${o.collectorAuth} }
   queue: { dir: "${o.queueDir}" }
 ${o.extra ?? ''}  probes:
-    - { peer: "127.0.0.1:${o.reflector.port}", signallingPort: ${o.reflector.signallingPort}, duration: ${o.duration}, interval: ${o.interval}${o.secretFile ? `, secretFile: "${o.secretFile}"` : ''} }
+    - { peer: "${o.reflectorHost ?? '127.0.0.1'}:${o.reflector.port}", signallingPort: ${o.reflector.signallingPort}, duration: ${o.duration}, interval: ${o.interval}${o.secretFile ? `, secretFile: "${o.secretFile}"` : ''} }
 `;
 }
 
