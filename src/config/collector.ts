@@ -93,7 +93,7 @@ const StoreConfig = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('sqlite') }),
   z.strictObject({
     kind: z.literal('postgres'),
-    /** postgres://user@host:port/database (the password may come from PGPASSWORD or ~/.pgpass). */
+    /** postgres://user@host:port/database (the password may come from PGPASSWORD). */
     url: z.url({ protocol: /^postgres(ql)?$/ }),
     /** Connections each collector opens for reports (cases use a quarter of it, at least 2). */
     poolSize: z.number().int().min(1).max(200).default(10),

@@ -55,6 +55,29 @@ describe('collector config', () => {
     expect(errors[0]?.path).toMatch(/^\d+:\d+$/);
   });
 
+  it('takes the store: SQLite by default, PostgreSQL with a URL; a wrong kind or URL names the key', () => {
+    const sqlite = parseCollectorConfig('collector: {}\n', '/etc/voipready/collector.yaml');
+    expect(sqlite.ok && sqlite.config.store).toEqual({ kind: 'sqlite' });
+    const pg = parseCollectorConfig(
+      'collector:\n  store: { kind: postgres, url: "postgres://voipready@db:5432/voipready", claimFor: 30s }\n',
+      '/etc/voipready/collector.yaml',
+    );
+    expect(pg.ok && pg.config.store).toEqual({
+      kind: 'postgres',
+      url: 'postgres://voipready@db:5432/voipready',
+      poolSize: 10,
+      timeout: 10_000,
+      claimFor: 30_000,
+    });
+    expect(errorsOf('collector:\n  store: { kind: postgres, url: "mysql://db/x" }\n')[0]?.path).toBe(
+      'collector.store.url',
+    );
+    expect(errorsOf('collector:\n  store: { kind: mongodb }\n')[0]?.path).toBe('collector.store.kind');
+    expect(errorsOf('collector:\n  store: { kind: sqlite, url: "postgres://db/x" }\n')[0]?.path).toBe(
+      'collector.store',
+    );
+  });
+
   it('validates the InfluxDB block', () => {
     const errors = errorsOf('collector:\n  influxdb: { url: "ftp://x", retentionDuration: "3 months" }\n');
     expect(errors.map((e) => e.path).sort()).toEqual([
