@@ -2,8 +2,9 @@
 // `voipready probe`, src/policy.ts), and the site's checks are the worst of its peers. Pure: the
 // clock and ids come in as arguments.
 
-import { sufficientEvidence } from '../src/evidence-sufficiency.js';
+import { insufficientPriority, sufficientEvidence } from '../src/evidence-sufficiency.js';
 import { isReady, judgeNetwork, type Policy, RULES } from '../src/policy.js';
+import { judgePriority, priorityChecks } from '../src/priority.js';
 import { evidenceFromProbe } from '../src/probe-evidence.js';
 import {
   type AgentReport,
@@ -70,12 +71,17 @@ function worstPerCheck(peers: PeerAssessment[]): Check[] {
   const first = peers[0];
   if (!first) return [];
   if (peers.length === 1) return first.checks;
-  return first.checks.map((_, i) => {
-    const candidates = peers.map((p) => ({ peer: p.peer, check: p.checks[i]! }));
+  // By id: a peer probed with --priority-test has a `priority` check the others lack.
+  const ids = [...new Set(peers.flatMap((p) => p.checks.map((c) => c.id)))];
+  return ids.map((id) => {
+    const candidates = peers.flatMap((p) => {
+      const check = p.checks.find((c) => c.id === id);
+      return check ? [{ peer: p.peer, check }] : [];
+    });
     const worst = candidates.reduce((a, b) => (RANK[b.check.status] < RANK[a.check.status] ? b : a));
     return {
       ...worst.check,
-      evidence: `${worst.peer}: ${worst.check.evidence} (worst of ${peers.length} peers)`,
+      evidence: `${worst.peer}: ${worst.check.evidence}${candidates.length > 1 ? ` (worst of ${candidates.length} peers)` : ''}`,
     };
   });
 }
@@ -141,7 +147,10 @@ export function assessReport({
       ? previous
       : undefined;
   let peers: PeerAssessment[] = report.probes.map((probe) => {
-    const judged = judgeNetwork(sufficientEvidence(probe, evidenceFromProbe(probe, policy)), policy);
+    const judged = [
+      ...judgeNetwork(sufficientEvidence(probe, evidenceFromProbe(probe, policy)), policy),
+      ...priorityChecks(probe, policy, insufficientPriority),
+    ];
     const checks = withTraces(judged, probe.peer, report.traces ?? []);
     return { peer: probe.peer, codec: probe.codec, calls: probe.calls, ready: isReady(checks), checks };
   });
@@ -210,10 +219,15 @@ function worstOf(items: { who: string; check: Check }[]): Check {
  * cannot see say nothing against the reflector's evidence.
  */
 function siteChecks(peers: PeerAssessment[], sip: SipTargetAssessment[], policy: Policy): Check[] {
-  const network =
+  const measured =
     peers.length > 0
       ? worstPerCheck(peers)
       : NETWORK_CHECK_IDS.map((id) => notMeasured(id, 'no RTP probe result received for this site yet'));
+  // A site whose policy requires the priority test is not ready until a peer ran it.
+  const network =
+    policy.priority.required && !measured.some((c) => c.id === 'priority')
+      ? [...measured, judgePriority(undefined, policy)]
+      : measured;
   const sipDscp = sip
     .map((t) => ({ who: t.target, check: t.checks.find((c) => c.id === 'dscp-sip') }))
     .filter((x): x is { who: string; check: Check } => x.check !== undefined)

@@ -6,6 +6,7 @@ import type { ProbeResult } from '../src/schemas.js';
 import { RESPONSE_STATS } from '../src/sip/schema.js';
 import { type Assessment, readinessAt, type SipTargetAssessment } from './assessment.js';
 import { registerHostMetrics } from './metrics-host.js';
+import { registerPriorityMetrics } from './metrics-priority.js';
 import { dscpHonoured } from './store/influx.js';
 import type { SiteLatest } from './store/store.js';
 
@@ -173,6 +174,7 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
     'Age of the evidence behind each site’s latest assessment.',
     (a, now) => Math.max(0, now - Date.parse(a.measuredAt)) / 1000,
   );
+  registerPriorityMetrics(registry, sources.latest);
   if (sources.latestHosts)
     registerHostMetrics(registry, { latestHosts: sources.latestHosts, now: sources.now });
   new Gauge({

@@ -5,6 +5,7 @@
 //
 // Each result kind of the report contract adds its own rule to REPORT_CONSISTENCY_RULES.
 import { codecByName } from './codecs.js';
+import { type ClassFigures, PRIORITY_PHASES, type PriorityResult } from './priority-schema.js';
 import type {
   AgentReport,
   DirectionStats,
@@ -176,6 +177,74 @@ function loadRule(at: string, p: ProbeResult, out: Inconsistency[]): void {
 }
 
 /**
+ * The priority test's figures: each class's phases count the calls' packets (EF are the calls, the
+ * best-effort twins the same again), replies never exceed sends, loss is what is missing, p50 ≤ p95,
+ * added delay is loaded minus unloaded, the phases tile the run, and the load stays under its cap.
+ */
+function priorityRules(at: string, p: ProbeResult, out: Inconsistency[]): void {
+  const pr: PriorityResult | undefined = p.priority;
+  if (!pr) return;
+  const f = (k: string) => `${at}.priority.${k}`;
+  for (const name of ['ef', 'be'] as const) {
+    const c: ClassFigures = pr[name];
+    const sent = PRIORITY_PHASES.reduce((a, ph) => a + c[ph].sent, 0);
+    if (sent < p.forward.sent) {
+      out.push({
+        fields: [f(`${name}`), `${at}.forward.sent`],
+        message: `${name} packets over the phases (${sent}) are fewer than the ${p.forward.sent} the calls sent`,
+      });
+    }
+    for (const ph of PRIORITY_PHASES) {
+      const x = c[ph];
+      const expectedPct = x.sent > 0 ? (100 * (x.sent - x.returned)) / x.sent : 0;
+      if (x.returned > x.sent || Math.abs(x.lossPct - expectedPct) > EPS) {
+        out.push({
+          fields: [f(`${name}.${ph}.lossPct`), f(`${name}.${ph}.returned`), f(`${name}.${ph}.sent`)],
+          message: `${name} ${ph}: ${x.returned} returned of ${x.sent} sent does not give ${x.lossPct} % loss`,
+        });
+      }
+      if (x.delayP50Ms !== null && x.delayP95Ms !== null && x.delayP50Ms > x.delayP95Ms + EPS) {
+        out.push({ fields: [f(`${name}.${ph}.delayP50Ms`)], message: `${name} ${ph}: p50 delay above p95` });
+      }
+    }
+    for (const [k, q] of [
+      ['addedDelayP50Ms', 'delayP50Ms'],
+      ['addedDelayP95Ms', 'delayP95Ms'],
+    ] as const) {
+      const l = c.loaded[q];
+      const u = c.unloaded[q];
+      const expected = l === null || u === null ? null : l - u;
+      const v = c[k];
+      if ((v === null) !== (expected === null) || (v !== null && Math.abs(v - expected!) > EPS)) {
+        out.push({
+          fields: [f(`${name}.${k}`), f(`${name}.loaded.${q}`), f(`${name}.unloaded.${q}`)],
+          message: `${name} ${k} ${v} is not the loaded phase's ${q} less the unloaded phase's`,
+        });
+      }
+    }
+  }
+  const { unloaded, loaded, after } = pr.phasesS;
+  const bounds = [unloaded[0], unloaded[1], loaded[0], loaded[1], after[0], after[1]];
+  if (
+    bounds.some((b, i) => i > 0 && b < bounds[i - 1]! - EPS) ||
+    Math.abs(unloaded[1] - loaded[0]) > EPS ||
+    Math.abs(loaded[1] - after[0]) > EPS ||
+    after[1] > p.durationS + EPS
+  ) {
+    out.push({
+      fields: [f('phasesS'), `${at}.durationS`],
+      message: 'the phases do not follow one another within the run',
+    });
+  }
+  if (pr.loadTargetBps > pr.loadCapBps) {
+    out.push({
+      fields: [f('loadTargetBps'), f('loadCapBps')],
+      message: `load target ${pr.loadTargetBps} bit/s above its cap ${pr.loadCapBps}`,
+    });
+  }
+}
+
+/**
  * A time before 1970 is a clock that was never set; InfluxDB could not store it either (it keeps
  * 1677–2262). Times after arrival are not refused: the collector clamps them to arrival.
  */
@@ -194,6 +263,7 @@ export function probeInconsistencies(p: ProbeResult, at: string): Inconsistency[
   signallingRules(`${at}.signalling.reverse`, p.signalling.reverse, out);
   delayRules(at, p, out);
   loadRule(at, p, out);
+  priorityRules(at, p, out);
   timeRule(`${at}.startedAt`, p.startedAt, out);
   // `calls` in the stream rules names the probe's key.
   for (const i of out) i.fields = i.fields.map((f) => (f === 'calls' ? `${at}.calls` : f));

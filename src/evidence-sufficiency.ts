@@ -3,6 +3,7 @@
 // 20 ms run of 2 packets proves nothing about a path for the 24 hours its verdict would count. Pure.
 import { bandwidthPerCall, codecByName } from './codecs.js';
 import type { DscpEvidence, NetworkEvidence } from './policy.js';
+import type { PriorityResult } from './priority-schema.js';
 import type { CheckId, DscpCounts, ProbeResult } from './schemas.js';
 
 /** The minimums (docs/collector.md, "Sufficiency"). */
@@ -20,6 +21,8 @@ export const PROBE_MINIMUMS = {
   dscpSipPackets: 5,
   /** bandwidth: the forward direction carried at least this share of the calls' packets. */
   bandwidthLoadRatio: 0.9,
+  /** priority: packets sent per class (EF, best effort) in the unloaded and in the loaded phase. */
+  priorityPacketsPerPhase: 50,
 } as const;
 
 const NETWORK: CheckId[] = ['latency', 'jitter', 'loss', 'dscp-rtp', 'dscp-sip', 'bandwidth'];
@@ -76,4 +79,20 @@ export function sufficientEvidence(probe: ProbeResult, e: NetworkEvidence): Netw
     }
   }
   return out;
+}
+
+/** Why a priority test's figures are too few to decide the check, or undefined when they suffice. */
+export function insufficientPriority(p: PriorityResult): string | undefined {
+  const min = PROBE_MINIMUMS.priorityPacketsPerPhase;
+  for (const [name, c] of [
+    ['EF', p.ef],
+    ['best effort', p.be],
+  ] as const) {
+    for (const phase of ['unloaded', 'loaded'] as const) {
+      if (c[phase].sent < min) {
+        return `too little evidence: ${c[phase].sent} ${name} packets sent in the ${phase} phase (at least ${min} needed)`;
+      }
+    }
+  }
+  return undefined;
 }

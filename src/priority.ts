@@ -117,7 +117,16 @@ export function judgePriority(
   );
 }
 
-/** The `priority` check of a probe document: present only when the probe ran the priority test. */
-export function priorityChecks(probe: Pick<ProbeResult, 'priority'>, policy: Policy): Check[] {
-  return probe.priority ? [judgePriority(probe.priority, policy)] : [];
+/**
+ * The `priority` check of a probe document: present only when the probe ran the priority test.
+ * `insufficient` (the collector's sufficiency rule) says why the figures cannot decide, if so.
+ */
+export function priorityChecks(
+  probe: Pick<ProbeResult, 'priority'>,
+  policy: Policy,
+  insufficient: (p: PriorityResult) => string | undefined = () => undefined,
+): Check[] {
+  if (!probe.priority) return [];
+  const why = insufficient(probe.priority);
+  return [why ? judgePriority(undefined, policy, why) : judgePriority(probe.priority, policy)];
 }

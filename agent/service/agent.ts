@@ -19,7 +19,7 @@ import { runSchedule, type ScheduledJob } from './scheduler.js';
 /** What the agent asks of one probe run: a subset of runProbe's options (agent/probe.ts). */
 export type ProbeRequest = Pick<
   ProbeOptions,
-  'peer' | 'signallingPort' | 'codec' | 'calls' | 'durationMs' | 'secret'
+  'peer' | 'signallingPort' | 'codec' | 'calls' | 'durationMs' | 'secret' | 'priorityTest'
 >;
 
 export type ProbeFn = (request: ProbeRequest) => Promise<ProbeResult>;
@@ -231,6 +231,16 @@ export async function startAgent(config: AgentConfig['agent'], deps: AgentDeps):
         calls: p.calls,
         durationMs: p.duration,
         secret: deps.secrets?.[index],
+        ...(p.priorityTest
+          ? {
+              priorityTest: {
+                ...(p.priorityTest.load !== undefined ? { loadBps: p.priorityTest.load } : {}),
+                ...(p.priorityTest.maxLoad !== undefined ? { maxLoadBps: p.priorityTest.maxLoad } : {}),
+                // stop() ends the load at once; the run itself finishes and is queued.
+                signal: controller.signal,
+              },
+            }
+          : {}),
       });
       const traces = autoTrace
         ? await autoTrace(

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseDurationMs } from '../args.js';
 import { CODEC_NAMES, type CodecName } from '../codecs.js';
 import { UserError } from '../errors.js';
+import { parseRate } from '../priority.js';
 import { PROBE_LATE_WAIT_MS, PROBE_SUMMARY_DEADLINE_MS, probeRunMaxMs } from '../probe-run.js';
 import { Identifier } from '../schemas.js';
 import { sipRunMaxMs } from '../sip/message.js';
@@ -30,6 +31,16 @@ export const Duration = z.union([z.string(), z.number()]).transform((v, ctx) => 
     return parseDurationMs(String(v), 'duration');
   } catch (err) {
     ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^duration /, '') });
+    return z.NEVER;
+  }
+});
+
+/** "8mbit", "500kbit": the CLI's --load semantics (src/priority.ts parseRate). */
+const Rate = z.string().transform((v, ctx) => {
+  try {
+    return parseRate(v, 'rate');
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^rate /, '') });
     return z.NEVER;
   }
 });
@@ -58,11 +69,27 @@ export const AgentProbeConfig = z
     interval: Duration.default(300_000),
     /** File holding the reflector's shared secret (relative to the config file). */
     secretFile: z.string().min(1).optional(),
+    /**
+     * The priority test (off unless present): best-effort twins and a load filling the path in the
+     * middle third of each run; `load` fixes its rate, else stepped up to `maxLoad` (100mbit).
+     */
+    priorityTest: z
+      .strictObject({ load: Rate.optional(), maxLoad: Rate.optional() })
+      .refine((t) => t.load === undefined || t.maxLoad === undefined, {
+        message: 'give load (a fixed rate) or maxLoad (the cap of a stepped one), not both',
+      })
+      .optional(),
   })
   .superRefine((p, ctx) => {
-    // A run lasts its duration plus the late-packet wait plus the summary requests; an interval
-    // shorter than that would make every run overrun its slot and skip the next.
-    const runMs = probeRunMaxMs(p.duration);
+    if (p.priorityTest && p.duration < 3000) {
+      ctx.addIssue({ code: 'custom', path: ['duration'], message: 'the priority test needs at least 3s' });
+    }
+    if (p.priorityTest && p.calls > 250) {
+      ctx.addIssue({ code: 'custom', path: ['calls'], message: 'the priority test runs at most 250 calls' });
+    }
+    // A run lasts its duration plus the late-packet wait plus the summary requests (and the
+    // priority test's load request); an interval shorter than that would overrun its slot.
+    const runMs = probeRunMaxMs(p.duration) + (p.priorityTest ? PROBE_SUMMARY_DEADLINE_MS : 0);
     if (p.interval < runMs) {
       ctx.addIssue({
         code: 'custom',

@@ -7,7 +7,12 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runProbe } from '../../agent/probe.js';
 import { type Reflector, startReflector } from '../../agent/reflector.js';
+import { sampleProbe, sampleReport } from '../../bench/collector-report.js';
+import { assessReport } from '../../collector/assessment.js';
+import { createMetrics } from '../../collector/metrics.js';
+import { formatConfigError, parseAgentConfig } from '../../src/config/agent.js';
 import { UserError } from '../../src/errors.js';
+import { reportInconsistencies } from '../../src/evidence-consistency.js';
 import { DEFAULT_POLICY, Policy } from '../../src/policy.js';
 import { formatRate, judgePriority, parseRate } from '../../src/priority.js';
 import { type ClassFigures, MAX_LOAD_BPS, type PriorityResult } from '../../src/priority-schema.js';
@@ -349,9 +354,190 @@ describe('runProbe --priority-test', () => {
     expect(doc.checks.find((x) => x.id === 'priority')?.status).toBe('unknown');
   });
 
+  it("an abort (the agent's stop) ends the load at once; the run finishes and says so", async () => {
+    const r = await openReflector({ acceptLoad: true });
+    const stop = new AbortController();
+    // The loaded phase is 1-2 s after the start (plus the load request); abort in its middle.
+    setTimeout(() => stop.abort(), 1600);
+    const doc = await runProbe(
+      {
+        peer: `127.0.0.1:${r.port}`,
+        codec: 'g711u',
+        calls: 1,
+        durationMs: 3000,
+        waitMs: 200,
+        priorityTest: { loadBps: 4_000_000, signal: stop.signal },
+      },
+      probeDeps,
+    );
+    const p = doc.priority!;
+    expect(p.loadNotSentReason).toMatch(/^the load was stopped early \(interrupted\) at \d\.\d s$/);
+    // A full second at 4 Mbit/s is about 407 datagrams; the abort came before the end of it.
+    expect(p.loadSentPackets).toBeLessThan(400);
+    expect(r.stats().load.packets).toBe(p.loadSentPackets);
+    expect(p.ef.after.sent).toBeGreaterThan(0);
+  });
+
   it('refuses more than 250 calls and runs shorter than 3 s', async () => {
     const base = { peer: '127.0.0.1:9', codec: 'g711u' as const, priorityTest: {} };
     await expect(runProbe({ ...base, calls: 251, durationMs: 3000 })).rejects.toThrow(/at most 250 calls/);
     await expect(runProbe({ ...base, calls: 1, durationMs: 2000 })).rejects.toThrow(/at least 3s/);
+  });
+});
+
+describe('the collector and the priority check', () => {
+  const T0 = Date.parse('2026-11-29T08:00:00Z');
+  /** The sample probe (500 packets each way over 10 s) with priority figures whose phases hold them. */
+  function probeWith(ef: ClassFigures, be: ClassFigures, peer = 'dc1.example.net:4000') {
+    const split = (c: ClassFigures): ClassFigures => ({
+      ...c,
+      unloaded: { ...c.unloaded, sent: 167, returned: 167, lossPct: 0 },
+      after: { ...c.after, sent: 166, returned: 166, lossPct: 0 },
+      loaded: {
+        ...c.loaded,
+        sent: 167,
+        returned: 167 - Math.round((c.loaded.lossPct * 167) / 100),
+        lossPct: (100 * Math.round((c.loaded.lossPct * 167) / 100)) / 167,
+      },
+    });
+    return {
+      ...sampleProbe({ peer, createdAt: new Date(T0).toISOString() }),
+      priority: result(split(ef), split(be), {
+        phasesS: { unloaded: [0, 3.333], loaded: [3.333, 6.667], after: [6.667, 10] },
+      }),
+    };
+  }
+  const quietEf = cls(46, phase(100, 0, 1, 3, 0.5));
+  const queuedBe = cls(0, phase(100, 6, 150, 300, 8));
+  const report = (...probes: ReturnType<typeof probeWith>[]) => ({
+    ...sampleReport({ reportId: 'rep-prio-001', createdAt: new Date(T0).toISOString() }),
+    probes,
+  });
+  const assess = (r: ReturnType<typeof report>, policy = DEFAULT_POLICY) =>
+    assessReport({ report: r, policy, assessmentId: 'as-p', receivedAtMs: T0 + 1000, validForMs: 3_600_000 });
+
+  it('judges the check with the site policy beside the network checks; a pass keeps the site ready', () => {
+    const r = report(probeWith(quietEf, queuedBe));
+    expect(reportInconsistencies(r)).toEqual([]);
+    const a = assess(r);
+    expect(a.checks.map((c) => c.id)).toContain('priority');
+    expect(a.checks.find((c) => c.id === 'priority')?.status).toBe('pass');
+    expect(a.ready).toBe(true);
+    const strict = assess(r, Policy.parse({ priority: { maxAddedDelayMs: 1 } }));
+    expect(strict.checks.find((c) => c.id === 'priority')?.status).toBe('fail');
+    expect(strict.ready).toBe(false);
+  });
+
+  it('speaks for the site with the worst peer that ran the test; peers without it add nothing', () => {
+    const slowEf = cls(46, phase(100, 0, 140, 290, 6));
+    const plain = { ...sampleProbe({ peer: 'dc2.example.net:4000', createdAt: new Date(T0).toISOString() }) };
+    const a = assess(report(probeWith(slowEf, queuedBe, 'dc1.example.net:4000'), plain as never));
+    const c = a.checks.find((x) => x.id === 'priority')!;
+    expect(c.status).toBe('fail');
+    expect(c.evidence).toMatch(/^dc1\.example\.net:4000: EF degraded/);
+    expect(a.checks.filter((x) => x.id === 'latency')).toHaveLength(1);
+  });
+
+  it('too few packets in a phase: unknown with the reason', () => {
+    const p = probeWith(quietEf, queuedBe);
+    const pr = p.priority;
+    pr.ef.loaded = { ...pr.ef.loaded, sent: 20, returned: 20 };
+    pr.ef.after = { ...pr.ef.after, sent: 313, returned: 313 };
+    const r = report(p);
+    expect(reportInconsistencies(r)).toEqual([]);
+    expect(assess(r).checks.find((c) => c.id === 'priority')?.evidence).toMatch(
+      /too little evidence: 20 EF packets sent in the loaded phase \(at least 50 needed\)/,
+    );
+  });
+
+  it('a policy that requires the test: a site without it is not ready', () => {
+    const plain = sampleReport({ reportId: 'rep-prio-002', createdAt: new Date(T0).toISOString() });
+    const a = assess(plain as never, Policy.parse({ priority: { required: true } }));
+    expect(a.checks.find((c) => c.id === 'priority')?.evidence).toMatch(/priority test was not run/);
+    expect(a.ready).toBe(false);
+    expect(assess(plain as never).checks.some((c) => c.id === 'priority')).toBe(false);
+  });
+
+  it('refuses figures that contradict each other, naming the fields', () => {
+    const p = probeWith(quietEf, queuedBe);
+    p.priority.be.loaded.lossPct = 0;
+    p.priority.ef.addedDelayP95Ms = 0.1;
+    p.priority.loadTargetBps = 200_000_000;
+    p.priority.phasesS.after = [6.667, 12];
+    const fields = reportInconsistencies(report(p)).map((i) => i.fields[0]);
+    expect(fields).toEqual(
+      expect.arrayContaining([
+        'probes.0.priority.be.loaded.lossPct',
+        'probes.0.priority.ef.addedDelayP95Ms',
+        'probes.0.priority.loadTargetBps',
+        'probes.0.priority.phasesS',
+      ]),
+    );
+    const short = probeWith(quietEf, queuedBe);
+    short.priority.be.unloaded.sent = 10;
+    short.priority.be.unloaded.returned = 10;
+    expect(reportInconsistencies(report(short)).map((i) => i.fields[0])).toContain('probes.0.priority.be');
+  });
+
+  it('Prometheus: honoured, added delay per class and quantile, loaded-phase loss, load sent', async () => {
+    const r = report(probeWith(quietEf, queuedBe));
+    const a = assess(r);
+    const metrics = createMetrics({
+      latest: () => [{ report: r, assessment: a }],
+      now: () => T0,
+      outboxSize: async () => 0,
+    });
+    const text = await metrics.registry.metrics();
+    const peer = 'site="hq",peer="dc1.example.net:4000"';
+    expect(text).toMatch(new RegExp(`^voipready_priority_honoured\\{${peer}\\} 1$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(
+        `^voipready_priority_added_delay_seconds\\{${peer},class="be",quantile="0.95"\\} 0.2995$`,
+        'm',
+      ),
+    );
+    expect(text).toMatch(new RegExp(`^voipready_priority_loss_ratio\\{${peer},class="ef"\\} 0$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(`^voipready_priority_load_sent_bytes_per_second\\{${peer}\\} 987500$`, 'm'),
+    );
+  });
+});
+
+describe('the agent option', () => {
+  const config = (probe: string) => `agent:
+  name: agent-1
+  site: branch-01
+  collector:
+    url: http://127.0.0.1:8080
+    token: t0k3n-t0k3n
+  queue:
+    dir: queue
+  probes:
+    - peer: 127.0.0.1:4000
+      duration: 12s
+      interval: 5m
+${probe}`;
+
+  it('is off unless configured; load or maxLoad parse as the CLI flags do', () => {
+    const off = parseAgentConfig(config(''), '/etc/a.yaml');
+    expect(off.ok && off.config.agent.probes[0]!.priorityTest).toBeUndefined();
+    const on = parseAgentConfig(config('      priorityTest: { load: 8mbit }'), '/etc/a.yaml');
+    expect(on.ok && on.config.agent.probes[0]!.priorityTest).toEqual({ load: 8_000_000 });
+    const stepped = parseAgentConfig(config('      priorityTest: {}'), '/etc/a.yaml');
+    expect(stepped.ok && stepped.config.agent.probes[0]!.priorityTest).toEqual({});
+  });
+
+  it('names bad rates, both limits at once and a run too short for three phases', () => {
+    const errors = (probe: string) => {
+      const r = parseAgentConfig(config(probe), '/etc/a.yaml');
+      return r.ok ? [] : r.errors.map(formatConfigError);
+    };
+    expect(errors('      priorityTest: { load: 8mbps }')).toEqual([
+      expect.stringMatching(/agent\.probes\.0\.priorityTest\.load: "8mbps" is not a rate like 8mbit/),
+    ]);
+    expect(errors('      priorityTest: { load: 8mbit, maxLoad: 20mbit }').join()).toMatch(/not both/);
+    expect(errors('      priorityTest: {}\n      calls: 300').join()).toMatch(
+      /agent\.probes\.0\.calls: the priority test runs at most 250 calls/,
+    );
   });
 });
