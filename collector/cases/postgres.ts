@@ -11,6 +11,7 @@ import type { SupportCase } from '../../src/cases/model.js';
 import type { PostgresConfig } from '../../src/config/collector.js';
 import { inTransaction, migrate, openPool, query } from '../store/postgres-db.js';
 import {
+  type AttachmentRow,
   type CaseAttachment,
   type CaseChange,
   CaseConflictError,
@@ -21,6 +22,7 @@ import {
   type Notification,
   type OutboxItem,
   type StoredCase,
+  toAttachment,
 } from './store.js';
 
 /** Each entry migrates from the version before it to its index + 1 (component `cases`). */
@@ -100,32 +102,6 @@ CREATE TABLE cutovers (
 CREATE INDEX cutovers_time ON cutovers (cutover_at_ms);
 `,
 ];
-
-interface AttachmentRow {
-  attachment_id: number;
-  case_id: string;
-  kind: CaseAttachment['kind'];
-  assessment_id: string;
-  content_type: string;
-  created_at_ms: number;
-  purged_at_ms: number | null;
-  body?: string | null;
-}
-
-const iso = (ms: number) => new Date(ms).toISOString();
-
-function toAttachment(r: AttachmentRow): CaseAttachment {
-  return {
-    attachmentId: r.attachment_id,
-    caseId: r.case_id,
-    kind: r.kind,
-    assessmentId: r.assessment_id,
-    contentType: r.content_type,
-    createdAt: iso(r.created_at_ms),
-    purgedAt: r.purged_at_ms === null ? null : iso(r.purged_at_ms),
-    body: r.body ?? null,
-  };
-}
 
 const parseAll = <T>(rows: { doc: string }[]) => rows.map((r) => JSON.parse(r.doc) as T);
 

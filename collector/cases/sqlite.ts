@@ -9,6 +9,7 @@ import type { ClockState, UpdateRecord } from '../../src/cases/machine.js';
 import type { SupportCase } from '../../src/cases/model.js';
 import { SQLITE_FILE } from '../store/sqlite.js';
 import {
+  type AttachmentRow,
   type CaseAttachment,
   type CaseChange,
   CaseConflictError,
@@ -19,6 +20,7 @@ import {
   type Notification,
   type OutboxItem,
   type StoredCase,
+  toAttachment,
 } from './store.js';
 
 /** Each entry migrates from the version before it to its index + 1. */
@@ -111,32 +113,6 @@ export function migrateCases(db: Database.Database): void {
       String(MIGRATIONS.length),
     );
   }).immediate();
-}
-
-interface AttachmentRow {
-  attachment_id: number;
-  case_id: string;
-  kind: CaseAttachment['kind'];
-  assessment_id: string;
-  content_type: string;
-  created_at_ms: number;
-  purged_at_ms: number | null;
-  body?: string | null;
-}
-
-const iso = (ms: number) => new Date(ms).toISOString();
-
-function toAttachment(r: AttachmentRow): CaseAttachment {
-  return {
-    attachmentId: r.attachment_id,
-    caseId: r.case_id,
-    kind: r.kind,
-    assessmentId: r.assessment_id,
-    contentType: r.content_type,
-    createdAt: iso(r.created_at_ms),
-    purgedAt: r.purged_at_ms === null ? null : iso(r.purged_at_ms),
-    body: r.body ?? null,
-  };
 }
 
 export class SqliteCaseStore implements CaseStore {

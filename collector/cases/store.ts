@@ -24,6 +24,33 @@ export interface CaseAttachment extends Omit<NewAttachment, 'body'> {
   body: string | null;
 }
 
+/** An attachment row as both stores keep it. */
+export interface AttachmentRow {
+  attachment_id: number;
+  case_id: string;
+  kind: CaseAttachment['kind'];
+  assessment_id: string;
+  content_type: string;
+  created_at_ms: number;
+  purged_at_ms: number | null;
+  body?: string | null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function toAttachment(r: AttachmentRow): CaseAttachment {
+  return {
+    attachmentId: r.attachment_id,
+    caseId: r.case_id,
+    kind: r.kind,
+    assessmentId: r.assessment_id,
+    contentType: r.content_type,
+    createdAt: iso(r.created_at_ms),
+    purgedAt: r.purged_at_ms === null ? null : iso(r.purged_at_ms),
+    body: r.body ?? null,
+  };
+}
+
 export type NotificationType =
   | 'case-opened'
   | 'case-updated'
