@@ -130,3 +130,32 @@ export function priorityChecks(
   const why = insufficient(probe.priority);
   return [why ? judgePriority(undefined, policy, why) : judgePriority(probe.priority, policy)];
 }
+
+/** The priority test's figures as a table (the CLI's and the report page's): class × phase. */
+export function priorityTable(p: PriorityResult): { header: string[]; rows: string[][] } {
+  const v = (x: number | null) => (x === null ? '-' : String(round(x, 2)));
+  const rows: string[][] = [];
+  for (const [name, c] of [
+    ['EF', p.ef],
+    ['best effort', p.be],
+  ] as const) {
+    for (const phase of ['unloaded', 'loaded', 'after'] as const) {
+      const f = c[phase];
+      const [from, to] = p.phasesS[phase];
+      rows.push([
+        `${name} ${phase} (${round(from, 1)}-${round(to, 1)} s)`,
+        String(f.sent),
+        String(f.returned),
+        `${round(f.lossPct, 2)}`,
+        v(f.delayP50Ms),
+        v(f.delayP95Ms),
+        v(f.jitterMs),
+      ]);
+    }
+    rows.push([`${name} added under load`, '', '', '', v(c.addedDelayP50Ms), v(c.addedDelayP95Ms), '']);
+  }
+  return {
+    header: ['CLASS / PHASE', 'SENT', 'RETURNED', 'LOSS %', 'DELAY p50 ms', 'DELAY p95 ms', 'JITTER ms'],
+    rows,
+  };
+}

@@ -1,6 +1,7 @@
 // The human-readable probe result: the readiness table (one row per check) and a per-direction
 // summary of what was measured, as plain text for a terminal.
 import { dscpName } from '../dscp.js';
+import { formatRate, priorityTable } from '../priority.js';
 import type { Check, DirectionStats, ProbeResult } from '../schemas.js';
 import { tableLines } from './table.js';
 
@@ -100,5 +101,14 @@ export function renderProbeTable(r: ProbeResult): string {
   out.push(
     r.mos === null ? 'MOS: not computed (no delay measured)' : `E-model: R ${r.rFactor}, MOS ${r.mos}`,
   );
+  if (r.priority) {
+    const t = priorityTable(r.priority);
+    const p = r.priority;
+    out.push(
+      '',
+      `priority test: load ${formatRate(p.loadSentBps)} sent in the loaded phase (${p.loadMode}, target ${formatRate(p.loadTargetBps)}, cap ${formatRate(p.loadCapBps)})${p.loadNotSentReason ? `; ${p.loadNotSentReason}` : ''}; delays are forward, above the run's lowest`,
+      ...tableLines(t.header, t.rows),
+    );
+  }
   return `${out.join('\n')}\n`;
 }

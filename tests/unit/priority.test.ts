@@ -16,6 +16,8 @@ import { reportInconsistencies } from '../../src/evidence-consistency.js';
 import { DEFAULT_POLICY, Policy } from '../../src/policy.js';
 import { formatRate, judgePriority, parseRate } from '../../src/priority.js';
 import { type ClassFigures, MAX_LOAD_BPS, type PriorityResult } from '../../src/priority-schema.js';
+import { renderReportHtml } from '../../src/report/html/index.js';
+import { renderProbeTable } from '../../src/report/probe-table.js';
 import { ProbeResult } from '../../src/schemas.js';
 import {
   CONTROL_BYTES,
@@ -352,6 +354,17 @@ describe('runProbe --priority-test', () => {
     // The loaded phase is a third of the run: 1 s at 2 Mbit/s is about 205 datagrams of 1228 bytes.
     expect(p.loadSentPackets).toBeLessThanOrEqual(Math.ceil(2_000_000 / 8 / 1228) + 5);
     expect(doc.checks.find((x) => x.id === 'priority')?.status).toBe('unknown');
+    // Shown where the other checks and figures are: the CLI's table and the report page.
+    const text = renderProbeTable(doc);
+    expect(text).toMatch(/^priority +UNKNOWN/m);
+    expect(text).toMatch(
+      /priority test: load [\d.]+ (k|M)bit\/s sent in the loaded phase \(fixed, target 2 Mbit\/s/,
+    );
+    expect(text).toMatch(/^EF loaded \(1-2 s\) +\d+ +\d+ +0 /m);
+    const page = renderReportHtml(JSON.parse(JSON.stringify(doc)));
+    expect(page).toContain('<h2>Priority under load</h2>');
+    expect(page).toContain('EF prioritised under load');
+    expect(page).toMatch(/<th scope="row">best effort added under load<\/th>/);
   });
 
   it("an abort (the agent's stop) ends the load at once; the run finishes and says so", async () => {

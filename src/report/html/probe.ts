@@ -3,6 +3,7 @@
 // bandwidth sizing, the run over time (charts) and each call's stream.
 import { bandwidthPerCall, codecByName } from '../../codecs.js';
 import { dscpName } from '../../dscp.js';
+import { formatRate, priorityTable } from '../../priority.js';
 import { listedStreams } from '../../probe-evidence.js';
 import type { DirectionStats, DscpCounts, ProbeResult, SignallingDirection } from '../../schemas.js';
 import type { ChartSpec } from './charts.js';
@@ -174,6 +175,19 @@ export function probeCharts(
   ];
 }
 
+/** `--priority-test`: EF and its best-effort twins per phase, and the load that was sent. */
+function priorityFigures(p: ProbeResult): Html {
+  const pr = p.priority;
+  if (!pr) return html``;
+  const t = priorityTable(pr);
+  return html`<p>Load: ${formatRate(pr.loadSentBps)} sent in the loaded phase (${pr.loadMode}, target ${formatRate(pr.loadTargetBps)}, cap ${formatRate(pr.loadCapBps)})${pr.loadNotSentReason ? `; ${pr.loadNotSentReason}` : ''}. Delays are forward one-way delays above the run's lowest; loss is round trip (the load fills the forward path only).</p>
+<div class="table-wrap"><table>
+<caption>EF against best effort, unloaded and under load</caption>
+<thead><tr>${t.header.map((h, i) => html`<th scope="col"${i > 0 ? html` class="num"` : html``}>${h}</th>`)}</tr></thead>
+<tbody>${t.rows.map((r) => html`<tr><th scope="row">${r[0]!}</th>${r.slice(1).map((c) => html`<td class="num">${c}</td>`)}</tr>`)}</tbody>
+</table></div>`;
+}
+
 /** Everything about one probe run after its checks; `h` is the heading level of its sections. */
 export function probeSections(
   p: ProbeResult,
@@ -204,6 +218,8 @@ ${H('Delay and MOS')}
 ${delayAndMos(p)}
 ${H('Codec and bandwidth')}
 ${sizing(p)}
+${p.priority ? H('Priority under load') : html``}
+${priorityFigures(p)}
 ${H('Over the run')}
 ${charts.length ? charts.map(chartFigure) : html`<p class="muted">This probe document carries no timeline (made by an older version).</p>`}
 ${H('Calls')}
