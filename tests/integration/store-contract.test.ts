@@ -124,6 +124,38 @@ function entry(
   };
 }
 
+/** A host-health report (no probes) of `host` at `site`, collected at `collectedAtMs`. */
+function hostEntry(reportId: string, site: string, host: string, collectedAtMs: number): NewReport {
+  const collectedAt = new Date(collectedAtMs).toISOString();
+  const report = {
+    schema: 'voipready.report/1',
+    reportId,
+    site,
+    agent: `${site}-agent`,
+    createdAt: collectedAt,
+    probes: [],
+    host: {
+      schema: 'voipready.host/1',
+      host,
+      collectedAt,
+      disks: [],
+      eventlog: { source: 'journald', since: collectedAt, critical: 0, errors: 0, top: [] },
+      backups: [],
+      system: { cpuPct: 5, load1: 0.1, memUsedPct: 40, swapUsedPct: 0, uptimeS: 1000 },
+      checks: [],
+    },
+  } as unknown as AgentReport;
+  const receivedAtMs = collectedAtMs + MINUTE;
+  const assessment = assessReport({
+    report,
+    policy: DEFAULT_POLICY,
+    assessmentId: randomUUID(),
+    receivedAtMs,
+    validForMs: 86_400_000,
+  });
+  return { report, body: JSON.stringify(report), receivedAtMs, assessment, points: [] };
+}
+
 /** A case as the case service would store it (the store keeps the document as it is). */
 function supportCase(caseId: string, site = 'hq'): SupportCase {
   const at = new Date(T0).toISOString();
@@ -262,6 +294,36 @@ describe.each([sqlite, postgres])('store contract: $name', (backend) => {
       'rep-recent',
     ]);
   });
+
+  it.skipIf(skip)(
+    "keeps each site's hosts' latest host results (ids per site) through retention",
+    async () => {
+      const { reports } = await (await backend.fresh()).open();
+      await reports.save(hostEntry('host-1', 'hq', 'pbx-1', T0));
+      await reports.save(hostEntry('host-1', 'branch', 'pbx-1', T0 + MINUTE));
+      await reports.save(hostEntry('host-0', 'hq', 'pbx-1', T0 - MINUTE)); // older: not the latest
+      await reports.save(entry('rep-old', { measuredAtMs: T0 + 2 * MINUTE }));
+      await reports.save(entry('rep-new', { measuredAtMs: T0 + 100 * MINUTE }));
+      const hosts = async () =>
+        (await reports.latestHostsPerSite()).map((l) => [
+          l.report.site,
+          l.report.host?.host,
+          l.report.reportId,
+        ]);
+      expect(await hosts()).toEqual([
+        ['branch', 'pbx-1', 'host-1'],
+        ['hq', 'pbx-1', 'host-1'],
+      ]);
+      await reports.prune(T0 + 50 * MINUTE);
+      await expect
+        .poll(async () => (await reports.listReports({ offset: 0, limit: 10 })).map((r) => r.reportId).sort())
+        .toEqual(['host-1', 'host-1', 'rep-new']);
+      expect(await hosts()).toEqual([
+        ['branch', 'pbx-1', 'host-1'],
+        ['hq', 'pbx-1', 'host-1'],
+      ]);
+    },
+  );
 
   it.skipIf(skip)('cases: apply, get, list; a change from a stale revision is a conflict', async () => {
     const { cases } = await (await backend.fresh()).open();
