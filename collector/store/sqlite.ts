@@ -22,7 +22,7 @@ import type {
 } from './store.js';
 import { StoreUnavailableError } from './store.js';
 
-const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 2;
 
 // Report ids are the agents' choice, so they are unique per site only: one site's ids neither
 // collide with nor reveal another's (schema 2; schema 1 keyed reports by report_id alone).

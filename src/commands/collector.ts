@@ -15,6 +15,7 @@ import { UserError } from '../errors.js';
 const USAGE = `Usage: voipready collector [--config FILE] [--host ADDR] [--port N] [--data-dir DIR]
        voipready collector --hash-token < token-file
        voipready collector --new-token
+       voipready collector migrate --from-sqlite FILE --config FILE
 
 Receives agents' reports (POST /api/v1/reports), judges each with its site's policy, stores reports
 and assessments in SQLite (and measurements in InfluxDB when configured), serves readiness
@@ -30,6 +31,12 @@ Options:
                    else $XDG_DATA_HOME/voipready or ~/.local/share/voipready)
   --hash-token     read a token on stdin, print the "sha256:..." hash to put in the config
   --new-token      print a new random token and its hash
+
+migrate --from-sqlite FILE   copy an embedded store (FILE is DATA-DIR/voipready.sqlite; stop its
+                   collector first) into the PostgreSQL store --config names: reports, assessments,
+                   the InfluxDB outbox, cases and cutovers; prints a count per table. Running it
+                   again copies nothing twice. Exit 1 when a report id is in PostgreSQL with other
+                   content (PostgreSQL's row kept).
 
 Stops gracefully on SIGTERM/SIGINT: stops accepting, finishes in-flight requests, closes the store.
 Exit codes: 0 stopped cleanly, 2 error (bad config, port in use, unusable data directory).`;
@@ -71,8 +78,23 @@ export const command: Command = {
     'data-dir': { type: 'string' },
     'hash-token': { type: 'boolean' },
     'new-token': { type: 'boolean' },
+    'from-sqlite': { type: 'string' },
   },
-  async run(values, _positionals, io: Io) {
+  positionals: true,
+  async run(values, positionals, io: Io) {
+    if (positionals.length > 0) {
+      if (positionals[0] !== 'migrate' || positionals.length > 1)
+        throw new UserError(`unexpected argument "${positionals[positionals[0] === 'migrate' ? 1 : 0]}"`);
+      const { runMigrate } = await import('./collector-migrate.js');
+      return runMigrate(
+        values['from-sqlite'] as string | undefined,
+        values.config as string | undefined,
+        loadConfig,
+        io,
+      );
+    }
+    if (values['from-sqlite'] !== undefined)
+      throw new UserError('--from-sqlite belongs to collector migrate');
     const { hashToken, newToken } = await import('../../collector/auth.js');
     if (values['new-token']) {
       const token = newToken();
