@@ -128,50 +128,57 @@ export class PostgresStore implements ReportStore {
     const measuredAtMs = Date.parse(a.measuredAt);
     this.inFlight++;
     try {
-      return await this.track(() =>
-        inTransaction(this.pool, async (db) => {
-          const inserted = await db.query(
-            `INSERT INTO reports (site, report_id, agent, created_at, received_at_ms, body_sha256, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (site, report_id) DO NOTHING`,
-            [r.site, r.reportId, r.agent, r.createdAt, e.receivedAtMs, sha, e.body],
-          );
-          if (inserted.rowCount === 0) {
-            // Stored before (by this collector or another; ON CONFLICT waited for its commit).
-            const { rows } = await db.query<{ body_sha256: string }>(
-              'SELECT body_sha256 FROM reports WHERE site = $1 AND report_id = $2',
-              [r.site, r.reportId],
-            );
-            return rows[0]?.body_sha256 === sha ? 'duplicate' : 'conflict';
-          }
-          await db.query(
-            'INSERT INTO assessments (assessment_id, report_id, site, measured_at_ms, doc) VALUES ($1, $2, $3, $4, $5)',
-            [a.assessmentId, r.reportId, r.site, measuredAtMs, encodeAssessment(a)],
-          );
-          // The newest measurement wins whatever the arrival order; a concurrent upsert of the same
-          // site waits for this row lock and compares against the committed winner.
-          await db.query(
-            `INSERT INTO sites (site, assessment_id, measured_at_ms) VALUES ($1, $2, $3)
+      return await this.track(async () => {
+        // One statement, so one round trip and atomic without BEGIN/COMMIT: the rows after the
+        // report are inserted only when the report is (data-modifying CTEs; the foreign keys are
+        // checked at the end of the statement). The site's latest moves only to a newer measurement;
+        // a concurrent upsert of the same site waits for the row lock and compares with the winner.
+        const stored = await query<{ n: number }>(
+          this.pool,
+          `WITH report AS (
+             INSERT INTO reports (site, report_id, agent, created_at, received_at_ms, body_sha256, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (site, report_id) DO NOTHING
+             RETURNING site, report_id),
+           assessment AS (
+             INSERT INTO assessments (assessment_id, report_id, site, measured_at_ms, doc)
+             SELECT $8, report_id, site, $9, $10 FROM report RETURNING assessment_id, site),
+           site AS (
+             INSERT INTO sites (site, assessment_id, measured_at_ms) SELECT site, assessment_id, $9 FROM assessment
              ON CONFLICT (site) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
-             WHERE excluded.measured_at_ms >= sites.measured_at_ms`,
-            [r.site, a.assessmentId, measuredAtMs],
-          );
-          if (r.host) {
-            await db.query(
-              `INSERT INTO site_hosts (site, host, assessment_id, measured_at_ms) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (site, host) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
-               WHERE excluded.measured_at_ms >= site_hosts.measured_at_ms`,
-              [r.site, r.host.host, a.assessmentId, measuredAtMs],
-            );
-          }
-          if (e.points.length > 0) {
-            await db.query('INSERT INTO influx_outbox (n_points, points) VALUES ($1, $2)', [
-              e.points.length,
-              JSON.stringify(e.points),
-            ]);
-          }
-          return 'stored';
-        }),
-      );
+             WHERE excluded.measured_at_ms >= sites.measured_at_ms),
+           host AS (
+             INSERT INTO site_hosts (site, host, assessment_id, measured_at_ms)
+             SELECT site, $11, assessment_id, $9 FROM assessment WHERE $11::text IS NOT NULL
+             ON CONFLICT (site, host) DO UPDATE SET assessment_id = excluded.assessment_id, measured_at_ms = excluded.measured_at_ms
+             WHERE excluded.measured_at_ms >= site_hosts.measured_at_ms),
+           outbox AS (
+             INSERT INTO influx_outbox (n_points, points) SELECT $12, $13 FROM report WHERE $12::int > 0)
+           SELECT COUNT(*)::int AS n FROM report`,
+          [
+            r.site,
+            r.reportId,
+            r.agent,
+            r.createdAt,
+            e.receivedAtMs,
+            sha,
+            e.body,
+            a.assessmentId,
+            measuredAtMs,
+            encodeAssessment(a),
+            r.host?.host ?? null,
+            e.points.length,
+            e.points.length > 0 ? JSON.stringify(e.points) : '',
+          ],
+        );
+        if (stored[0]!.n === 1) return 'stored';
+        // Stored before, by this collector or another (ON CONFLICT waited for its commit).
+        const before = await query<{ body_sha256: string }>(
+          this.pool,
+          'SELECT body_sha256 FROM reports WHERE site = $1 AND report_id = $2',
+          [r.site, r.reportId],
+        );
+        return before[0]?.body_sha256 === sha ? 'duplicate' : 'conflict';
+      });
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.drained?.();

@@ -239,6 +239,42 @@ describe.each([sqlite, postgres])('store contract: $name', (backend) => {
     expect(now.map((l) => [l.assessment.reportId, l.assessment.ready])).toEqual([['rep-newest', true]]);
   });
 
+  it.skipIf(skip)(
+    'two instances at once: a report stored once, the newest of many is the site latest',
+    async () => {
+      const db = await backend.fresh();
+      const [a, b] = [await db.open(), await db.open()];
+      const same = entry('rep-race');
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 === 0 ? a : b).reports.save({
+            ...same,
+            assessment: { ...same.assessment, assessmentId: randomUUID() },
+          }),
+        ),
+      );
+      expect(results.sort()).toEqual([
+        'duplicate',
+        'duplicate',
+        'duplicate',
+        'duplicate',
+        'duplicate',
+        'duplicate',
+        'duplicate',
+        'stored',
+      ]);
+      // Reports measured at shuffled times, stored by both instances side by side.
+      const minutes = [7, 3, 19, 11, 2, 23, 5, 13, 17, 29, 1, 31];
+      const many = minutes.map((m) => entry(`rep-m${m}`, { site: 'branch', measuredAtMs: T0 + m * MINUTE }));
+      await Promise.all(many.map((e, i) => (i % 2 === 0 ? a : b).reports.save(e)));
+      for (const s of [a, b]) {
+        const latest = await s.reports.latestPerSite();
+        expect(latest.find((l) => l.assessment.site === 'branch')?.assessment.reportId).toBe('rep-m31');
+      }
+      expect(await b.reports.countReports()).toBe(1 + minutes.length);
+    },
+  );
+
   it.skipIf(skip)('lists reports in arrival order, per site, with offset and limit', async () => {
     const { reports } = await (await backend.fresh()).open();
     for (let i = 0; i < 6; i++) {
