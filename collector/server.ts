@@ -95,6 +95,7 @@ export async function startCollector(opts: StartOptions): Promise<RunningCollect
             app?.collector.metrics.influxWriteFailures.inc();
             app?.log.warn(`InfluxDB write failed, points kept in the outbox: ${message}`);
           },
+          onStoreUnavailable: (message) => app?.log.warn(`InfluxDB outbox not read: ${message}`),
           onRejected: (n, firstError) => {
             app?.collector.metrics.influxPointsRejected.inc(n);
             app?.log.warn(`InfluxDB refused ${n} points, set aside (table influx_rejected): ${firstError}`);

@@ -15,7 +15,7 @@ import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas
 import { RESPONSE_STATS } from '../../src/sip/schema.js';
 import type { Assessment } from '../assessment.js';
 import { hostPoints } from './influx-host.js';
-import type { RejectedPoint, ReportStore, SeriesPoint } from './store.js';
+import { type RejectedPoint, type ReportStore, type SeriesPoint, StoreUnavailableError } from './store.js';
 
 export const RTP_MEASUREMENT = 'voipready_rtp';
 
@@ -160,6 +160,9 @@ function rtpPoints(report: AgentReport, assessment: Assessment): SeriesPoint[] {
 export interface InfluxWriterEvents {
   onWrite(points: number): void;
   onFailure(message: string): void;
+  /** The outbox could not be read or acknowledged (the store's database is down): not InfluxDB's
+   * failure; retried with the same backoff. */
+  onStoreUnavailable?(message: string): void;
   /** InfluxDB refused these points (kept aside in the store); the rest of their batch went on. */
   onRejected(points: number, firstError: string): void;
 }
@@ -312,9 +315,12 @@ export class InfluxOutboxWriter {
       } catch (err) {
         // 404: the database is gone (dropped by hand?): create it again before the next write.
         if ((err as { res?: { statusCode?: number } }).res?.statusCode === 404) this.ready = false;
-        this.failing = true;
         failures++;
-        this.opts.events.onFailure(errorMessage(err));
+        if (err instanceof StoreUnavailableError) this.opts.events.onStoreUnavailable?.(err.message);
+        else {
+          this.failing = true;
+          this.opts.events.onFailure(errorMessage(err));
+        }
         // Exponential backoff with full jitter.
         const cap = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 20));
         await this.sleep(Math.random() * cap);
