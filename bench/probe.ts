@@ -35,7 +35,9 @@ import {
   rtpStreams,
   startCapture,
 } from '../tests/helpers/tshark.js';
+import { printLoadSection } from './priority-load.js';
 import { reflectorMessageCost } from './reflector-cost.js';
+import { childOf, exitOf, load1, readUsage, timeWrapper, type Usage } from './usage.js';
 
 const MEDIA_PORT = 5004;
 const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
@@ -53,7 +55,6 @@ const LAYERS = ['native', 'dgram'] as const;
 type Layer = (typeof LAYERS)[number];
 const layerWrapper = (layer: Layer) => (layer === 'dgram' ? ['env', 'VOIPREADY_NATIVE_UDP=0'] : []);
 /** The 1-minute load average, printed beside each figure. */
-const load1 = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 const FIFO = realtimeWrapper();
 const PTIME_MS = 20;
 
@@ -183,31 +184,6 @@ async function pacingRun(
   }
 }
 
-interface Usage {
-  cpuS: number;
-  rssMb: number;
-}
-
-/** GNU time's `-f "%U %S %M"` output: user s, system s, peak RSS KiB. */
-function readUsage(file: string): Usage {
-  const [user, sys, rssKb] = readFileSync(file, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
-  return { cpuS: user! + sys!, rssMb: rssKb! / 1024 };
-}
-
-const timeWrapper = (file: string) => ['/usr/bin/time', '-o', file, '-f', '%U %S %M'];
-
-/** The process GNU time started (time itself ignores SIGINT while it waits). */
-function childOf(pid: number): number {
-  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').map(Number);
-  if (!kids[0]) throw new Error(`process ${pid} has no child`);
-  return kids[0];
-}
-
-function exitOf(cmd: string, args: string[]): Promise<number | null> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  return new Promise((resolve) => child.on('close', resolve));
-}
-
 async function footprint(topo: Topology, dir: string, layer: Layer) {
   const reflectorTime = join(dir, `reflector-${layer}.time`);
   const probeTime = join(dir, `probe-${layer}.time`);
@@ -323,6 +299,11 @@ async function main(): Promise<number> {
     process.stdout.write(
       `voipready probe benchmark — namespaces site—router—dc, G.711 (20 ms), pacing runs ${PACING_S} s, footprint ${FOOTPRINT_S} s\n\n`,
     );
+    // BENCH_ONLY=priority: only the priority test's load (section 6).
+    if (process.env.BENCH_ONLY === 'priority') {
+      await printLoadSection(topo, dir, 6);
+      return 0;
+    }
     const pacing: PacingRow[] = [];
     for (const layer of LAYERS) {
       for (const calls of PACING_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'normal'));
@@ -402,6 +383,7 @@ async function main(): Promise<number> {
       '\n5. Reflector CPU per message, in-process (its stream state, no sockets), µs (CPU time, mean of 20,000 after as many to warm up)\n' +
         `   probe ${f(cost.probeUs, 2)} | summary ${f(cost.summaryUs, 2)} | a gap-filling probe + summary of a 2^18-span stream ${f(cost.hostilePairUs, 2)} | summary over the source's budget ${f(cost.refusedSummaryUs, 2)}\n`,
     );
+    await printLoadSection(topo, dir, 6);
     return 0;
   } finally {
     await cleanUp();
