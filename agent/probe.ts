@@ -34,6 +34,7 @@ import {
   buildProbeResult,
   type DirectionCounts,
   reflectorRefusal,
+  type SendPacing,
   type StreamMeasurement,
   unsentProbeResult,
 } from './probe/result.js';
@@ -42,6 +43,7 @@ import {
   openNativeProbeSockets,
   type ProbeSockets,
   type ProbeSocketsRequest,
+  type SendScheduler,
 } from './probe/sockets.js';
 import { Timeline } from './probe/timeline.js';
 import { Histogram, Mean } from './probe/timing.js';
@@ -102,6 +104,26 @@ const SUMMARY_RETRY_MS = 200;
 const MIN_SLOT_MS = 4;
 /** Send times kept per stream to match replies (RTT): 2^10 packets, 20 s at 20 ms. */
 const SEND_RING = 1024;
+
+/**
+ * Native pacing: packets are handed to the sender thread up to SCHEDULE_AHEAD_MS ahead of their due
+ * time, topped up every SCHEDULE_REFILL_MS. The lead is how long the event loop may stall (start-up
+ * compilation, GC, a busy host: 240 ms seen at load 9 on two cores) without delaying a send; the
+ * ring holds at most SCHEDULE_RING_BYTES (≈ 1 s of 50 G.711 calls; 500 calls get ≈ 0.45 s).
+ */
+const SCHEDULE_AHEAD_MS = 1000;
+const SCHEDULE_REFILL_MS = 20;
+const SCHEDULE_RING_BYTES = 2 << 20;
+
+/** The scheduled-send ring: SCHEDULE_AHEAD_MS + two refills of packets, within SCHEDULE_RING_BYTES. */
+function scheduleRing(run: Run, ptimeMs: number): { packets: number; bytes: number } {
+  const frames = Math.ceil((SCHEDULE_AHEAD_MS + 2 * SCHEDULE_REFILL_MS) / ptimeMs) + 2;
+  const perFrame = run.media.reduce((sum, s) => sum + s.packetBytes, 0) + run.sig.packetBytes;
+  return {
+    packets: Math.min(65536, (run.media.length + 1) * frames),
+    bytes: Math.min(SCHEDULE_RING_BYTES, perFrame * frames),
+  };
+}
 
 /**
  * RFC 6761 §6.4: name resolution libraries "SHOULD recognize 'invalid' names as special and
@@ -229,6 +251,8 @@ interface Run {
   rtt: Histogram;
   oneWayForward: Mean;
   oneWayReverse: Mean;
+  /** How late each media packet left against its place on the grid. */
+  lateness: Histogram;
   /** The run over time; set when sending starts. */
   timeline: Timeline | undefined;
 }
@@ -270,6 +294,7 @@ function newRun(plan: Plan, calls: number, priority: PriorityRun | undefined): R
     rtt: new Histogram(),
     oneWayForward: new Mean(),
     oneWayReverse: new Mean(),
+    lateness: new Histogram(),
     timeline: undefined,
   };
 }
@@ -316,65 +341,25 @@ function onDatagram(run: Run, secret: Buffer | undefined) {
   };
 }
 
-/**
- * The sending phase: calls spread over the frame in S slots, at least MIN_SLOT_MS apart: call i
- * sends packet k at start + k·ptime + (i mod S)·ptime/S; the signalling stream every 100 ms.
- * Returns how late each media packet left against its ideal time.
- */
-async function sendCalls(
-  run: Run,
-  io: ProbeSockets,
-  plan: Plan,
-  o: {
-    secret?: Buffer;
-    ticker: Ticker;
-    onProgress?: (fraction: number) => void;
-    loadSender?: LoadSender;
-  },
-): Promise<{ startMs: number; lateness: Histogram }> {
-  const mediaDscp = plan.policy['dscp-rtp'].audio;
-  const signallingDscp = plan.policy['dscp-sip'].class;
-  const send = (s: StreamState, k: number, dscp: number) => {
-    const buf = io.buffer(s.index);
-    const t = io.now();
-    const sequence = (s.sequenceBase + k) & 0xffff;
-    // The RTP timestamp is the actual send instant (RFC 3550 §5.1: the sampling instant), so
-    // the receiver's A.8 jitter sees network variation only, not our timer's lateness.
-    const timestamp = s.timestampBase + Math.round(((t - s.originMs) * s.clockRate) / 1000);
-    encodeProbe(
-      buf,
-      s.packetBytes,
-      {
-        payloadType: s.payloadType,
-        sequence,
-        timestamp,
-        ssrc: s.ssrc,
-        replyDscp: dscp,
-        signalling: s.signalling,
-        sentAtMs: t,
-      },
-      o.secret,
-    );
-    s.sendTimes[sequence % SEND_RING] = t;
-    s.sendSequences[sequence % SEND_RING] = sequence;
-    s.sent++;
-    if (!s.signalling) {
-      if (!s.bestEffort) run.timeline?.sentAt(t);
-      run.priority?.onSent(s.bestEffort ? 'be' : 'ef', t);
-    }
-    io.send(s.index, s.packetBytes, dscp);
-    return t;
-  };
+/** The pacing grid of a run: event e at startMs + e·stepMs sends the media of slot e mod `slots`. */
+interface Grid {
+  startMs: number;
+  stepMs: number;
+  slots: number;
+  total: number;
+}
 
-  const { media, sig, twins, priority } = run;
-  const n = media.length;
+/**
+ * Calls spread over the frame in S slots, at least MIN_SLOT_MS apart: call i sends packet k at
+ * start + k·ptime + (i mod S)·ptime/S; the signalling stream every 100 ms.
+ */
+function gridOf(run: Run, plan: Plan, startMs: number): Grid {
+  const { media, twins, sig, priority } = run;
   const ptimeMs = plan.codec.ptimeMs;
   // The priority test's load is sent on every tick: the finest grid, however few the calls.
   const gridSlots = Math.floor(ptimeMs / MIN_SLOT_MS);
-  const slots = Math.max(1, priority ? gridSlots : Math.min(n, gridSlots));
+  const slots = Math.max(1, priority ? gridSlots : Math.min(media.length, gridSlots));
   const stepMs = ptimeMs / slots;
-  const total = plan.perCall * slots;
-  const startMs = io.now() + 20;
   run.timeline = new Timeline(startMs, plan.perCall * ptimeMs);
   for (const s of media) s.originMs = startMs + (s.index % slots) * stepMs;
   twins.forEach((s, i) => {
@@ -382,38 +367,187 @@ async function sendCalls(
   });
   sig.originMs = startMs;
   priority?.begin(startMs, plan.perCall * ptimeMs);
-  const load = o.loadSender;
+  return { startMs, stepMs, slots, total: plan.perCall * slots };
+}
+
+/** Encodes packet `sequence` of stream s with send time `atMs` into buf. */
+function encodeAt(
+  s: StreamState,
+  buf: Buffer,
+  sequence: number,
+  atMs: number,
+  dscp: number,
+  secret?: Buffer,
+) {
+  // The RTP timestamp is the send instant (RFC 3550 §5.1: the sampling instant), so the
+  // receiver's A.8 jitter sees network variation, not our pacing.
+  const timestamp = s.timestampBase + Math.round(((atMs - s.originMs) * s.clockRate) / 1000);
+  encodeProbe(
+    buf,
+    s.packetBytes,
+    {
+      payloadType: s.payloadType,
+      sequence,
+      timestamp,
+      ssrc: s.ssrc,
+      replyDscp: dscp,
+      signalling: s.signalling,
+      sentAtMs: atMs,
+    },
+    secret,
+  );
+}
+
+/** Packet `sequence` of stream s left at sentMs, `idealMs` on the grid. */
+function accountSent(run: Run, s: StreamState, sequence: number, sentMs: number, idealMs: number) {
+  s.sendTimes[sequence % SEND_RING] = sentMs;
+  s.sendSequences[sequence % SEND_RING] = sequence;
+  s.sent++;
+  if (s.signalling) return;
+  if (!s.bestEffort) {
+    run.timeline?.sentAt(sentMs);
+    run.lateness.add(sentMs - idealMs);
+  }
+  run.priority?.onSent(s.bestEffort ? 'be' : 'ef', sentMs);
+}
+
+interface SendOptions {
+  secret?: Buffer;
+  ticker: Ticker;
+  onProgress?: (fraction: number) => void;
+  loadSender?: LoadSender;
+}
+
+/** Reports progress by whole percents of the grid's events. */
+function progress(total: number, onProgress?: (fraction: number) => void) {
+  let last = -1;
+  return (done: number) => {
+    const pct = Math.floor((100 * done) / total);
+    if (pct !== last) {
+      last = pct;
+      onProgress?.(done / total);
+    }
+  };
+}
+
+/**
+ * The sending phase: the native layer's sender thread where there is one, else (and for the
+ * priority test, whose load is generated tick by tick) the JavaScript timer.
+ */
+async function sendCalls(
+  run: Run,
+  io: ProbeSockets,
+  plan: Plan,
+  o: SendOptions,
+): Promise<{ startMs: number; pacing: SendPacing }> {
+  const grid = gridOf(run, plan, io.now() + 20);
+  const scheduler = run.priority ? undefined : io.scheduler;
+  if (scheduler) await sendScheduled(run, scheduler, io.now, plan, grid, o);
+  else await sendOnTimer(run, io, plan, grid, o);
+  return {
+    startMs: grid.startMs,
+    pacing: scheduler
+      ? { by: 'native-thread', realtime: scheduler.realtime }
+      : { by: 'js-timer', realtime: false },
+  };
+}
+
+/**
+ * Native pacing: the packets of the next SCHEDULE_AHEAD_MS are encoded here with their due time as
+ * their send time (the HMAC covers it) and sent at that time by the addon's sender thread, which
+ * reports when each actually left (onSent → accountSent): the difference is `sendTiming`, and it is
+ * the only part of our pacing a receiver's jitter can see.
+ */
+async function sendScheduled(
+  run: Run,
+  sch: SendScheduler,
+  now: () => number,
+  plan: Plan,
+  g: Grid,
+  o: SendOptions,
+): Promise<void> {
+  const mediaDscp = plan.policy['dscp-rtp'].audio;
+  const signallingDscp = plan.policy['dscp-sip'].class;
+  const { media, sig } = run;
+  const n = media.length;
+  const report = progress(g.total, o.onProgress);
+  const schedule = (s: StreamState, k: number, dscp: number, dueMs: number) => {
+    const sequence = (s.sequenceBase + k) & 0xffff;
+    encodeAt(s, sch.buffer(), sequence, dueMs, dscp, o.secret);
+    // Until the thread reports the send (before any reply to it is read), the due time stands.
+    s.sendTimes[sequence % SEND_RING] = dueMs;
+    s.sendSequences[sequence % SEND_RING] = sequence;
+    sch.schedule(s.index, s.packetBytes, dscp, dueMs, sequence);
+  };
+  let e = 0;
   let sigNext = 0;
-  const lateness = new Histogram();
-  let lastProgress = -1;
+  while (e < g.total) {
+    sch.collect();
+    const horizon = now() + SCHEDULE_AHEAD_MS;
+    for (; e < g.total; e++) {
+      const dueMs = g.startMs + e * g.stepMs;
+      const slot = e % g.slots;
+      const signalling = sigNext < plan.sigTotal && g.startMs + sigNext * SIGNALLING_INTERVAL_MS <= dueMs;
+      const needed = Math.ceil((n - slot) / g.slots) + (signalling ? 1 : 0);
+      if (dueMs > horizon || !sch.fits(needed, SIGNALLING_BYTES)) break;
+      const k = Math.floor(e / g.slots);
+      for (let i = slot; i < n; i += g.slots) schedule(media[i]!, k, mediaDscp, dueMs);
+      if (signalling) schedule(sig, sigNext++, signallingDscp, dueMs);
+    }
+    sch.commit();
+    report(e);
+    await new Promise((r) => setTimeout(r, SCHEDULE_REFILL_MS));
+  }
+  // The last packets leave at their due time; then the thread has reported them all.
+  while (sch.pending() > 0) {
+    await new Promise((r) => setTimeout(r, SCHEDULE_REFILL_MS));
+    sch.collect();
+  }
+}
+
+/**
+ * The fallback's pacing (dgram): a JavaScript timer (agent/probe/pacer.ts) wakes at each event and
+ * the packets are encoded with the actual send instant and sent at once.
+ */
+async function sendOnTimer(run: Run, io: ProbeSockets, plan: Plan, g: Grid, o: SendOptions): Promise<void> {
+  const mediaDscp = plan.policy['dscp-rtp'].audio;
+  const signallingDscp = plan.policy['dscp-sip'].class;
+  const send = (s: StreamState, k: number, dscp: number, idealMs: number) => {
+    const buf = io.buffer(s.index);
+    const t = io.now();
+    const sequence = (s.sequenceBase + k) & 0xffff;
+    encodeAt(s, buf, sequence, t, dscp, o.secret);
+    accountSent(run, s, sequence, t, idealMs);
+    io.send(s.index, s.packetBytes, dscp);
+  };
+  const { media, sig, twins, priority } = run;
+  const load = o.loadSender;
+  const n = media.length;
+  let sigNext = 0;
+  const report = progress(g.total, o.onProgress);
   const pacer = runPacer({
-    startMs,
-    stepMs,
-    total,
+    startMs: g.startMs,
+    stepMs: g.stepMs,
+    total: g.total,
     now: io.now,
     ticker: o.ticker,
     onSend: (e, idealMs) => {
-      const k = Math.floor(e / slots);
-      for (let i = e % slots; i < n; i += slots) {
-        lateness.add(send(media[i]!, k, mediaDscp) - idealMs);
+      const k = Math.floor(e / g.slots);
+      for (let i = e % g.slots; i < n; i += g.slots) {
+        send(media[i]!, k, mediaDscp, idealMs);
         // The twin: the same packet right after, best effort both ways.
-        if (twins[i]) send(twins[i]!, k, 0);
+        if (twins[i]) send(twins[i]!, k, 0, idealMs);
       }
-      while (sigNext < plan.sigTotal && startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
-        send(sig, sigNext, signallingDscp);
+      while (sigNext < plan.sigTotal && g.startMs + sigNext * SIGNALLING_INTERVAL_MS <= idealMs) {
+        send(sig, sigNext, signallingDscp, idealMs);
         sigNext++;
       }
       if (priority && load) priority.tick(io.now(), load);
       io.flush();
-      const pct = Math.floor((100 * (e + 1)) / total);
-      if (pct !== lastProgress) {
-        lastProgress = pct;
-        o.onProgress?.((e + 1) / total);
-      }
+      report(e + 1);
     },
   });
   await pacer.done;
-  return { startMs, lateness };
 }
 
 /** Late packets, then the reflector's forward-direction summaries (retried: they can be lost too). */
@@ -577,13 +711,16 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
     endpoints: priority ? [...run.all, { remotePort: plan.port, packetBytes: LOAD_DATAGRAM_BYTES }] : run.all,
     portRange: d.portRange,
     onDatagram: onDatagram(run, options.secret),
+    onSent: (index, sequence, dueMs, sentMs) =>
+      // A refused packet is sent and lost; it left (nowhere) at its due time.
+      accountSent(run, run.all[index]!, sequence, sentMs < 0 ? dueMs : sentMs, dueMs),
   };
   const native = d.nativeUdp();
   if (typeof native === 'string') d.notice(native);
   const io =
     typeof native === 'string'
       ? await openDgramProbeSockets(request, { useRawSocket: d.useRawSocket, now: d.now })
-      : openNativeProbeSockets(request, native);
+      : openNativeProbeSockets(request, native, scheduleRing(run, codec.ptimeMs));
   try {
     if (priority) {
       await negotiateLoad(priority, io, loadIndex, {
@@ -592,7 +729,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         ...(options.priorityTest?.refusalIsError ? { refusalIsError: true } : {}),
       });
     }
-    const { startMs, lateness } = await sendCalls(run, io, plan, {
+    const { startMs, pacing } = await sendCalls(run, io, plan, {
       ...options,
       ticker: d.ticker ?? mainThreadTicker(io.now),
       ...(priority ? { loadSender: loadSender(io, loadIndex, priority, family, options.secret) } : {}),
@@ -618,7 +755,8 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         rtt: run.rtt.summary(),
         oneWayForwardMs: run.oneWayForward.value,
         oneWayReverseMs: run.oneWayReverse.value,
-        sendLateness: lateness.summary(),
+        sendLateness: run.lateness.summary(),
+        sendPacing: pacing,
         ...(run.timeline ? { timeline: run.timeline.result() } : {}),
         ...(priority ? { priority: priority.result(policy['dscp-rtp'].audio) } : {}),
       },

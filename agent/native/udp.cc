@@ -9,12 +9,20 @@
 #include <uv.h>
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
 #include <cerrno>
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -26,6 +34,14 @@ constexpr int RX_META = 5;        // socket id, length, source port, TOS (-1 unk
 constexpr int TX_META = 4;        // socket id, length, destination port (0: connected), TOS (-1: socket's)
 constexpr int ADDR_BYTES = 16;    // IPv6 address, or IPv4 in the first 4 bytes
 constexpr int MAX_BATCHES_PER_WAKE = 16;
+// Scheduled-send ring (agent/net/native-udp.ts): socket id, length, TOS (-1: the socket's), due ms
+// (CLOCK_REALTIME), the datagram's offset in the data area, and — written by the sender thread —
+// the time it was handed to the kernel (-1 if the kernel refused it).
+constexpr int SCHED_META = 6;
+constexpr int SCHED_DUE = 3;
+constexpr int SCHED_OFFSET = 4;
+constexpr int SCHED_SENT = 5;
+constexpr int MAX_SCHED_BATCH = 64;
 
 double RealtimeMs() {
   timespec ts;
@@ -81,6 +97,10 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
                                       InstanceMethod("localPort", &UdpSet::LocalPort),
                                       InstanceMethod("setTos", &UdpSet::SetTos),
                                       InstanceMethod("send", &UdpSet::Send),
+                                      InstanceMethod("startSender", &UdpSet::StartSender),
+                                      InstanceMethod("enqueue", &UdpSet::Enqueue),
+                                      InstanceMethod("sentCount", &UdpSet::SentCount),
+                                      InstanceMethod("stopSender", &UdpSet::StopSender),
                                       InstanceMethod("close", &UdpSet::Close)});
     exports.Set("UdpSet", cls);
     exports.Set("nowMs", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
@@ -90,6 +110,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     exports.Set("RX_META", Napi::Number::New(env, RX_META));
     exports.Set("TX_META", Napi::Number::New(env, TX_META));
     exports.Set("ADDR_BYTES", Napi::Number::New(env, ADDR_BYTES));
+    exports.Set("SCHED_META", Napi::Number::New(env, SCHED_META));
     return exports;
   }
 
@@ -115,15 +136,21 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     tx_iov_.resize(slots_);
     tx_names_.resize(slots_);
     tx_control_.resize(slots_ * CONTROL_BYTES);
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
   }
 
   ~UdpSet() override {
+    napi_remove_env_cleanup_hook(Env(), OnEnvCleanup, this);
+    StopThread();
     for (Socket* s : sockets_)
       if (s) Release(s);
   }
 
  private:
   static constexpr int CONTROL_BYTES = 128;
+
+  // The environment goes away (process exit, worker end) before this object may be collected.
+  static void OnEnvCleanup(void* self) { static_cast<UdpSet*>(self)->StopThread(); }
 
   bool Take(const Napi::CallbackInfo& info, int i, int stride, uint8_t*& out) {
     if (!info[i].IsTypedArray()) return false;
@@ -190,7 +217,10 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     uv_poll_init(loop_, &s->poll, fd);
     s->poll.data = s;
     uv_poll_start(&s->poll, UV_READABLE, OnReadable);
-    sockets_.push_back(s);
+    {
+      std::lock_guard<std::mutex> lock(mu_);  // the sender thread reads sockets_
+      sockets_.push_back(s);
+    }
     Ref();  // alive while a socket is open
     return Napi::Number::New(env, s->id);
   }
@@ -270,25 +300,28 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   // Fills tx_msgs_[k] from tx slot `slot`.
   void Prepare(Socket* s, int slot, int k) {
     const double* m = tx_meta_ + slot * TX_META;
-    int length = int(m[1]);
+    FillMessage(s->family, tx_data_ + size_t(slot) * SLOT_BYTES, int(m[1]), SLOT_BYTES, tx_addr_ + slot * ADDR_BYTES,
+                int(m[2]), int(m[3]), tx_msgs_[k], tx_iov_[k], tx_names_[k], tx_control_.data() + k * CONTROL_BYTES);
+  }
+
+  // One outgoing message: `length` bytes of `data` to (addr, port) — port 0: the connected peer —
+  // with TOS `tos` (-1: the socket's own).
+  static void FillMessage(int family, uint8_t* data, int length, int max_length, const uint8_t* addr, int port, int tos,
+                          mmsghdr& msg, iovec& iov, sockaddr_storage& name, uint8_t* control) {
     if (length < 0) length = 0;
-    if (length > SLOT_BYTES) length = SLOT_BYTES;
-    int port = int(m[2]);
-    int tos = int(m[3]);
-    msghdr& h = tx_msgs_[k].msg_hdr;
+    if (length > max_length) length = max_length;
+    msghdr& h = msg.msg_hdr;
     memset(&h, 0, sizeof h);
-    tx_iov_[k] = {tx_data_ + size_t(slot) * SLOT_BYTES, size_t(length)};
-    h.msg_iov = &tx_iov_[k];
+    iov = {data, size_t(length)};
+    h.msg_iov = &iov;
     h.msg_iovlen = 1;
-    const uint8_t* addr = tx_addr_ + slot * ADDR_BYTES;
-    bool v4 = s->family == AF_INET || IN6_IS_ADDR_V4MAPPED(reinterpret_cast<const in6_addr*>(addr));
+    bool v4 = family == AF_INET || (addr && IN6_IS_ADDR_V4MAPPED(reinterpret_cast<const in6_addr*>(addr)));
     if (port > 0) {
-      h.msg_name = &tx_names_[k];
-      h.msg_namelen = ToSockaddr(s->family, addr, port, &tx_names_[k]);
+      h.msg_name = &name;
+      h.msg_namelen = ToSockaddr(family, addr, port, &name);
     }
     if (tos >= 0) {
       // Per-datagram class: IP_TOS for IPv4 (and IPv4-mapped), IPV6_TCLASS for IPv6.
-      uint8_t* control = tx_control_.data() + k * CONTROL_BYTES;
       h.msg_control = control;
       h.msg_controllen = CMSG_SPACE(sizeof(int));
       cmsghdr* c = CMSG_FIRSTHDR(&h);
@@ -297,12 +330,161 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
       c->cmsg_len = CMSG_LEN(sizeof(int));
       memcpy(CMSG_DATA(c), &tos, sizeof tos);
     }
-    tx_msgs_[k].msg_len = 0;
+    msg.msg_len = 0;
+  }
+
+  // startSender(data: Uint8Array, meta: Float64Array, slots) -> real-time: the scheduled-send ring
+  // (entry k's SCHED_META fields at meta[k·SCHED_META], its datagram in `data` at its offset) and
+  // the thread that sends each entry at its due time.
+  Napi::Value StartSender(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int slots = info[2].As<Napi::Number>().Int32Value();
+    if (sender_.joinable() || slots < 1 || slots > 65536 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) {
+      Napi::TypeError::New(env, "startSender: bad ring").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto data = info[0].As<Napi::Uint8Array>();
+    auto meta = info[1].As<Napi::Float64Array>();
+    if (data.TypedArrayType() != napi_uint8_array || meta.TypedArrayType() != napi_float64_array || meta.ElementLength() < size_t(slots) * SCHED_META) {
+      Napi::TypeError::New(env, "startSender: bad ring").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    refs_.push_back(Napi::Persistent(info[0].As<Napi::Object>()));
+    refs_.push_back(Napi::Persistent(info[1].As<Napi::Object>()));
+    sched_data_ = data.Data();
+    sched_meta_ = meta.Data();
+    sched_slots_ = slots;
+    sched_data_bytes_ = data.ElementLength();
+    sched_head_ = sched_tail_ = 0;
+    sched_stop_ = false;
+    sx_msgs_.resize(MAX_SCHED_BATCH);
+    sx_iov_.resize(MAX_SCHED_BATCH);
+    sx_names_.resize(MAX_SCHED_BATCH);
+    sx_control_.resize(MAX_SCHED_BATCH * CONTROL_BYTES);
+    sender_ = std::thread([this] { SenderLoop(); });
+    // The lowest real-time priority for this thread alone, where allowed (root, CAP_SYS_NICE, or
+    // RLIMIT_RTPRIO ≥ 1 — systemd's LimitRTPRIO=1): on a busy host a sleeping thread otherwise
+    // waits for a CPU after its due time. It runs for microseconds per due time. A process already
+    // real-time (chrt) keeps its own priority.
+    int policy;
+    sched_param param{};
+    pthread_getschedparam(sender_.native_handle(), &policy, &param);
+    bool realtime = policy == SCHED_FIFO || policy == SCHED_RR;
+    if (!realtime) {
+      param.sched_priority = 1;
+      realtime = pthread_setschedparam(sender_.native_handle(), SCHED_FIFO, &param) == 0;
+    }
+    return Napi::Boolean::New(env, realtime);
+  }
+
+  // enqueue(count): the next `count` ring slots (after those enqueued before) are written and due
+  // no earlier than any enqueued before them.
+  Napi::Value Enqueue(const Napi::CallbackInfo& info) {
+    int count = info[0].As<Napi::Number>().Int32Value();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!sender_.joinable() || count < 0 || sched_tail_ + count - sched_head_ > uint64_t(sched_slots_)) {
+      Napi::Error::New(info.Env(), "enqueue: the ring holds fewer free slots").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    sched_tail_ += count;
+    if (sched_idle_) wake_.notify_one();
+    return info.Env().Undefined();
+  }
+
+  // sentCount() -> how many enqueued entries the thread has handled (their SCHED_SENT is final).
+  Napi::Value SentCount(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return Napi::Number::New(info.Env(), double(sched_head_));
+  }
+
+  Napi::Value StopSender(const Napi::CallbackInfo& info) {
+    StopThread();
+    return info.Env().Undefined();
+  }
+
+  void StopThread() {
+    if (!sender_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sched_stop_ = true;
+      wake_.notify_one();
+    }
+    sender_.join();
+  }
+
+  double* SchedMeta(uint64_t entry) { return sched_meta_ + (entry % sched_slots_) * SCHED_META; }
+
+  // The sender thread: waits for the head entry's due time (a futex wait with an absolute
+  // CLOCK_REALTIME deadline — the same hrtimer as clock_nanosleep(TIMER_ABSTIME) — so that stop
+  // wakes it at once), then sends every entry that is due. 1 ns of timer slack instead of 50 µs.
+  void SenderLoop() {
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!sched_stop_) {
+      if (sched_head_ == sched_tail_) {
+        sched_idle_ = true;
+        wake_.wait(lock);
+        sched_idle_ = false;
+        continue;
+      }
+      double due = SchedMeta(sched_head_)[SCHED_DUE];
+      if (due > RealtimeMs()) {
+        auto at = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double, std::milli>(due)));
+        wake_.wait_until(lock, at);
+        continue;
+      }
+      SendDue();
+    }
+  }
+
+  // Sends the entries due now (runs of one socket in one sendmmsg), each stamped with the clock
+  // just before its system call. Holds mu_, so no socket closes meanwhile.
+  void SendDue() {
+    double now = RealtimeMs();
+    int n = 0;
+    while (sched_head_ + n < sched_tail_ && n < MAX_SCHED_BATCH && SchedMeta(sched_head_ + n)[SCHED_DUE] <= now) n++;
+    int i = 0;
+    while (i < n) {
+      double* m = SchedMeta(sched_head_ + i);
+      int id = int(m[0]);
+      Socket* s = id >= 0 && size_t(id) < sockets_.size() ? sockets_[id] : nullptr;
+      if (!s) {
+        m[SCHED_SENT] = -1;
+        i++;
+        continue;
+      }
+      int run = 0;
+      for (; i + run < n && int(SchedMeta(sched_head_ + i + run)[0]) == id; run++) {
+        const double* e = SchedMeta(sched_head_ + i + run);
+        size_t offset = e[SCHED_OFFSET] >= 0 ? size_t(e[SCHED_OFFSET]) : sched_data_bytes_;
+        int room = offset < sched_data_bytes_ ? int(std::min(sched_data_bytes_ - offset, size_t(SLOT_BYTES))) : 0;
+        FillMessage(s->family, sched_data_ + offset, int(e[1]), room, nullptr, 0, int(e[2]), sx_msgs_[run], sx_iov_[run],
+                    sx_names_[run], sx_control_.data() + run * CONTROL_BYTES);
+      }
+      int done = 0;
+      while (done < run) {
+        double t = RealtimeMs();
+        int r = sendmmsg(s->fd, sx_msgs_.data() + done, run - done, MSG_DONTWAIT);
+        if (r > 0) {
+          for (int k = done; k < done + r; k++) SchedMeta(sched_head_ + i + k)[SCHED_SENT] = t;
+          done += r;
+        } else if (r < 0 && errno == EINTR) {
+          continue;
+        } else {
+          SchedMeta(sched_head_ + i + done)[SCHED_SENT] = -1;  // refused: sent and lost
+          done++;
+        }
+      }
+      i += run;
+    }
+    sched_head_ += n;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Socket* s = Get(info, 0);
     if (s) {
+      std::lock_guard<std::mutex> lock(mu_);  // not while the sender thread uses the descriptor
       sockets_[s->id] = nullptr;
       Release(s);
       Unref();
@@ -408,6 +590,22 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   std::vector<iovec> rx_iov_, tx_iov_;
   std::vector<sockaddr_storage> rx_names_, tx_names_;
   std::vector<uint8_t> rx_control_, tx_control_;
+  // The scheduled-send ring and its thread; head/tail count entries ever enqueued/handled.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::thread sender_;
+  uint8_t* sched_data_ = nullptr;
+  double* sched_meta_ = nullptr;
+  int sched_slots_ = 0;
+  size_t sched_data_bytes_ = 0;
+  uint64_t sched_head_ = 0;
+  uint64_t sched_tail_ = 0;
+  bool sched_idle_ = false;
+  bool sched_stop_ = false;
+  std::vector<mmsghdr> sx_msgs_;
+  std::vector<iovec> sx_iov_;
+  std::vector<sockaddr_storage> sx_names_;
+  std::vector<uint8_t> sx_control_;
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) { return UdpSet::Init(env, exports); }

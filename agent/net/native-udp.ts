@@ -3,6 +3,8 @@
 // (IP_RECVTOS / IPV6_RECVTCLASS) and its kernel receive time (SO_TIMESTAMPNS), in batches
 // (recvmmsg / sendmmsg), with no privilege. Datagrams and their metadata sit in typed arrays
 // allocated here once and read in place; the addon fills them and calls back with a count.
+// Scheduled sends (the probe's pacing): datagrams are written here ahead of time with the time each
+// is due; the addon's sender thread sends each at that time and records when it did.
 // Where the addon is unavailable (not Linux, not built, disabled) `loadNativeUdp` says why and the
 // caller uses Node's dgram (and raw-socket) instead.
 import { existsSync } from 'node:fs';
@@ -31,6 +33,7 @@ export interface NativeBinding {
   RX_META: number;
   TX_META: number;
   ADDR_BYTES: number;
+  SCHED_META: number;
 }
 
 interface UdpSetHandle {
@@ -40,6 +43,10 @@ interface UdpSetHandle {
   setTos(id: number, tos: number): void;
   send(count: number): number;
   close(id: number): void;
+  startSender(data: Uint8Array, meta: Float64Array, entries: number): boolean;
+  enqueue(count: number): void;
+  sentCount(): number;
+  stopSender(): void;
 }
 
 /** The addon's build output, found from this file in the source tree (agent/net) or dist/agent/net. */
@@ -111,8 +118,17 @@ export class NativeUdp {
   private readonly addrKeys: Uint8Array;
   private readonly addrText: string[];
   private queued = 0;
+  private readonly schedStride: number;
+  private sched: { data: Buffer; meta: Float64Array; entries: number } | undefined;
+  /** Scheduled entries written, handed to the sender thread, and reported back (totals). */
+  private schedWritten = 0;
+  /** Where the next scheduled datagram goes in the data area. */
+  private schedOffset = 0;
+  private schedCommitted = 0;
+  private schedCollected = 0;
 
   constructor(b: NativeBinding, onBatch: (count: number) => void) {
+    this.schedStride = b.SCHED_META;
     this.slotBytes = b.SLOT_BYTES;
     this.rxStride = b.RX_META;
     this.txStride = b.TX_META;
@@ -221,6 +237,93 @@ export class NativeUdp {
     const n = this.queued;
     this.queued = 0;
     return this.handle.send(n);
+  }
+
+  /**
+   * Starts the sender thread with a ring of `entries` datagrams in `dataBytes` bytes. Returns
+   * whether the thread runs at a real-time priority (SCHED_FIFO; where the process may: root,
+   * CAP_SYS_NICE, RLIMIT_RTPRIO ≥ 1).
+   */
+  startSender(entries: number, dataBytes: number): boolean {
+    const data = Buffer.alloc(dataBytes);
+    const meta = new Float64Array(entries * this.schedStride);
+    const realtime = this.handle.startSender(data, meta, entries);
+    this.sched = { data, meta, entries };
+    return realtime;
+  }
+  /** Entries handed to the sender thread and not yet reported back by `collectSent`. */
+  schedulePending(): number {
+    return this.schedCommitted - this.schedCollected;
+  }
+  /**
+   * Where a datagram of `bytes` goes in the data area (datagrams are laid end to end and never
+   * wrap), or -1 when the ring has no room for it until more has been sent.
+   */
+  private placeFor(bytes: number): number {
+    const s = this.sched!;
+    if (this.schedWritten - this.schedCollected >= s.entries) return -1;
+    if (this.schedWritten === this.schedCollected) return bytes <= s.data.length ? 0 : -1;
+    const oldest = s.meta[(this.schedCollected % s.entries) * this.schedStride + 4]!;
+    if (this.schedOffset >= oldest) {
+      if (this.schedOffset + bytes <= s.data.length) return this.schedOffset;
+      return bytes < oldest ? 0 : -1;
+    }
+    return this.schedOffset + bytes < oldest ? this.schedOffset : -1;
+  }
+  /** Whether `count` datagrams of `bytes` each fit in the ring now. */
+  scheduleFits(count: number, bytes: number): boolean {
+    const s = this.sched;
+    if (!s || this.schedWritten - this.schedCollected + count > s.entries) return false;
+    // Laid end to end, possibly after a wrap: room for count·bytes in one run is enough.
+    return this.placeFor(count * bytes) >= 0;
+  }
+  /**
+   * Copies `length` bytes of `datagram` into the ring, to be sent on (connected) socket `id` with
+   * TOS `tos` (-1: the socket's) at `dueMs` (the clock of `now`). Returns its entry slot, or -1 when
+   * there is no room (see scheduleFits).
+   */
+  schedule(id: number, datagram: Buffer, length: number, tos: number, dueMs: number): number {
+    const s = this.sched!;
+    const at = this.placeFor(length);
+    if (at < 0) return -1;
+    datagram.copy(s.data, at, 0, length);
+    this.schedOffset = at + length;
+    const slot = this.schedWritten++ % s.entries;
+    const m = slot * this.schedStride;
+    s.meta[m] = id;
+    s.meta[m + 1] = length;
+    s.meta[m + 2] = tos;
+    s.meta[m + 3] = dueMs;
+    s.meta[m + 4] = at;
+    s.meta[m + 5] = Number.NaN;
+    return slot;
+  }
+  /** Hands everything scheduled since the last commit to the sender thread. */
+  commitScheduled(): void {
+    const n = this.schedWritten - this.schedCommitted;
+    if (n === 0) return;
+    this.handle.enqueue(n);
+    this.schedCommitted = this.schedWritten;
+  }
+  /**
+   * Reports each entry the thread has handled since the last call, in order: its slot, due time
+   * and the time it was handed to the kernel (-1: refused). Returns how many.
+   */
+  collectSent(onSent: (slot: number, dueMs: number, sentMs: number) => void): number {
+    const s = this.sched;
+    if (!s) return 0;
+    const head = this.handle.sentCount();
+    const n = head - this.schedCollected;
+    for (; this.schedCollected < head; this.schedCollected++) {
+      const slot = this.schedCollected % s.entries;
+      const m = slot * this.schedStride;
+      onSent(slot, s.meta[m + 3]!, s.meta[m + 5]!);
+    }
+    return n;
+  }
+  /** Stops the sender thread (what it has not sent yet is dropped). */
+  stopSender(): void {
+    if (this.sched) this.handle.stopSender();
   }
 }
 

@@ -1,4 +1,6 @@
-// One scheduler for all calls: a single grid of ticks `step` apart. The probe spreads its calls
+// The fallback's pacing (Node's dgram; the native layer sends at due times from the addon's sender
+// thread instead, see sendScheduled in agent/probe.ts). One scheduler for all calls: a single grid
+// of ticks `step` apart. The probe spreads its calls
 // across the packetization interval in S = min(calls, 5) slots (one tick every 4 ms at 20 ms ptime)
 // and sends, at each tick, the packets of the calls in that slot.
 //

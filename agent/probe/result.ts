@@ -59,6 +59,12 @@ export interface ReflectorReport {
   holdUs: { p50: number; p99: number; max: number; samples: number };
 }
 
+/** What kept the send times (ProbeMeasurement.sendPacing). */
+export interface SendPacing {
+  by: 'native-thread' | 'js-timer';
+  realtime: boolean;
+}
+
 export interface ProbeMeasurement {
   peer: string;
   codec: Codec;
@@ -86,6 +92,12 @@ export interface ProbeMeasurement {
   oneWayReverseMs: number | null;
   /** How late each packet left relative to its ideal time on the grid, ms. */
   sendLateness: Summary | undefined;
+  /**
+   * What sent on time: the native layer's sender thread (packets carry their due time; the
+   * lateness is the send error) or a JavaScript timer (packets carry the actual send instant);
+   * `realtime`: the thread ran at SCHED_FIFO.
+   */
+  sendPacing?: SendPacing;
   /** The run over time (absent in measurements made without one, e.g. tests'). */
   timeline?: ProbeTimeline;
   /** --priority-test: EF against its best-effort twins, unloaded and under load. */
@@ -369,6 +381,7 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
       socketPath: m.socketPath.path,
       ...(m.socketPath.reason ? { socketPathReason: m.socketPath.reason } : {}),
       sendTiming: timing(m.sendLateness),
+      ...(m.sendPacing ? { sendPacing: m.sendPacing } : {}),
       reflectorSendTiming: m.reflector
         ? {
             p50Ms: round(m.reflector.holdUs.p50 / 1000),

@@ -23,12 +23,41 @@ export interface StreamEndpoint {
   packetBytes: number;
 }
 
+/** A scheduled packet of stream `index` has left (sentMs, or -1: the kernel refused it), due at dueMs. */
+export type OnSent = (index: number, tag: number, dueMs: number, sentMs: number) => void;
+
 export interface ProbeSocketsRequest {
   family: 4 | 6;
   peerIp: string;
   endpoints: StreamEndpoint[];
   portRange: [number, number];
   onDatagram: OnDatagram;
+  /** Scheduled sends only; called for each before any reply that arrives after it is handled. */
+  onSent: OnSent;
+}
+
+/**
+ * Sends at due times from the native addon's sender thread: the caller encodes packets ahead of
+ * time (with their due time as their send time) and learns when each actually left through onSent.
+ */
+export interface SendScheduler {
+  /** The sender thread runs at a real-time priority (SCHED_FIFO). */
+  realtime: boolean;
+  /** Whether `count` more packets of up to `bytes` each can be scheduled now. */
+  fits(count: number, bytes: number): boolean;
+  /** Scheduled and not yet reported through onSent. */
+  pending(): number;
+  /** The buffer to encode the next scheduled packet into (valid until `schedule`). */
+  buffer(): Buffer;
+  /**
+   * Schedules the packet encoded in buffer() for stream i (in due order; after `fits` said so);
+   * `tag` comes back in onSent.
+   */
+  schedule(i: number, bytes: number, dscp: number, dueMs: number, tag: number): void;
+  /** Hands what was scheduled to the sender. */
+  commit(): void;
+  /** Calls onSent for what has left since the last call. */
+  collect(): void;
 }
 
 export interface ProbeSockets {
@@ -38,6 +67,8 @@ export interface ProbeSockets {
   localPorts: number[];
   /** The clock arrival times are stamped with. */
   now(): number;
+  /** Present when packets are sent at their due time by the socket layer (else the caller's timer sends). */
+  scheduler?: SendScheduler;
   /** The buffer to encode stream i's next packet into (valid until `send` or `flush`). */
   buffer(i: number): Buffer;
   /** Sends the packet encoded in buffer(i) (`bytes` long) with the given DSCP, now or at `flush`. */
@@ -183,12 +214,28 @@ export async function openDgramProbeSockets(
 
 /**
  * The native addon's sockets (agent/net/native-udp.ts): every packet marked with its DSCP and every
- * reply's class and kernel receive time read, as any user, IPv4 and IPv6. One batch of sends per
- * pacing tick.
+ * reply's class and kernel receive time read, as any user, IPv4 and IPv6. Media and signalling
+ * packets are scheduled ahead and sent at their due time by the addon's sender thread (at most
+ * `ring.packets` packets, `ring.bytes` bytes, in flight).
  */
-export function openNativeProbeSockets(req: ProbeSocketsRequest, binding: NativeBinding): ProbeSockets {
+export function openNativeProbeSockets(
+  req: ProbeSocketsRequest,
+  binding: NativeBinding,
+  ring: { packets: number; bytes: number },
+): ProbeSockets {
+  const ringSlots = ring.packets;
+  const scratch = Buffer.alloc(Math.max(...req.endpoints.map((e) => e.packetBytes)));
   const streamOf = new Map<number, number>();
+  // Per ring slot: the stream and the caller's tag of the packet in it.
+  const slotStream = new Int32Array(ringSlots);
+  const slotTag = new Float64Array(ringSlots);
+  const onSent = (slot: number, dueMs: number, sentMs: number) =>
+    req.onSent(slotStream[slot]!, slotTag[slot]!, dueMs, sentMs);
+  const collect = () => {
+    udp.collectSent(onSent);
+  };
   const udp = new NativeUdp(binding, (count) => {
+    collect(); // a reply's send time is known before the reply is handled
     for (let k = 0; k < count; k++) {
       const tos = udp.rxTos(k);
       req.onDatagram(
@@ -201,9 +248,11 @@ export function openNativeProbeSockets(req: ProbeSocketsRequest, binding: Native
   });
   const ids: number[] = [];
   const close = () => {
+    udp.stopSender();
     for (const id of ids) udp.close(id);
   };
   const [lo, hi] = req.portRange;
+  let realtime = false;
   try {
     for (const [index, e] of req.endpoints.entries()) {
       let id: number | undefined;
@@ -226,12 +275,27 @@ export function openNativeProbeSockets(req: ProbeSocketsRequest, binding: Native
         // No route: sends will fail and count as lost.
       }
     }
+    realtime = udp.startSender(ring.packets, ring.bytes);
   } catch (err) {
     close();
     throw err;
   }
   return {
     path: 'native',
+    scheduler: {
+      realtime,
+      fits: (count, bytes) => udp.scheduleFits(count, bytes),
+      pending: () => udp.schedulePending(),
+      buffer: () => scratch,
+      schedule(i, bytes, dscp, dueMs, tag) {
+        const slot = udp.schedule(ids[i]!, scratch, bytes, tosFromDscp(dscp), dueMs);
+        if (slot < 0) throw new Error('scheduled past the ring (fits() first)');
+        slotStream[slot] = i;
+        slotTag[slot] = tag;
+      },
+      commit: () => udp.commitScheduled(),
+      collect,
+    },
     localPorts: ids.map((id) => udp.localPort(id)),
     now: udp.now,
     buffer: () => udp.txBuffer(),

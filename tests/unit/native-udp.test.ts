@@ -120,6 +120,68 @@ describe.skipIf(unavailable !== undefined)(
       ]);
     });
 
+    it('the sender thread sends each scheduled datagram at or after its due time, in order, marked, through ring wraps', async () => {
+      const { udp, a, b, got } = pair(4);
+      udp.startSender(8, 64);
+      const received = async (n: number) => {
+        for (let waited = 0; got.length < n && waited < 5000; waited += 20)
+          await new Promise((r) => setTimeout(r, 20));
+      };
+      const sent: Array<{ slot: number; dueMs: number; sentMs: number }> = [];
+      const collect = () => udp.collectSent((slot, dueMs, sentMs) => sent.push({ slot, dueMs, sentMs }));
+      const start = udp.now() + 30;
+      const total = 40;
+      const scratch = Buffer.alloc(20);
+      let next = 0;
+      // Five times the ring's 8 entries (and 64 bytes: at most 5 datagrams of 12 bytes laid end to end).
+      while (sent.length < total) {
+        collect();
+        while (next < total && udp.scheduleFits(1, 12)) {
+          const length = scratch.write(`sched ${String(next).padStart(5, '0')}`);
+          expect(
+            udp.schedule(a, scratch, length, next % 2 ? 0xb8 : -1, start + next * 2),
+          ).toBeGreaterThanOrEqual(0);
+          next++;
+        }
+        if (next < total) expect(udp.scheduleFits(1, 12)).toBe(false);
+        udp.commitScheduled();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await received(total);
+      expect(udp.schedulePending()).toBe(0);
+      expect(sent.map((s) => s.dueMs)).toEqual(Array.from({ length: total }, (_, i) => start + i * 2));
+      for (const s of sent) expect(s.sentMs).toBeGreaterThanOrEqual(s.dueMs);
+      const expected = Array.from({ length: total }, (_, i) => `sched ${String(i).padStart(5, '0')}`);
+      expect(got.map((g) => g.payload)).toEqual(expected);
+      expect(got.map((g) => g.tos)).toEqual(expected.map((_, i) => (i % 2 ? 0xb8 : 0)));
+      expect(got.every((g) => g.socket === b)).toBe(true);
+      // The kernel received each no earlier than the thread handed it over.
+      got.forEach((g, i) => {
+        expect(g.arrivalMs).toBeGreaterThanOrEqual(sent[i]!.sentMs);
+      });
+      udp.stopSender();
+    });
+
+    it('a scheduled datagram whose socket closed before its time is reported refused (-1)', async () => {
+      const { udp, a, b } = pair(4);
+      const c = udp.open(4, '127.0.0.1', 0);
+      udp.connect(c, '127.0.0.1', udp.localPort(b));
+      udp.startSender(4, 256);
+      const msg = Buffer.from('late');
+      udp.schedule(c, msg, 4, -1, udp.now() + 50);
+      udp.schedule(a, msg, 4, -1, udp.now() + 60);
+      udp.commitScheduled();
+      udp.close(c);
+      const sent: number[] = [];
+      for (let waited = 0; sent.length < 2 && waited < 5000; waited += 20) {
+        await new Promise((r) => setTimeout(r, 20));
+        udp.collectSent((_slot, _due, sentMs) => sent.push(sentMs));
+      }
+      expect(sent[0]).toBe(-1);
+      expect(sent[1]).toBeGreaterThan(0);
+      udp.stopSender();
+    });
+
     it('reports a port in use by its errno name', () => {
       const { udp, b } = pair(4);
       expect(() => udp.open(4, '127.0.0.1', udp.localPort(b))).toThrow(
