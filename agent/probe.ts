@@ -654,6 +654,18 @@ function loadSender(
   };
 }
 
+/**
+ * The reflector's receive-queue drops during the run: the media streams share one socket (their
+ * windows overlap: the largest count), the signalling stream has its own.
+ */
+function reflectorQueueDrops(run: Run): number | null {
+  const of = (s: StreamState) => (s.summary?.known ? (s.summary.queueDrops ?? null) : null);
+  const media = run.media.map(of).filter((d) => d !== null);
+  const sig = of(run.sig);
+  if (media.length === 0 && sig === null) return null;
+  return Math.max(0, ...media) + (sig ?? 0);
+}
+
 function reflectorReport(run: Run) {
   const first = run.all.find((s) => s.summary?.known)?.summary;
   if (!first) return null;
@@ -756,6 +768,7 @@ export async function runProbe(options: ProbeOptions, deps: Partial<ProbeDeps> =
         oneWayForwardMs: run.oneWayForward.value,
         oneWayReverseMs: run.oneWayReverse.value,
         sendLateness: run.lateness.summary(),
+        receiveQueueDrops: { agent: io.queueDrops(), reflector: reflectorQueueDrops(run) },
         sendPacing: pacing,
         ...(run.timeline ? { timeline: run.timeline.result() } : {}),
         ...(priority ? { priority: priority.result(policy['dscp-rtp'].audio) } : {}),

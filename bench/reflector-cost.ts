@@ -56,7 +56,15 @@ function measure(n: number): MessageCost {
     log: () => {},
   });
   const arrive = (msg: Buffer, srcPort: number) =>
-    table.handle({ msg, src: SRC, srcPort, localPort: 5004, arrivalMs: wallNowMs(), dscp: 46 });
+    table.handle({
+      msg,
+      src: SRC,
+      srcPort,
+      localPort: 5004,
+      arrivalMs: wallNowMs(),
+      dscp: 46,
+      queueDrops: -1,
+    });
   // An ordinary stream long enough to fill the 16,384-reply hold ring, then timed probes.
   for (let seq = 0; seq < 16_384; seq++) arrive(probeBuf(1, seq), 20000);
   const probes = Array.from({ length: n }, (_, i) => probeBuf(1, (16_384 + i) & 0xffff));
@@ -88,6 +96,7 @@ function measure(n: number): MessageCost {
       localPort: 5004,
       arrivalMs: 0,
       dscp: null,
+      queueDrops: -1,
     }),
   );
   return { probeUs, summaryUs, hostilePairUs, refusedSummaryUs };

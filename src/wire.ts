@@ -215,6 +215,11 @@ export interface SummaryResponse {
   holdP99Us: number;
   holdMaxUs: number;
   holdSamples: number;
+  /**
+   * Datagrams the reflector's socket dropped (receive queue full) while this stream was active —
+   * any sender's (version 2, bytes 70–71, saturating at 65535); null when it cannot say.
+   */
+  queueDrops?: number | null;
   clock: ClockSyncWire;
   dscpCounts: Array<[dscp: number, count: number]>;
 }
@@ -223,6 +228,7 @@ const CONTROL_FLAG_KNOWN = 1;
 const CONTROL_FLAG_DSCP_READABLE = 2;
 const CONTROL_FLAG_MARKS = 4;
 const CONTROL_FLAG_SYNCED = 8;
+const CONTROL_FLAG_DROPS_COUNTED = 0x10;
 const CONTROL_FLAG_TAGGED = 0x80;
 const U32_NONE = 0xffffffff;
 
@@ -267,6 +273,7 @@ export function encodeSummaryResponse(buf: Buffer, r: SummaryResponse, secret?: 
     (r.dscpReadable ? CONTROL_FLAG_DSCP_READABLE : 0) |
     (r.marksReplies ? CONTROL_FLAG_MARKS : 0) |
     (r.clock.synchronised ? CONTROL_FLAG_SYNCED : 0) |
+    (version >= 2 && typeof r.queueDrops === 'number' ? CONTROL_FLAG_DROPS_COUNTED : 0) |
     (secret ? CONTROL_FLAG_TAGGED : 0);
   writeControlHeader(buf, version, MessageType.summaryResponse, r.ssrc, r.nonce, flags);
   const fields = [
@@ -290,6 +297,7 @@ export function encodeSummaryResponse(buf: Buffer, r: SummaryResponse, secret?: 
   const counts = r.dscpCounts.slice(0, SUMMARY_DSCP_SLOTS);
   buf[68] = counts.length;
   if (version >= 2) buf[69] = REMARKS.indexOf(r.remark);
+  if (flags & CONTROL_FLAG_DROPS_COUNTED) buf.writeUInt16BE(Math.min(65535, Math.max(0, r.queueDrops!)), 70);
   counts.forEach(([dscp, count], i) => {
     buf[72 + 6 * i] = dscp & 0x3f;
     buf.writeUInt32BE(u32(count), 74 + 6 * i);
@@ -388,6 +396,7 @@ function decodeControl(msg: Buffer, secret: Buffer | undefined): Decoded | Rejec
     holdP99Us: at(8),
     holdMaxUs: at(9),
     holdSamples: at(10),
+    queueDrops: version >= 2 && flags & CONTROL_FLAG_DROPS_COUNTED ? msg.readUInt16BE(70) : null,
     clock: {
       synchronised: (flags & CONTROL_FLAG_SYNCED) !== 0,
       errorBoundUs: bound === U32_NONE ? null : bound,

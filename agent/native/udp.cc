@@ -30,8 +30,12 @@ namespace {
 
 // Layout shared with agent/net/native-udp.ts.
 constexpr int SLOT_BYTES = 2048;  // larger than any message (1500 B): longer ones are truncated
-constexpr int RX_META = 5;        // socket id, length, source port, TOS (-1 unknown), arrival ms
-constexpr int TX_META = 4;        // socket id, length, destination port (0: connected), TOS (-1: socket's)
+// socket id, length, source port, TOS (-1 unknown), arrival ms, the socket's receive-queue drops
+// so far (SO_RXQ_OVFL; -1 unknown)
+constexpr int RX_META = 6;
+// socket id, length, destination port (0: connected), TOS (-1: socket's), the receive slot this
+// answers (-1: none; on a wildcard socket the reply then leaves from the address it was sent to)
+constexpr int TX_META = 5;
 constexpr int ADDR_BYTES = 16;    // IPv6 address, or IPv4 in the first 4 bytes
 constexpr int MAX_BATCHES_PER_WAKE = 16;
 // Scheduled-send ring (agent/net/native-udp.ts): socket id, length, TOS (-1: the socket's), due ms
@@ -85,7 +89,17 @@ struct Socket {
   int id;
   int fd;
   int family;
+  bool drops_counted;  // SO_RXQ_OVFL on: no drop count on a datagram means none yet
+  bool pktinfo;        // bound to the wildcard address: each datagram's destination is read
   uv_poll_t poll;
+};
+
+// Where a received datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), to answer from there.
+struct Destination {
+  bool known;
+  bool v4;  // IPv4 socket: addr's first 4 bytes; else IPv6 (or IPv4-mapped)
+  uint8_t addr[16];
+  int ifindex;
 };
 
 class UdpSet : public Napi::ObjectWrap<UdpSet> {
@@ -132,6 +146,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     rx_iov_.resize(slots_);
     rx_names_.resize(slots_);
     rx_control_.resize(slots_ * CONTROL_BYTES);
+    rx_dst_.resize(slots_);
     tx_msgs_.resize(slots_);
     tx_iov_.resize(slots_);
     tx_names_.resize(slots_);
@@ -147,7 +162,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   }
 
  private:
-  static constexpr int CONTROL_BYTES = 128;
+  static constexpr int CONTROL_BYTES = 192;  // stamp, class, destination and drop count fit
 
   // The environment goes away (process exit, worker end) before this object may be collected.
   static void OnEnvCleanup(void* self) { static_cast<UdpSet*>(self)->StopThread(); }
@@ -205,6 +220,14 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     int rcvbuf = 4 << 20;
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    // What overflowed the queue anyway: the socket's drop count rides on the next datagram.
+    bool drops_counted = setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on) == 0;
+    // A wildcard socket learns each datagram's destination address, so that its reply can leave
+    // from it (on a multi-homed host the kernel's own choice may be another address).
+    bool wildcard = true;
+    for (int i = 0; i < ADDR_BYTES; i++) wildcard = wildcard && addr[i] == 0;
+    bool pktinfo = wildcard && (family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on)
+                                                  : setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on)) == 0;
     sockaddr_storage sa;
     socklen_t len = ToSockaddr(family, addr, port, &sa);
     if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) < 0) {
@@ -213,7 +236,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
       ErrnoError(env, "bind", err).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    auto* s = new Socket{this, int(sockets_.size()), fd, family, {}};
+    auto* s = new Socket{this, int(sockets_.size()), fd, family, drops_counted, pktinfo, {}};
     uv_poll_init(loop_, &s->poll, fd);
     s->poll.data = s;
     uv_poll_start(&s->poll, UV_READABLE, OnReadable);
@@ -300,14 +323,16 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   // Fills tx_msgs_[k] from tx slot `slot`.
   void Prepare(Socket* s, int slot, int k) {
     const double* m = tx_meta_ + slot * TX_META;
+    int answers = int(m[4]);
+    const Destination* from = s->pktinfo && answers >= 0 && answers < slots_ ? &rx_dst_[answers] : nullptr;
     FillMessage(s->family, tx_data_ + size_t(slot) * SLOT_BYTES, int(m[1]), SLOT_BYTES, tx_addr_ + slot * ADDR_BYTES,
-                int(m[2]), int(m[3]), tx_msgs_[k], tx_iov_[k], tx_names_[k], tx_control_.data() + k * CONTROL_BYTES);
+                int(m[2]), int(m[3]), from, tx_msgs_[k], tx_iov_[k], tx_names_[k], tx_control_.data() + k * CONTROL_BYTES);
   }
 
   // One outgoing message: `length` bytes of `data` to (addr, port) — port 0: the connected peer —
-  // with TOS `tos` (-1: the socket's own).
+  // with TOS `tos` (-1: the socket's own), from the address `from` when given.
   static void FillMessage(int family, uint8_t* data, int length, int max_length, const uint8_t* addr, int port, int tos,
-                          mmsghdr& msg, iovec& iov, sockaddr_storage& name, uint8_t* control) {
+                          const Destination* from, mmsghdr& msg, iovec& iov, sockaddr_storage& name, uint8_t* control) {
     if (length < 0) length = 0;
     if (length > max_length) length = max_length;
     msghdr& h = msg.msg_hdr;
@@ -320,16 +345,32 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
       h.msg_name = &name;
       h.msg_namelen = ToSockaddr(family, addr, port, &name);
     }
-    if (tos >= 0) {
-      // Per-datagram class: IP_TOS for IPv4 (and IPv4-mapped), IPV6_TCLASS for IPv6.
-      h.msg_control = control;
-      h.msg_controllen = CMSG_SPACE(sizeof(int));
-      cmsghdr* c = CMSG_FIRSTHDR(&h);
-      c->cmsg_level = v4 ? IPPROTO_IP : IPPROTO_IPV6;
-      c->cmsg_type = v4 ? IP_TOS : IPV6_TCLASS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &tos, sizeof tos);
+    size_t used = 0;
+    auto add = [&](int level, int type, const void* value, size_t size) {
+      auto* c = reinterpret_cast<cmsghdr*>(control + used);
+      c->cmsg_level = level;
+      c->cmsg_type = type;
+      c->cmsg_len = CMSG_LEN(size);
+      memcpy(CMSG_DATA(c), value, size);
+      used += CMSG_SPACE(size);
+    };
+    // Per-datagram class: IP_TOS for IPv4 (and IPv4-mapped), IPV6_TCLASS for IPv6.
+    if (tos >= 0) add(v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_TOS : IPV6_TCLASS, &tos, sizeof tos);
+    if (from && from->known) {
+      // The source address (the interface is the route's, except for an IPv6 link-local address).
+      if (from->v4) {
+        in_pktinfo p{};
+        memcpy(&p.ipi_spec_dst, from->addr, 4);
+        add(IPPROTO_IP, IP_PKTINFO, &p, sizeof p);
+      } else {
+        in6_pktinfo p{};
+        memcpy(&p.ipi6_addr, from->addr, 16);
+        if (IN6_IS_ADDR_LINKLOCAL(&p.ipi6_addr)) p.ipi6_ifindex = from->ifindex;
+        add(IPPROTO_IPV6, IPV6_PKTINFO, &p, sizeof p);
+      }
     }
+    h.msg_control = used ? control : nullptr;
+    h.msg_controllen = used;
     msg.msg_len = 0;
   }
 
@@ -459,7 +500,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
         const double* e = SchedMeta(sched_head_ + i + run);
         size_t offset = e[SCHED_OFFSET] >= 0 ? size_t(e[SCHED_OFFSET]) : sched_data_bytes_;
         int room = offset < sched_data_bytes_ ? int(std::min(sched_data_bytes_ - offset, size_t(SLOT_BYTES))) : 0;
-        FillMessage(s->family, sched_data_ + offset, int(e[1]), room, nullptr, 0, int(e[2]), sx_msgs_[run], sx_iov_[run],
+        FillMessage(s->family, sched_data_ + offset, int(e[1]), room, nullptr, 0, int(e[2]), nullptr, sx_msgs_[run], sx_iov_[run],
                     sx_names_[run], sx_control_.data() + run * CONTROL_BYTES);
       }
       int done = 0;
@@ -534,6 +575,9 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
         m[1] = rx_msgs_[k].msg_len;
         m[3] = -1;
         m[4] = -1;
+        m[5] = s->drops_counted ? 0 : -1;
+        Destination& dst = rx_dst_[k];
+        dst.known = false;
         uint8_t* addr = rx_addr_ + k * ADDR_BYTES;
         const sockaddr* sa = static_cast<const sockaddr*>(h.msg_name);
         if (sa->sa_family == AF_INET) {
@@ -557,6 +601,20 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
             int tclass;
             memcpy(&tclass, CMSG_DATA(c), sizeof tclass);
             m[3] = tclass & 0xff;
+          } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+            uint32_t drops;
+            memcpy(&drops, CMSG_DATA(c), sizeof drops);
+            m[5] = drops;
+          } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            in_pktinfo p;
+            memcpy(&p, CMSG_DATA(c), sizeof p);
+            dst = {true, true, {}, p.ipi_ifindex};
+            memcpy(dst.addr, &p.ipi_addr, 4);
+          } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            in6_pktinfo p;
+            memcpy(&p, CMSG_DATA(c), sizeof p);
+            dst = {true, false, {}, int(p.ipi6_ifindex)};
+            memcpy(dst.addr, &p.ipi6_addr, 16);
           }
         }
         if (m[4] < 0) {
@@ -590,6 +648,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   std::vector<iovec> rx_iov_, tx_iov_;
   std::vector<sockaddr_storage> rx_names_, tx_names_;
   std::vector<uint8_t> rx_control_, tx_control_;
+  std::vector<Destination> rx_dst_;
   // The scheduled-send ring and its thread; head/tail count entries ever enqueued/handled.
   std::mutex mu_;
   std::condition_variable wake_;

@@ -152,7 +152,11 @@ export class NativeUdp {
       this.txData,
       this.txMeta,
       this.txAddr,
-      onBatch,
+      (count) => {
+        onBatch(count);
+        // Replies name their receive slot (for their source address): send them before it is reused.
+        this.flush();
+      },
     );
     this.now = b.nowMs;
   }
@@ -180,6 +184,13 @@ export class NativeUdp {
   /** The TOS / traffic class byte on arrival; -1 when the kernel did not say. */
   rxTos(k: number): number {
     return this.rxMeta[k * this.rxStride + 3]!;
+  }
+  /**
+   * The receiving socket's datagrams dropped so far because its receive queue was full
+   * (SO_RXQ_OVFL, counted since the socket opened); -1 when the kernel does not say.
+   */
+  rxDrops(k: number): number {
+    return this.rxMeta[k * this.rxStride + 5]!;
   }
   /** Kernel receive time, wall-clock ms (the clock of `now`). */
   rxArrivalMs(k: number): number {
@@ -219,7 +230,8 @@ export class NativeUdp {
   }
   /**
    * Queues the datagram written into txBuffer(): on socket `id`, `length` bytes, to the source of
-   * receive slot `replyTo` (or -1: the connected peer), with TOS `tos` (-1: the socket's own).
+   * receive slot `replyTo` (or -1: the connected peer), with TOS `tos` (-1: the socket's own). A
+   * reply on a socket bound to the wildcard address leaves from the address its datagram was sent to.
    */
   queue(id: number, length: number, tos: number, replyTo = -1, port = 0): void {
     const k = this.queued++;
@@ -228,6 +240,7 @@ export class NativeUdp {
     this.txMeta[m + 1] = length;
     this.txMeta[m + 2] = replyTo >= 0 ? this.rxPort(replyTo) : port;
     this.txMeta[m + 3] = tos;
+    this.txMeta[m + 4] = replyTo;
     if (replyTo >= 0) this.txAddr.set(this.rxAddr.subarray(replyTo * 16, replyTo * 16 + 16), k * 16);
     if (this.queued === SLOTS) this.flush();
   }

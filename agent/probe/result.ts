@@ -98,6 +98,12 @@ export interface ProbeMeasurement {
    * `realtime`: the thread ran at SCHED_FIFO.
    */
   sendPacing?: SendPacing;
+  /**
+   * Datagrams the kernel dropped because a receive queue was full (SO_RXQ_OVFL): the agent's
+   * sockets (replies), and the reflector's while the run's streams were active (probes, anyone's);
+   * null where that end cannot say (dgram, an older reflector).
+   */
+  receiveQueueDrops?: { agent: number | null; reflector: number | null };
   /** The run over time (absent in measurements made without one, e.g. tests'). */
   timeline?: ProbeTimeline;
   /** --priority-test: EF against its best-effort twins, unloaded and under load. */
@@ -382,6 +388,7 @@ export function buildProbeResult(m: ProbeMeasurement, policy: Policy) {
       ...(m.socketPath.reason ? { socketPathReason: m.socketPath.reason } : {}),
       sendTiming: timing(m.sendLateness),
       ...(m.sendPacing ? { sendPacing: m.sendPacing } : {}),
+      ...(m.receiveQueueDrops ? { receiveQueueDrops: m.receiveQueueDrops } : {}),
       reflectorSendTiming: m.reflector
         ? {
             p50Ms: round(m.reflector.holdUs.p50 / 1000),

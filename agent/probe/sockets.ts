@@ -75,6 +75,11 @@ export interface ProbeSockets {
   send(i: number, bytes: number, dscp: number): void;
   /** Sends whatever `send` queued. */
   flush(): void;
+  /**
+   * Datagrams the kernel dropped because a socket's receive queue was full (SO_RXQ_OVFL), summed
+   * over the streams' sockets, as far as arrivals after the drops told; null when it cannot say.
+   */
+  queueDrops(): number | null;
   /** Sends a control message (a summary request) on stream i's socket, unmarked. */
   sendControl(i: number, msg: Buffer): void;
   close(): void;
@@ -201,6 +206,7 @@ export async function openDgramProbeSockets(
     flush() {
       current = [];
     },
+    queueDrops: () => null,
     sendControl(i, msg) {
       try {
         sockets[i]!.send(msg, () => {});
@@ -234,16 +240,14 @@ export function openNativeProbeSockets(
   const collect = () => {
     udp.collectSent(onSent);
   };
+  const drops = new Float64Array(req.endpoints.length).fill(-1);
   const udp = new NativeUdp(binding, (count) => {
     collect(); // a reply's send time is known before the reply is handled
     for (let k = 0; k < count; k++) {
+      const i = streamOf.get(udp.rxSocket(k))!;
+      drops[i] = Math.max(drops[i]!, udp.rxDrops(k));
       const tos = udp.rxTos(k);
-      req.onDatagram(
-        streamOf.get(udp.rxSocket(k))!,
-        udp.rxPayload(k),
-        udp.rxArrivalMs(k),
-        tos < 0 ? null : dscpFromTos(tos),
-      );
+      req.onDatagram(i, udp.rxPayload(k), udp.rxArrivalMs(k), tos < 0 ? null : dscpFromTos(tos));
     }
   });
   const ids: number[] = [];
@@ -304,6 +308,11 @@ export function openNativeProbeSockets(
     },
     flush() {
       udp.flush();
+    },
+    queueDrops() {
+      let sum = 0;
+      for (const d of drops) if (d > 0) sum += d;
+      return drops.some((d) => d >= 0) ? sum : null;
     },
     sendControl(i, msg) {
       msg.copy(udp.txBuffer());

@@ -90,6 +90,7 @@ export async function openDgramReflectorSockets(
               localPort: d.dstPort,
               arrivalMs,
               dscp: dscpFromTos(d.tos),
+              queueDrops: -1,
             },
             d.dst,
           );
@@ -121,7 +122,10 @@ export async function openDgramReflectorSockets(
     // With a raw socket every datagram is handled from its copy (which carries the TOS byte).
     if (raw) return;
     const arrivalMs = o.now();
-    handle({ msg, src: rinfo.address, srcPort: rinfo.port, localPort, arrivalMs, dscp: null }, host);
+    handle(
+      { msg, src: rinfo.address, srcPort: rinfo.port, localPort, arrivalMs, dscp: null, queueDrops: -1 },
+      host,
+    );
   };
   media.on('message', fromDgram(mediaPort));
   signalling.on('message', fromDgram(signallingPort));
@@ -159,7 +163,15 @@ export function openNativeReflectorSockets(
   const { host } = req;
   const family = isIP(host) as 4 | 6;
   // One arrival record, rewritten for each datagram (the stream table keeps nothing of it).
-  const a: Arrival = { msg: Buffer.alloc(0), src: '', srcPort: 0, localPort: 0, arrivalMs: 0, dscp: null };
+  const a: Arrival = {
+    msg: Buffer.alloc(0),
+    src: '',
+    srcPort: 0,
+    localPort: 0,
+    arrivalMs: 0,
+    dscp: null,
+    queueDrops: -1,
+  };
   const portOf: number[] = [];
   const udp = new NativeUdp(binding, (count) => {
     for (let k = 0; k < count; k++) {
@@ -171,12 +183,12 @@ export function openNativeReflectorSockets(
       a.localPort = portOf[id]!;
       a.arrivalMs = udp.rxArrivalMs(k);
       a.dscp = tos < 0 ? null : dscpFromTos(tos);
+      a.queueDrops = udp.rxDrops(k);
       const answer = req.onArrival(a);
       if (!answer) continue;
       answer.msg.copy(udp.txBuffer());
       udp.queue(id, answer.msg.length, answer.kind === 'reply' ? tosFromDscp(answer.dscp) : -1, k);
     }
-    udp.flush();
   });
   const open = (port: number) => {
     try {

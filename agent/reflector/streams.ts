@@ -47,6 +47,8 @@ export interface Arrival {
   localPort: number;
   arrivalMs: number;
   dscp: number | null;
+  /** The receiving socket's receive-queue drops so far (SO_RXQ_OVFL); -1 when unknown. */
+  queueDrops: number;
 }
 
 /**
@@ -112,6 +114,9 @@ interface Stream {
   touchedMs: number;
   /** This key's earlier record was evicted: this one lacks its first packets. */
   restarted: boolean;
+  /** The socket's receive-queue drop count at the stream's first and latest datagram (-1: unknown). */
+  dropsFirst: number;
+  dropsLast: number;
 }
 
 /** Streams are re-ordered for eviction at most this often (a Map re-insert per packet is waste). */
@@ -228,6 +233,9 @@ export class StreamTable {
       const out = Buffer.allocUnsafe(a.msg.length);
       a.msg.copy(out); // (Buffer.from(buffer) copies byte by byte: slower than the summary itself)
       const key = streamKey(a.src, a.srcPort, m.ssrc);
+      // The request arrives on the stream's socket after its last probe: drops up to now count.
+      const s = this.streams.get(key);
+      if (s) s.dropsLast = a.queueDrops;
       encodeSummaryResponse(out, this.summaryOf(key, m.ssrc, m.nonce), this.o.secret);
       this.stats.summaries++;
       this.o.log({ event: 'summary', from: `${a.src}:${a.srcPort}`, ssrc: m.ssrc });
@@ -348,6 +356,8 @@ export class StreamTable {
       lastSeenMs: a.arrivalMs,
       touchedMs: a.arrivalMs,
       restarted: this.remarks.get(key) === 'evicted',
+      dropsFirst: a.queueDrops,
+      dropsLast: a.queueDrops,
     };
     this.remarks.delete(key);
     this.streams.set(key, s);
@@ -381,6 +391,7 @@ export class StreamTable {
     const s = this.streams.get(key) ?? this.admit(key, m, a);
     if (!s) return undefined;
     this.touch(s, arrivalMs);
+    s.dropsLast = a.queueDrops;
     const seen = s.tracker.add(m.sequence);
     if (seen === 'ignored') {
       this.stats.rejected.unexpected++;
@@ -459,6 +470,7 @@ export class StreamTable {
       holdP99Us: hold?.p99 ?? 0,
       holdMaxUs: hold?.max ?? 0,
       holdSamples: hold?.samples ?? 0,
+      queueDrops: s && s.dropsFirst >= 0 && s.dropsLast >= 0 ? s.dropsLast - s.dropsFirst : null,
       clock: {
         synchronised: clock.synchronised,
         errorBoundUs: clock.errorBoundMs === null ? null : clock.errorBoundMs * 1000,

@@ -182,6 +182,45 @@ describe.skipIf(unavailable !== undefined)(
       udp.stopSender();
     });
 
+    it('counts what overflowed a full receive queue (SO_RXQ_OVFL): received + dropped = sent', async () => {
+      const drops: number[] = [];
+      let received = 0;
+      const udp: NativeUdp = new NativeUdp(binding as NativeBinding, (count) => {
+        received += count;
+        for (let k = 0; k < count; k++) drops.push(udp.rxDrops(k));
+      });
+      const a = udp.open(4, '127.0.0.1', 0);
+      const b = udp.open(4, '127.0.0.1', 0);
+      close = () => {
+        udp.close(a);
+        udp.close(b);
+      };
+      udp.connect(a, '127.0.0.1', udp.localPort(b));
+      // Nothing is read while this loop runs: far more than b's receive queue holds (≤ 4 MiB).
+      let sent = 0;
+      for (let i = 0; i < 30_000; i++) {
+        udp.txBuffer().fill(0x55, 0, 1400);
+        udp.queue(a, 1400, -1);
+        if ((i + 1) % 32 === 0) sent += udp.flush();
+      }
+      sent += udp.flush();
+      const settle = async (until: () => boolean) => {
+        for (let waited = 0; waited < 5000 && !until(); waited += 20)
+          await new Promise((r) => setTimeout(r, 20));
+      };
+      await settle(() => received > 0 && drops.length === received);
+      await new Promise((r) => setTimeout(r, 100));
+      // The count rides on the next datagram queued after the drops: one more, now that b has read.
+      udp.txBuffer().write('after');
+      udp.queue(a, 5, -1);
+      sent += udp.flush();
+      await settle(() => received + drops.at(-1)! >= sent);
+      const dropped = drops.at(-1)!;
+      expect(drops.every((d) => d >= 0)).toBe(true);
+      expect(dropped).toBeGreaterThan(0);
+      expect(received + dropped).toBe(sent);
+    });
+
     it('reports a port in use by its errno name', () => {
       const { udp, b } = pair(4);
       expect(() => udp.open(4, '127.0.0.1', udp.localPort(b))).toThrow(

@@ -178,6 +178,7 @@ const response: SummaryResponse = {
   holdP99Us: 120,
   holdMaxUs: 900,
   holdSamples: 1495,
+  queueDrops: 7,
   clock: { synchronised: true, errorBoundUs: 350, source: 'chrony' },
   dscpCounts: [
     [46, 1400],
@@ -209,6 +210,24 @@ describe('summaries', () => {
       encodeSummaryResponse(req, { ...response, remark }, SECRET);
       expect(decodeMessage(req, SECRET)).toMatchObject({ remark });
     }
+    // The receive-queue drop count: unknown stays unknown (flag clear), large counts saturate.
+    for (const [queueDrops, decoded] of [
+      [null, null],
+      [undefined, null],
+      [0, 0],
+      [70_000, 65_535],
+    ] as const) {
+      encodeSummaryResponse(req, { ...response, queueDrops }, SECRET);
+      expect(decodeMessage(req, SECRET)).toMatchObject({ queueDrops: decoded });
+    }
+  });
+
+  it('a version 1 response carries no drop count', () => {
+    const req = encodeSummaryRequest({ ssrc: 5, nonce: 6 });
+    req[2] = (1 << 4) | (req[2]! & 0x0f);
+    encodeSummaryResponse(req, response);
+    expect(decodeMessage(req)).toMatchObject({ version: 1, queueDrops: null });
+    expect(req.readUInt16BE(70)).toBe(0);
   });
 
   it('without a bound or a secret', () => {
