@@ -50,6 +50,21 @@ const FOOTPRINT_CALLS = 50;
  * --fifo), as on hosts of their own: this separates the programs from a busy shared machine.
  */
 const FIFO_CALLS = [50];
+/**
+ * And as an ordinary user (uid 65534, no capabilities), as most engineers run the probe: the
+ * native sender thread then cannot take its real-time priority.
+ */
+const NOBODY = [
+  'setpriv',
+  '--reuid=65534',
+  '--regid=65534',
+  '--clear-groups',
+  '--inh-caps=-all',
+  '--ambient-caps=-all',
+  '--bounding-set=-all',
+  '--',
+];
+const NOBODY_CALLS = [50];
 /** Socket layers compared: the native addon, and the dgram fallback (VOIPREADY_NATIVE_UDP=0). */
 const LAYERS = ['native', 'dgram'] as const;
 type Layer = (typeof LAYERS)[number];
@@ -89,9 +104,11 @@ interface PacingRow {
   /** 1-minute load average at the end of the run. */
   load: number;
   calls: number;
-  /** Scheduling of probe and reflector: as shipped, or SCHED_FIFO (as on hosts of their own). */
-  priority: 'normal' | 'fifo';
+  /** Probe and reflector: as shipped (root), SCHED_FIFO (as on hosts of their own), or as nobody. */
+  priority: 'normal' | 'fifo' | 'nobody';
   probe: ProbeJson['sendTiming'];
+  /** What paced the sends (the probe's sendPacing). */
+  pacing: string;
   /** Undefined when the capture saw no packets. */
   wire: Summary | undefined;
   forward: Agreement;
@@ -136,8 +153,9 @@ async function pacingRun(
   calls: number,
   priority: PacingRow['priority'],
 ): Promise<PacingRow> {
-  const wrapper = [...((priority === 'fifo' ? FIFO : undefined) ?? []), ...layerWrapper(layer)];
-  const reflector = await reflectorIn(topo, layer, priority === 'fifo' ? FIFO : undefined);
+  const scheduling = priority === 'fifo' ? FIFO : priority === 'nobody' ? NOBODY : undefined;
+  const wrapper = [...(scheduling ?? []), ...layerWrapper(layer)];
+  const reflector = await reflectorIn(topo, layer, scheduling);
   try {
     await warmUpReflector(PEER, calls, { ns: topo.site });
     const siteCap = await startCapture({
@@ -175,6 +193,7 @@ async function pacingRun(
       calls,
       priority,
       probe: result.sendTiming,
+      pacing: pacingName(result.sendPacing),
       wire: summarize(captureLatenessMs(sent)),
       forward,
       reverse,
@@ -202,6 +221,9 @@ async function footprint(topo: Topology, dir: string, layer: Layer) {
     probe: readUsage(probeTime),
     reflector: readUsage(reflectorTime),
     forwardLost: probeResult.forward.lost,
+    queueDrops: probeResult.receiveQueueDrops as
+      | { agent: number | null; reflector: number | null }
+      | undefined,
   };
 }
 
@@ -272,7 +294,17 @@ async function iperfFootprint(topo: Topology, dir: string) {
 }
 
 const schedulingName = (r: PacingRow) =>
-  r.priority === 'fifo' ? 'SCHED_FIFO (chrt)' : 'normal (as shipped)';
+  r.priority === 'fifo'
+    ? 'SCHED_FIFO (chrt)'
+    : r.priority === 'nobody'
+      ? 'uid 65534, no caps'
+      : 'root (as shipped)';
+
+function pacingName(p: unknown): string {
+  const pacing = p as { by?: string; realtime?: boolean } | undefined;
+  if (!pacing?.by) return 'n/a';
+  return `${pacing.by === 'native-thread' ? 'thread' : 'JS timer'}${pacing.realtime ? ' (FIFO)' : ''}`;
+}
 
 const f = (n: number | undefined, digits = 3) =>
   n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits);
@@ -308,6 +340,8 @@ async function main(): Promise<number> {
     for (const layer of LAYERS) {
       for (const calls of PACING_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'normal'));
       if (FIFO) for (const calls of FIFO_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'fifo'));
+      if (layer === 'native')
+        for (const calls of NOBODY_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'nobody'));
     }
     if (!FIFO) process.stdout.write('(chrt --fifo is refused here: no SCHED_FIFO rows)\n\n');
     const footprints = [];
@@ -321,11 +355,11 @@ async function main(): Promise<number> {
       '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 ≤ 0.5 ms at 50 calls)\n',
     );
     process.stdout.write(
-      '   layer  | scheduling           | calls | load | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
+      '   layer  | scheduling           | paced by        | calls | load | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
     );
     for (const r of pacing) {
       process.stdout.write(
-        `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)}\n`,
+        `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${r.pacing.padEnd(15)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)}\n`,
       );
     }
 
@@ -347,7 +381,7 @@ async function main(): Promise<number> {
       process.stdout.write(line(`${fp.layer}: reflector`, fp.reflector, fp.load));
       process.stdout.write(line(`${fp.layer}: probe + reflector`, ours, fp.load));
       process.stdout.write(
-        `   ${fp.layer}: CPU ratio voipready / iperf3 ${f(ours.cpuS / ref.cpuS, 2)}x; probe forward lost: ${fp.forwardLost}\n`,
+        `   ${fp.layer}: CPU ratio voipready / iperf3 ${f(ours.cpuS / ref.cpuS, 2)}x; probe forward lost: ${fp.forwardLost}; receive-queue drops (SO_RXQ_OVFL) reflector ${fp.queueDrops?.reflector ?? 'n/a'}, probe ${fp.queueDrops?.agent ?? 'n/a'}\n`,
       );
     }
     process.stdout.write(line('iperf3 client', iperf.client, iperf.load));

@@ -71,7 +71,12 @@ export function loadNativeUdp(): NativeBinding | string {
     if (!path) loaded = 'the native addon was not built (agent/native: npm ci builds it)';
     else {
       try {
-        loaded = require(path) as NativeBinding;
+        const b = require(path) as NativeBinding;
+        // A build left from older sources lacks what this code calls: measure with dgram and say so.
+        loaded =
+          b.RX_META === 6 && b.SCHED_META === 6 && typeof b.UdpSet.prototype.startSender === 'function'
+            ? b
+            : 'the native addon was built from older sources (rebuild it: npm rebuild voipready-native)';
       } catch (err) {
         loaded = `the native addon cannot be loaded (${(err as Error).message.split('\n')[0]})`;
       }
