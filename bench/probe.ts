@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Summary, summarize } from '../agent/probe/timing.js';
 import {
+  AS_NOBODY,
   cliUnavailableReason,
   type ProbeJson,
   probeJson,
@@ -54,16 +55,6 @@ const FIFO_CALLS = [50];
  * And as an ordinary user (uid 65534, no capabilities), as most engineers run the probe: the
  * native sender thread then cannot take its real-time priority.
  */
-const NOBODY = [
-  'setpriv',
-  '--reuid=65534',
-  '--regid=65534',
-  '--clear-groups',
-  '--inh-caps=-all',
-  '--ambient-caps=-all',
-  '--bounding-set=-all',
-  '--',
-];
 const NOBODY_CALLS = [50];
 /** Socket layers compared: the native addon, and the dgram fallback (VOIPREADY_NATIVE_UDP=0). */
 const LAYERS = ['native', 'dgram'] as const;
@@ -153,7 +144,7 @@ async function pacingRun(
   calls: number,
   priority: PacingRow['priority'],
 ): Promise<PacingRow> {
-  const scheduling = priority === 'fifo' ? FIFO : priority === 'nobody' ? NOBODY : undefined;
+  const scheduling = priority === 'fifo' ? FIFO : priority === 'nobody' ? AS_NOBODY : undefined;
   const wrapper = [...(scheduling ?? []), ...layerWrapper(layer)];
   const reflector = await reflectorIn(topo, layer, scheduling);
   try {

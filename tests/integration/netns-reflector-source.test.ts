@@ -6,6 +6,7 @@
 // dgram fallback shows, proving the setup can tell the difference.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  AS_NOBODY,
   cliUnavailableReason,
   killAllCli,
   probeJson,
@@ -23,16 +24,6 @@ import {
 } from '../helpers/netns.js';
 
 const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
-const NOBODY = [
-  'setpriv',
-  '--reuid=65534',
-  '--regid=65534',
-  '--clear-groups',
-  '--inh-caps=-all',
-  '--ambient-caps=-all',
-  '--bounding-set=-all',
-  '--',
-];
 /** The data centre's second address on the same interface (the kernel's choice stays DC_ADDR). */
 const SECOND = '198.18.2.3';
 const SECOND6 = '2001:db8:2::3';
@@ -65,8 +56,8 @@ describe.skipIf(unavailable !== undefined)(
       topo = await createTopology();
       await run('ip', ['-n', topo.dc, 'addr', 'add', `${SECOND}/24`, 'dev', HOST_IFACE]);
       await run('ip', ['-n', topo.dc, 'addr', 'add', `${SECOND6}/64`, 'dev', HOST_IFACE, 'nodad']);
-      any4 = await startReflector(`0.0.0.0:${V4_PORT}`, { ns: topo.dc, wrapper: NOBODY });
-      any6 = await startReflector(`[::]:${V6_PORT}`, { ns: topo.dc, wrapper: NOBODY });
+      any4 = await startReflector(`0.0.0.0:${V4_PORT}`, { ns: topo.dc, wrapper: AS_NOBODY });
+      any6 = await startReflector(`[::]:${V6_PORT}`, { ns: topo.dc, wrapper: AS_NOBODY });
     });
     afterAll(async () => {
       await any4?.stop();
@@ -75,7 +66,7 @@ describe.skipIf(unavailable !== undefined)(
       await topo?.destroy();
     });
 
-    const probe = (peer: string, wrapper = NOBODY) =>
+    const probe = (peer: string, wrapper = AS_NOBODY) =>
       probeJson(peer, { ns: topo.site, wrapper, calls: CALLS, durationS: 2 });
 
     const cases = [
@@ -108,7 +99,7 @@ describe.skipIf(unavailable !== undefined)(
     it('the dgram fallback answers from the kernel’s choice, and the probe loses every reply', async () => {
       const fallback = await startReflector(`0.0.0.0:${V4_PORT + 10}`, {
         ns: topo.dc,
-        wrapper: [...NOBODY, 'env', 'VOIPREADY_NATIVE_UDP=0'],
+        wrapper: [...AS_NOBODY, 'env', 'VOIPREADY_NATIVE_UDP=0'],
       });
       try {
         await topo.impair(replyCounters(V4_PORT + 10));
