@@ -23,4 +23,6 @@ $SUDO apt-get install -y -qq --no-install-recommends systemd-journal-remote syst
 # cluster Debian's postinst creates (and starts where services may start) on 5432 is neither used
 # nor in the way. The server binaries live in /usr/lib/postgresql/<version>/bin, off the PATH.
 $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+# DSCP path trace benchmark: Debian's traceroute as the reference (npm run bench:trace).
+$SUDO apt-get install -y -qq --no-install-recommends traceroute >/dev/null
 echo "test dependencies installed: $(tshark --version | head -1); $(influxd version 2>/dev/null | head -1); $(prometheus --version 2>&1 | head -1)"

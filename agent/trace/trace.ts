@@ -23,7 +23,7 @@ export interface TraceConfig {
   secret?: Buffer;
   /** Probes per TTL: one, plus retries for hops whose ICMP was rate limited or lost. */
   attempts?: number;
-  /** How long to wait for an answer to one probe. */
+  /** Longest wait for an answer to one probe (until a hop has answered; then see NEAR_RTT_FACTOR). */
   waitMs?: number;
   /** Least time between two probes: Linux routers answer ~1 ICMP error/s per source after a burst (icmp_ratelimit). */
   paceMs?: number;
@@ -45,6 +45,14 @@ const realDeps: TraceDeps = {
   wallNow: wallNowMs,
   sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
 };
+
+/**
+ * Once hops have answered, a probe waits 10 × the slowest answer so far (traceroute's "near"
+ * factor, its -w 5,3,10), but at least MIN_WAIT_MS (a router's ICMP comes from its slow path) and
+ * at most waitMs: a silent hop on a LAN-fast path costs a fraction of a second, not seconds.
+ */
+const NEAR_RTT_FACTOR = 10;
+const MIN_WAIT_MS = 250;
 
 /** PCMU: any payload type the reflector knows serves; the probes are not media. */
 const PROBE_PAYLOAD_TYPE = 0;
@@ -114,7 +122,12 @@ function probeMaker(config: TraceConfig, deps: TraceDeps) {
 
 async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSockets): Promise<TraceResult> {
   const attempts = config.attempts ?? 2;
-  const waitMs = config.waitMs ?? 1000;
+  const maxWaitMs = config.waitMs ?? 1000;
+  let slowestRttMs: number | undefined;
+  const waitMs = () =>
+    slowestRttMs === undefined
+      ? maxWaitMs
+      : Math.min(maxWaitMs, Math.max(MIN_WAIT_MS, NEAR_RTT_FACTOR * slowestRttMs));
   const paceMs = config.paceMs ?? 50;
   const gapLimit = config.gapLimit ?? 5;
   const makeProbe = probeMaker(config, deps);
@@ -152,7 +165,7 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
     const seq = pending.length;
     const payload = makeProbe(seq);
     const answer = new Promise<Answer | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), waitMs);
+      const timer = setTimeout(() => resolve(undefined), waitMs());
       waiting = {
         ttl,
         resolve: (a) => {
@@ -192,6 +205,7 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
       sent++;
       answer = await probeOnce(ttl);
     }
+    if (answer) slowestRttMs = Math.max(slowestRttMs ?? 0, answer.rttMs);
     const hop = toHop(ttl, sent, answer, lastSeen);
     if (hop.dscpSeen !== null) lastSeen = hop.dscpSeen;
     hops.push(hop);
