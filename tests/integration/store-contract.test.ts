@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sampleReport } from '../../bench/collector-report.js';
 import { assessReport } from '../../collector/assessment.js';
 import { PostgresCaseStore } from '../../collector/cases/postgres.js';
@@ -84,11 +84,15 @@ beforeAll(async () => {
   if (!pgUnavailable) cluster = await startPgCluster();
 }, 60_000);
 
-afterAll(async () => {
-  for (const s of opened) {
+// Each test's store instances are closed after it: the cluster's connections stay few.
+afterEach(async () => {
+  for (const s of opened.splice(0)) {
     await s.reports.close().catch(() => {});
     await s.cases.close().catch(() => {});
   }
+});
+
+afterAll(async () => {
   await cluster?.destroy();
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
