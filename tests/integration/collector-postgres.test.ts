@@ -2,26 +2,38 @@
 // one: a report posted to both is stored once (one 202, one 200 duplicate), a report posted to one
 // shows in the other's readiness and /metrics, a case opened on one is seen by the other; with the
 // database stopped both answer 503 + Retry-After (never 500) and /readyz says why, and they take
-// reports again once it is back, without a restart.
-import { mkdtempSync, rmSync } from 'node:fs';
+// reports again once it is back, without a restart. Both collectors running their case clocks and
+// webhook senders on one clock: a follow-up fires once and a real receiver gets every notice once.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningCollector, startCollector } from '../../collector/server.js';
 import { caseConfig, fetchApi, siteReport, TOKENS, VOICE_CASE } from '../helpers/cases.js';
 import { type PgCluster, postgresMissing, startPgCluster } from '../helpers/postgres.js';
+import { freeLoopbackPort, waitUntil } from '../helpers/service.js';
+import { WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 const unavailable = postgresMissing();
+let cluster: PgCluster;
+let dir: string;
+
+beforeAll(async () => {
+  if (unavailable) return;
+  cluster = await startPgCluster();
+  dir = mkdtempSync(join(tmpdir(), 'voipready-collector-pg-'));
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 describe.skipIf(unavailable)('two collectors on one PostgreSQL database', () => {
-  let cluster: PgCluster;
-  let dir: string;
   let a: RunningCollector;
   let b: RunningCollector;
 
   beforeAll(async () => {
-    cluster = await startPgCluster();
-    dir = mkdtempSync(join(tmpdir(), 'voipready-collector-pg-'));
     const url = await cluster.createDatabase('collectors');
     const config = caseConfig({ store: { kind: 'postgres', url, poolSize: 4, timeout: '3s' } });
     // Started together: the migrations run once, under the advisory lock.
@@ -37,8 +49,6 @@ describe.skipIf(unavailable)('two collectors on one PostgreSQL database', () => 
   afterAll(async () => {
     await a?.close();
     await b?.close();
-    await cluster?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   const post = (c: RunningCollector, body: unknown) =>
@@ -126,5 +136,64 @@ describe.skipIf(unavailable)('two collectors on one PostgreSQL database', () => 
     const ids = (listed.json.reports as { reportId: string }[]).map((r) => r.reportId);
     expect(ids.filter((id) => id.startsWith('rep-down'))).toEqual([]);
     expect(ids.filter((id) => id.startsWith('rep-back'))).toHaveLength(2);
+  }, 60_000);
+});
+
+describe.skipIf(unavailable)('case clocks and webhooks of two collectors on one database', () => {
+  const SECRET = 'tracker-shared-secret-0123456789';
+  const collectors: RunningCollector[] = [];
+  let receiver: WebhookReceiver;
+
+  afterAll(async () => {
+    for (const c of collectors) await c.close();
+    await receiver?.stop();
+  });
+
+  it('a follow-up fires once and the receiver gets every notice once, whichever collector sends', async () => {
+    receiver = new WebhookReceiver(await freeLoopbackPort(), SECRET);
+    await receiver.start();
+    const secretFile = join(dir, 'tracker.secret');
+    writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
+    const url = await cluster.createDatabase('clocks');
+    const config = caseConfig({
+      store: { kind: 'postgres', url, poolSize: 4 },
+      cases: {
+        timeZone: 'America/New_York',
+        webhooks: [{ name: 'tracker', url: receiver.url, secretFile, retryMax: '2s' }],
+      },
+    });
+    // Friday 17:00 in New York; one clock for both collectors.
+    const clock = { now: Date.parse('2026-11-27T22:00:00Z') };
+    for (const name of ['clock-a', 'clock-b']) {
+      collectors.push(
+        await startCollector({
+          config,
+          dataDir: join(dir, name),
+          host: '127.0.0.1',
+          port: 0,
+          casePollMs: 200,
+          now: () => clock.now,
+        }),
+      );
+    }
+    const [a, b] = collectors as [RunningCollector, RunningCollector];
+    const failing = siteReport('rep-ef-cs0', clock.now, 'hq', true);
+    expect((await fetchApi(a.url, 'POST', '/api/v1/reports', TOKENS.hqAgent, failing)).status).toBe(202);
+    await new Promise((r) => setTimeout(r, 1100)); // b re-reads the shared evidence at most every second
+    const opened = await fetchApi(b.url, 'POST', '/api/v1/cases', TOKENS.acme, VOICE_CASE);
+    expect(opened.json.withheld).toBe(true);
+    const id = opened.json.caseId as string;
+    await waitUntil('the case-opened notice', async () => receiver.types(id).includes('case-opened'), 15_000);
+    // Tuesday 17:00 New York: the first follow-up is due on both collectors' clocks at once.
+    clock.now = Date.parse('2026-12-01T22:00:30Z');
+    await waitUntil('the follow-up notice', async () => receiver.types(id).includes('follow-up'), 15_000);
+    await new Promise((r) => setTimeout(r, 1500)); // both schedulers and senders go round again
+    expect(receiver.types(id).filter((t) => t === 'follow-up')).toHaveLength(1);
+    expect(receiver.duplicates).toBe(0);
+    expect(receiver.badSignatures).toBe(0);
+    const stored = await fetchApi(a.url, 'GET', `/api/v1/cases/${id}`, TOKENS.support);
+    expect(stored.json.followUpsSent).toBe(1);
+    const notices = receiver.events.filter((e) => e.caseId === id).map((e) => e.eventId);
+    expect(new Set(notices).size).toBe(notices.length);
   }, 60_000);
 });
