@@ -1,5 +1,6 @@
 // Realistic `voipready.report/1` documents for the collector's benchmark and tests: one G.711 probe
 // result per report, with per-direction figures the caller can override.
+import type { PriorityResult } from '../src/priority-schema.js';
 import type { AgentReport, DirectionStats, ProbeResult } from '../src/schemas.js';
 
 export interface SampleOptions {
@@ -71,5 +72,41 @@ export function sampleReport(o: SampleOptions): AgentReport {
     agent: o.agent ?? 'hq-agent-1',
     createdAt,
     probes: [sampleProbe({ ...o, createdAt })],
+  };
+}
+
+/**
+ * The `priority` block of a sample probe run with --priority-test (500 packets per class over three
+ * phases): EF and best effort add these p95 delays under load, best effort loses `beLoadedLost`.
+ */
+export function samplePriority(efAddedP95Ms: number, beAddedP95Ms: number, beLoadedLost = 0): PriorityResult {
+  const phase = (sent: number, lost: number, p50: number, p95: number) => ({
+    sent,
+    returned: sent - lost,
+    lossPct: (100 * lost) / sent,
+    delayP50Ms: p50,
+    delayP95Ms: p95,
+    jitterMs: 0.2,
+  });
+  const cls = (dscp: number, addedP95Ms: number, lost: number) => ({
+    dscp,
+    unloaded: phase(167, 0, 0.2, 0.5),
+    loaded: phase(167, lost, 0.2 + addedP95Ms / 2, 0.5 + addedP95Ms),
+    after: phase(166, 0, 0.2, 0.5),
+    addedDelayP50Ms: addedP95Ms / 2,
+    addedDelayP95Ms: addedP95Ms,
+  });
+  return {
+    loadMode: 'fixed',
+    loadCapBps: 8_000_000,
+    loadTargetBps: 8_000_000,
+    loadSentBps: 7_950_000,
+    loadSentPackets: 2700,
+    loadDatagramBytes: 1200,
+    loadSteps: [{ atS: 3.333, rateBps: 8_000_000 }],
+    phasesS: { unloaded: [0, 3.333], loaded: [3.333, 6.667], after: [6.667, 10] },
+    ef: cls(46, efAddedP95Ms, 0),
+    be: cls(0, beAddedP95Ms, beLoadedLost),
+    loadNotSentReason: null,
   };
 }

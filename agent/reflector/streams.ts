@@ -34,7 +34,14 @@ export interface ReflectorStats {
   /** `--priority-test` load: datagrams and bytes discarded unanswered (accepted), requests answered. */
   load: { requests: number; packets: number; bytes: number };
   rejected: Record<
-    Rejection | 'duplicate' | 'stale' | 'ssrc-in-use' | 'summary-rate' | 'unexpected' | 'load-refused',
+    | Rejection
+    | 'duplicate'
+    | 'stale'
+    | 'ssrc-in-use'
+    | 'summary-rate'
+    | 'unexpected'
+    | 'load-refused'
+    | 'load-request-rate',
     number
   >;
 }
@@ -193,6 +200,7 @@ export class StreamTable {
       'summary-rate': 0,
       unexpected: 0,
       'load-refused': 0,
+      'load-request-rate': 0,
     },
   };
   /** The reflector's clock state, reported in summaries (refreshed by the owner). */
@@ -287,7 +295,7 @@ export class StreamTable {
   /** Says yes or no to a load request, in a response of the request's size (rate-limited per source). */
   private onLoadRequest(nonce: number, a: Arrival): Answer | undefined {
     if (!this.takeToken(this.loadBuckets, a.src, LOAD_REQUEST_BURST, LOAD_REQUEST_RATE_PER_S)) {
-      this.stats.rejected['summary-rate']++;
+      this.stats.rejected['load-request-rate']++;
       return undefined;
     }
     this.stats.load.requests++;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sampleReport } from '../../bench/collector-report.js';
+import { samplePriority, sampleReport } from '../../bench/collector-report.js';
 import { buildApp } from '../../collector/app.js';
 import { hashToken } from '../../collector/auth.js';
 import { SqliteStore } from '../../collector/store/sqlite.js';
@@ -305,5 +305,57 @@ describe('collector API: metrics and persistence', () => {
     expect(readiness.json().checks).toEqual(stored.checks);
     expect((await get(second.app, `/api/v1/assessments/${ack.assessmentId}`)).json()).toEqual(stored);
     expect((await post(second.app, report('rep-keep-0001'))).statusCode).toBe(200);
+  });
+});
+
+describe('collector API: the priority check (probe --priority-test)', () => {
+  let ctx: ReturnType<typeof open>;
+  beforeAll(() => {
+    ctx = open();
+  });
+  const withPriority = (id: string, priority: ReturnType<typeof samplePriority>): AgentReport => {
+    const r = report(id);
+    return { ...r, probes: [{ ...r.probes[0]!, priority }] };
+  };
+
+  it('judges it beside the network checks, shows it in readiness, /metrics and the site page', async () => {
+    const res = await post(ctx.app, withPriority('rep-prio-0001', samplePriority(1.5, 180)));
+    expect(res.statusCode).toBe(202);
+    const readiness = (await get(ctx.app, '/api/v1/sites/hq/readiness')).json();
+    expect(readiness.ready).toBe(true);
+    expect(readiness.checks).toHaveLength(7);
+    expect(readiness.checks.find((c: { id: string }) => c.id === 'priority')).toMatchObject({
+      status: 'pass',
+      value: 1.5,
+      limit: 10,
+      unit: 'ms',
+    });
+    const metrics = (await get(ctx.app, '/metrics')).body;
+    expect(metrics).toMatch(/^voipready_priority_honoured\{site="hq",peer="dc1\.example\.net:4000"\} 1$/m);
+    expect(metrics).toMatch(
+      /^voipready_priority_added_delay_seconds\{site="hq",peer="dc1\.example\.net:4000",class="be",quantile="0\.95"\} 0\.18$/m,
+    );
+    const page = (await get(ctx.app, '/sites/hq')).body;
+    expect(page).toContain('EF prioritised under load');
+    expect(page).toContain('Priority under load');
+  });
+
+  it('EF degrading with best effort fails it and the site is not ready', async () => {
+    const res = await post(ctx.app, withPriority('rep-prio-0002', samplePriority(170, 180)));
+    expect(res.json()).toMatchObject({ ready: false });
+    const readiness = (await get(ctx.app, '/api/v1/sites/hq/readiness')).json();
+    const c = readiness.checks.find((x: { id: string }) => x.id === 'priority');
+    expect(c.status).toBe('fail');
+    expect(c.evidence).toMatch(/EF degraded with best effort under load/);
+    expect((await get(ctx.app, '/metrics')).body).toMatch(/^voipready_priority_honoured\{[^}]*\} 0$/m);
+  });
+
+  it('400 naming the field when the figures contradict each other', async () => {
+    const bad = samplePriority(1.5, 180, 10);
+    bad.be.loaded.lossPct = 0;
+    const res = await post(ctx.app, withPriority('rep-prio-0003', bad));
+    expect(res.statusCode).toBe(400);
+    expect(res.body).toContain('probes.0.priority.be.loaded.lossPct');
+    expect(res.body.split('\n')).toHaveLength(1);
   });
 });

@@ -274,6 +274,7 @@ describe('the reflector and load', () => {
     );
     expect(back.length).toBeGreaterThanOrEqual(16);
     expect(back.length).toBeLessThanOrEqual(20);
+    expect(r.stats().rejected['load-request-rate']).toBe(200 - back.length);
   });
 });
 
