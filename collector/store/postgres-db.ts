@@ -45,6 +45,13 @@ export function openPool(config: PostgresConfig, size: number, name: string): pg
   pool.on('error', () => {
     // An idle client's connection broke (database restarted): the pool discards it.
   });
+  // A client checked out between two queries (a transaction, a claim) hears the server's
+  // "terminating connection" (57P01, a restart) as an 'error' event with no pool listener: without
+  // one of its own that event ends the process. Its next query fails (not queryable), which is
+  // StoreUnavailableError, and releasing it with that error discards it.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return pool;
 }
 
