@@ -392,6 +392,32 @@ describe('runProbe --priority-test', () => {
     expect(p.ef.after.sent).toBeGreaterThan(0);
   });
 
+  it('with a shared secret: authenticated load counts; with another secret the request goes unanswered', async () => {
+    const r = await openReflector({ acceptLoad: true, secret: SECRET });
+    const run = (secret: Buffer) =>
+      runProbe(
+        {
+          peer: `127.0.0.1:${r.port}`,
+          codec: 'g711u',
+          calls: 1,
+          durationMs: 3000,
+          waitMs: 200,
+          secret,
+          priorityTest: { loadBps: 1_000_000 },
+        },
+        probeDeps,
+      );
+    const good = await run(SECRET);
+    expect(good.priority!.loadSentPackets).toBeGreaterThan(0);
+    expect(r.stats().load.packets).toBe(good.priority!.loadSentPackets);
+    const wrong = await run(Buffer.from('another secret entirely'));
+    expect(wrong.priority!.loadSentPackets).toBe(0);
+    expect(wrong.checks.find((c) => c.id === 'priority')?.evidence).toMatch(
+      /did not answer the load request .*another --secret-file/,
+    );
+    expect(r.stats().load.packets).toBe(good.priority!.loadSentPackets);
+  });
+
   it('refuses more than 250 calls and runs shorter than 3 s', async () => {
     const base = { peer: '127.0.0.1:9', codec: 'g711u' as const, priorityTest: {} };
     await expect(runProbe({ ...base, calls: 251, durationMs: 3000 })).rejects.toThrow(/at most 250 calls/);
