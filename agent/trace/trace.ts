@@ -56,6 +56,8 @@ const MIN_WAIT_MS = 250;
 
 /** PCMU: any payload type the reflector knows serves; the probes are not media. */
 const PROBE_PAYLOAD_TYPE = 0;
+/** RFC 3550 §5.1: the SSRC's place in the RTP header (a reflector's reply keeps the probe's). */
+const RTP_SSRC_OFFSET = 8;
 
 interface Pending extends SentProbe {
   ttl: number;
@@ -150,7 +152,12 @@ async function traceHops(config: TraceConfig, deps: TraceDeps, sockets: TraceSoc
     // from the peer's port says only that something listens there.
     const probe =
       typeof m === 'object' && m.type === 'reply'
-        ? ours.find((p) => p.payload.length === msg.length && p.rtpSequence === m.echoedSequence)
+        ? ours.find(
+            (p) =>
+              p.payload.length === msg.length &&
+              p.rtpSequence === m.echoedSequence &&
+              p.payload.readUInt32BE(RTP_SSRC_OFFSET) === m.ssrc,
+          )
         : ours.at(-1);
     if (!probe) return;
     const reflectorDscp = typeof m === 'object' && m.type === 'reply' ? m.arrivalDscp : undefined;

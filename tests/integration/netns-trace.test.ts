@@ -301,6 +301,25 @@ describe.skipIf(unavailable !== undefined)(
         expect(code).toBe(0);
       });
 
+      it('over IPv6 too: the reflector reports the traffic class the probe arrived with', async () => {
+        await clear();
+        const reflector6 = await startReflector(`[${chain.dcAddr6}]:${REFLECTOR_PORT + 2}`, { ns: chain.dc });
+        try {
+          // IPv6 arrival marks come from the native socket layer (IPV6_RECVTCLASS; npm ci builds it).
+          expect(reflector6.listening).toMatch(/DSCP readable: yes/);
+          await chain.nft(
+            2,
+            `table ip6 ${TABLE} {\n chain forward { type filter hook forward priority 0; policy accept;\n  ip6 dscp ef ip6 dscp set af41\n }\n}\n`,
+          );
+          const { json } = await traceTo(chain, `[${chain.dcAddr6}]:${REFLECTOR_PORT + 2}`, ['--dscp', 'EF']);
+          expect(json.hops.map((h) => h.dscpSeen)).toEqual([46, 46, 34, 34]);
+          expect(json.hops.at(-1)).toMatchObject({ address: chain.dcAddr6, reply: 'reflector-reply' });
+          expect(json.firstChangeAtTtl).toBe(3);
+        } finally {
+          await reflector6.stop();
+        }
+      });
+
       it('CS3 on the signalling port rewritten by router 3: named at the reflector (TTL 4)', async () => {
         await clear();
         await chain.nft(
