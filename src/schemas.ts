@@ -231,3 +231,96 @@ export const AgentReport = z.strictObject({
   traces: z.array(TraceEvidence).max(MAX_REPORT_TRACES).optional(),
 });
 export type AgentReport = z.infer<typeof AgentReport>;
+
+export const CAPTURE_SCHEMA = 'voipready.capture/1';
+
+/** What an endpoint reported in RTCP about a stream (RFC 3550 §6.4, RFC 3611 §4.7 VoIP metrics). */
+const CaptureStreamRtcp = z.looseObject({
+  reports: z.number().int().nonnegative(),
+  fractionLost: z.number(),
+  cumulativeLost: z.number().int(),
+  jitterMs: z.number().nullable(),
+  xr: z
+    .looseObject({
+      lossRate: z.number(),
+      discardRate: z.number(),
+      roundTripDelayMs: z.number(),
+      rFactor: z.number().nullable(),
+      mosLq: z.number().nullable(),
+      mosCq: z.number().nullable(),
+    })
+    .optional(),
+});
+
+/**
+ * One RTP stream of a capture (`voipready analyze`), measured as tshark's `-z rtp,streams` does:
+ * `lost` is expected − received with duplicates counted as received, so it (and lossPct) can be
+ * negative; times are seconds since the capture's first packet.
+ */
+export const CaptureStream = z.looseObject({
+  id: z.string(),
+  src: z.string(),
+  dst: z.string(),
+  ssrc: z.string().regex(/^0x[0-9A-F]{8}$/),
+  payloadType: z.number().int().min(0).max(127),
+  payloadTypes: z.array(z.number().int().min(0).max(127)),
+  codec: z.string().nullable(),
+  media: z.enum(['audio', 'video', 'unknown']),
+  clockRate: z.number().nullable(),
+  /** How the stream was found: announced by SDP, or by the RTP heuristic. */
+  foundBy: z.enum(['sdp', 'heuristic']),
+  callId: z.string().nullable(),
+  startS: z.number(),
+  endS: z.number(),
+  packets: z.number().int().nonnegative(),
+  expected: z.number().int(),
+  lost: z.number().int(),
+  lossPct: z.number(),
+  duplicates: z.number().int().nonnegative(),
+  reordered: z.number().int().nonnegative(),
+  maxBurstLoss: z.number().int().nonnegative(),
+  jitterMs: z.number().nullable(),
+  jitterMaxMs: z.number().nullable(),
+  jitterMeanMs: z.number().nullable(),
+  maxDeltaMs: z.number(),
+  dscp: DscpCounts,
+  /** What the endpoints themselves reported in RTCP about this stream, when they did. */
+  rtcp: CaptureStreamRtcp.optional(),
+});
+export type CaptureStream = z.infer<typeof CaptureStream>;
+
+/** One SIP call (a Call-ID) of a capture. */
+export const CaptureCall = z.looseObject({
+  callId: z.string(),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+  /** The codec in use: the busiest audio stream's, else the first of the SDP's audio codecs. */
+  codec: z.string().nullable(),
+  /** ISO 8601; null only when the capture's timestamp is damaged beyond a date. */
+  start: z.iso.datetime().nullable(),
+  end: z.iso.datetime().nullable(),
+  messages: z.number().int().nonnegative(),
+  /** Final response to the INVITE, when seen. */
+  status: z.number().int().nullable(),
+  /** Ids of the call's streams (CaptureStream.id). */
+  streams: z.array(z.string()),
+});
+export type CaptureCall = z.infer<typeof CaptureCall>;
+
+/** `voipready analyze --json`: a capture's calls and streams judged against the policy (issue 4). */
+export const CaptureResult = z.looseObject({
+  schema: z.literal(CAPTURE_SCHEMA),
+  file: z.string(),
+  format: z.enum(['pcap', 'pcapng']),
+  packets: z.number().int().nonnegative(),
+  durationS: z.number(),
+  calls: z.array(CaptureCall),
+  streams: z.array(CaptureStream),
+  sip: z.looseObject({ messages: z.number().int().nonnegative(), dscp: DscpCounts }),
+  rtcp: z.looseObject({ packets: z.number().int().nonnegative(), rttMs: z.array(z.number()).nullable() }),
+  checks: z.array(Check),
+  /** No judged check fails and audio was present (unknown checks do not block a capture). */
+  ready: z.boolean(),
+  warnings: z.array(z.string()),
+});
+export type CaptureResult = z.infer<typeof CaptureResult>;

@@ -8,7 +8,13 @@ import {
   type NetworkEvidence,
   type Policy,
 } from '../policy.js';
-import type { Check } from '../schemas.js';
+import {
+  CAPTURE_SCHEMA,
+  type CaptureCall,
+  type CaptureResult,
+  type CaptureStream,
+  type Check,
+} from '../schemas.js';
 import { Decoded, PacketDecoder, TCP_FIN, TCP_RST, TCP_SYN, type TransportHandler } from './decode.js';
 import { FlowTable } from './flow-table.js';
 import { type ByteSource, type CaptureFormat, type PacketTime, readCapture } from './reader.js';
@@ -23,7 +29,8 @@ import {
 import { headerEnd, looksLikeSip, nameAddrUri, parseSdp, parseSipMessage, type SipMessage } from './sip.js';
 import { looksLikeWsHandshake, readWsFrame, wsHandshakeIsSip } from './websocket.js';
 
-export const CAPTURE_SCHEMA = 'voipready.capture/1';
+// The document's shape (voipready.capture/1) is the zod schema in ../schemas.ts.
+export { CAPTURE_SCHEMA, type CaptureCall, type CaptureResult, type CaptureStream } from '../schemas.js';
 
 /** Bounds on per-capture state, so hostile input cannot allocate without limit. */
 export const LIMITS = {
@@ -48,80 +55,6 @@ const WARN_ENDPOINTS = `more than ${LIMITS.endpoints} SDP media endpoints; furth
 const WARN_TCP = `more than ${LIMITS.tcpFlows} SIP-over-TCP connections; further ones were not followed`;
 const WARN_WS_COMPRESSED =
   'SIP-over-WebSocket messages compressed with permessage-deflate (RFC 7692) were not read';
-
-export interface CaptureStream {
-  id: string;
-  src: string;
-  dst: string;
-  ssrc: string;
-  payloadType: number;
-  payloadTypes: number[];
-  codec: string | null;
-  media: 'audio' | 'video' | 'unknown';
-  clockRate: number | null;
-  /** How the stream was found: announced by SDP, or by the RTP heuristic. */
-  foundBy: 'sdp' | 'heuristic';
-  callId: string | null;
-  startS: number;
-  endS: number;
-  packets: number;
-  expected: number;
-  lost: number;
-  lossPct: number;
-  duplicates: number;
-  reordered: number;
-  maxBurstLoss: number;
-  jitterMs: number | null;
-  jitterMaxMs: number | null;
-  jitterMeanMs: number | null;
-  maxDeltaMs: number;
-  dscp: Record<string, number>;
-  /** What the endpoints themselves reported in RTCP about this stream, when they did. */
-  rtcp?: {
-    reports: number;
-    fractionLost: number;
-    cumulativeLost: number;
-    jitterMs: number | null;
-    xr?: {
-      lossRate: number;
-      discardRate: number;
-      roundTripDelayMs: number;
-      rFactor: number | null;
-      mosLq: number | null;
-      mosCq: number | null;
-    };
-  };
-}
-
-export interface CaptureCall {
-  callId: string;
-  from: string | null;
-  to: string | null;
-  /** The codec in use: the busiest audio stream's, else the first of the SDP's audio codecs. */
-  codec: string | null;
-  /** ISO 8601; null only when the capture's timestamp is damaged beyond a date. */
-  start: string | null;
-  end: string | null;
-  messages: number;
-  /** Final response to the INVITE, when seen. */
-  status: number | null;
-  streams: string[];
-}
-
-export interface CaptureResult {
-  schema: typeof CAPTURE_SCHEMA;
-  file: string;
-  format: CaptureFormat;
-  packets: number;
-  durationS: number;
-  calls: CaptureCall[];
-  streams: CaptureStream[];
-  sip: { messages: number; dscp: Record<string, number> };
-  rtcp: { packets: number; rttMs: number[] | null };
-  checks: Check[];
-  ready: boolean;
-  warnings: string[];
-}
 
 interface Endpoint {
   media: string;

@@ -3,11 +3,18 @@
 // document that carries handbook checks (host health). Pure: document in, HTML string out. The CLI
 // (`voipready report`), the collector's pages and cases all render through it.
 import { z } from 'zod';
-import type { CaptureResult } from '../../capture/analyze.js';
 import { UserError } from '../../errors.js';
 import { HOST_SCHEMA, HostResult } from '../../host-schema.js';
 import { DEFAULT_POLICY, describeIssues, isReady } from '../../policy.js';
-import { AgentReport, Check, PROBE_SCHEMA, ProbeResult, REPORT_SCHEMA } from '../../schemas.js';
+import {
+  AgentReport,
+  CAPTURE_SCHEMA,
+  CaptureResult,
+  Check,
+  PROBE_SCHEMA,
+  ProbeResult,
+  REPORT_SCHEMA,
+} from '../../schemas.js';
 import {
   AssessmentDocument,
   assessmentSections,
@@ -45,55 +52,6 @@ export interface ReportOptions {
   /** ISO time the page was made; default now. */
   generatedAt?: string;
 }
-
-const CAPTURE_SCHEMA = 'voipready.capture/1';
-
-/** What the capture renderer reads, checked before it is trusted (the file may be anyone's). */
-const CaptureDocument = z.looseObject({
-  schema: z.literal(CAPTURE_SCHEMA),
-  file: z.string(),
-  format: z.string(),
-  packets: z.number(),
-  durationS: z.number(),
-  calls: z.array(
-    z.looseObject({
-      callId: z.string(),
-      from: z.string().nullable(),
-      to: z.string().nullable(),
-      codec: z.string().nullable(),
-      start: z.string().nullable(),
-      end: z.string().nullable(),
-      messages: z.number(),
-      status: z.number().nullable(),
-      streams: z.array(z.string()),
-    }),
-  ),
-  streams: z.array(
-    z.looseObject({
-      id: z.string(),
-      src: z.string(),
-      dst: z.string(),
-      ssrc: z.string(),
-      payloadType: z.number(),
-      codec: z.string().nullable(),
-      media: z.string(),
-      foundBy: z.string(),
-      startS: z.number(),
-      packets: z.number(),
-      lost: z.number(),
-      lossPct: z.number(),
-      jitterMaxMs: z.number().nullable(),
-      jitterMeanMs: z.number().nullable(),
-      maxDeltaMs: z.number(),
-      dscp: z.record(z.string(), z.number()),
-    }),
-  ),
-  sip: z.looseObject({ messages: z.number(), dscp: z.record(z.string(), z.number()) }),
-  rtcp: z.looseObject({ packets: z.number(), rttMs: z.array(z.number()).nullable() }),
-  checks: z.array(Check),
-  ready: z.boolean(),
-  warnings: z.array(z.string()),
-});
 
 /** Any other document with handbook checks (host health): its checks and its verdict. */
 const ChecksDocument = z.looseObject({
@@ -164,7 +122,7 @@ function renderProbe(doc: unknown): Rendered {
 }
 
 function renderCapture(doc: unknown): Rendered {
-  const r = parse(CaptureDocument, doc, 'capture analysis') as unknown as CaptureResult;
+  const r = parse(CaptureResult, doc, 'capture analysis');
   const s = captureSections(r, limitsOf(r.checks));
   return {
     title: `VoIP readiness: capture ${r.file}`,
