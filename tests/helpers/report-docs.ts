@@ -91,37 +91,54 @@ export function hostileProbe(): ProbeResult {
 const A = '10.1.1.10';
 const B = '10.2.2.20';
 
-/** `calls` G.711 calls of `packets` packets each, the nth call losing n packets; judged. */
-export function generatedCapture(calls: number, packets = 100, name = 'gen.pcap'): CaptureResult {
+/**
+ * `calls` G.711 calls of `packets` packets each, the nth call losing n % 3 packets and every fifth
+ * call's media arriving unmarked; with `bothWays`, each call is answered (200 OK with SDP) and has
+ * its reverse stream too, as a capture at a site sees a real call. Judged.
+ */
+export function generatedCapture(
+  calls: number,
+  o: { packets?: number; name?: string; bothWays?: boolean } = {},
+): CaptureResult {
+  const packets = o.packets ?? 100;
   const frames: Frame[] = [];
   const T0 = 1_700_000_000;
+  const media = (rtp: Endpoints, ssrc: number, c: number, startS: number) => {
+    for (let n = 0; n < packets; n++) {
+      if (n > 10 && n <= 10 + (c % 3)) continue;
+      const bytes = frameFor(1, udpPacket(rtp, rtpPacket({ ssrc, payloadType: 0, timestampStep: 160 }, n)));
+      frames.push({ time: startS + n * 0.02, bytes });
+    }
+  };
   for (let c = 0; c < calls; c++) {
-    const sip: Endpoints = { src: A, dst: B, srcPort: 5060, dstPort: 5060, dscp: 24 };
-    const invite = sipInvite({
+    const sdp = {
       callId: `call-${c}@example`,
       from: `sip:agent${c}@example.com`,
       to: 'sip:queue@example.com',
-      mediaAddress: B,
-      mediaPort: 30000 + 2 * c,
       payloadTypes: [0],
-    });
-    frames.push({ time: T0 + c * 0.01, bytes: frameFor(1, udpPacket(sip, invite)) });
-    const rtp: Endpoints = {
-      src: A,
-      dst: B,
-      srcPort: 20000 + 2 * c,
-      dstPort: 30000 + 2 * c,
-      dscp: c % 5 === 0 ? 0 : 46,
     };
-    for (let n = 0; n < packets; n++) {
-      if (n > 10 && n <= 10 + (c % 3)) continue;
-      const bytes = frameFor(
-        1,
-        udpPacket(rtp, rtpPacket({ ssrc: 0x5000 + c, payloadType: 0, timestampStep: 160 }, n)),
+    const invite = sipInvite({ ...sdp, mediaAddress: B, mediaPort: 30000 + 2 * c });
+    const sip: Endpoints = { src: A, dst: B, srcPort: 5060, dstPort: 5060, dscp: 24 };
+    frames.push({ time: T0 + c * 0.01, bytes: frameFor(1, udpPacket(sip, invite)) });
+    const dscp = c % 5 === 0 ? 0 : 46;
+    media(
+      { src: A, dst: B, srcPort: 20000 + 2 * c, dstPort: 30000 + 2 * c, dscp },
+      0x5000 + c,
+      c,
+      T0 + 1 + c * 0.01,
+    );
+    if (o.bothWays) {
+      const ok = sipInvite({ ...sdp, mediaAddress: A, mediaPort: 20000 + 2 * c, response: 200 });
+      const back: Endpoints = { src: B, dst: A, srcPort: 5060, dstPort: 5060, dscp: 24 };
+      frames.push({ time: T0 + c * 0.01 + 0.5, bytes: frameFor(1, udpPacket(back, ok)) });
+      media(
+        { src: B, dst: A, srcPort: 30000 + 2 * c, dstPort: 20000 + 2 * c, dscp },
+        0x9000 + c,
+        c + 1,
+        T0 + 1.005 + c * 0.01,
       );
-      frames.push({ time: T0 + 1 + c * 0.01 + n * 0.02, bytes });
     }
   }
   frames.sort((a, b) => a.time - b.time);
-  return analyzeCapture(memorySource(writePcap(frames)), name, { policy: DEFAULT_POLICY });
+  return analyzeCapture(memorySource(writePcap(frames)), o.name ?? 'gen.pcap', { policy: DEFAULT_POLICY });
 }

@@ -220,6 +220,68 @@ describe.skipIf(unavailable)(
       }
     }, 120_000);
 
+    it('a 100-call capture: every call and stream on the page, folded, read without JavaScript and printed in full', async () => {
+      const capture = generatedCapture(100, { packets: 30, bothWays: true });
+      expect(capture.streams).toHaveLength(200);
+      const file = join(dir, 'capture-100.html');
+      writeFileSync(file, renderReportHtml(JSON.parse(JSON.stringify(capture))));
+      const streamIds = capture.streams.map((s) => s.id);
+      /** The listing's row groups (one per call) and stream rows, as the page holds them. */
+      const listing = (page: Page) =>
+        page.evaluate(() => {
+          const table = document.querySelector('details.listing table.streams');
+          const text = (sel: string) =>
+            [...(table?.querySelectorAll(sel) ?? [])].map((e) => e.textContent ?? '');
+          return { calls: text('th[scope=rowgroup]'), streams: text('tbody th[scope=row]') };
+        });
+      const expectEveryCallAndStream = (l: { calls: string[]; streams: string[] }) => {
+        expect(l.streams).toEqual(streamIds);
+        expect(l.calls).toHaveLength(capture.calls.length);
+        for (const [i, c] of capture.calls.entries()) expect(l.calls[i]).toContain(c.callId);
+      };
+
+      for (const javaScriptEnabled of [true, false]) {
+        const context = await browser.newContext({
+          javaScriptEnabled,
+          viewport: { width: 1280, height: 900 },
+        });
+        cleanups.push(() => context.close());
+        const page = await context.newPage();
+        const watch = watchPage(page);
+        await page.goto(`file://${file}`);
+        expect(await page.locator('.verdict h2').textContent()).toMatch(/VoIP-ready — capture /);
+        for (const c of capture.checks) expect(await page.locator(`tr#check-${c.id}`).isVisible()).toBe(true);
+        // the worst streams stand open; the whole listing is folded (not laid out) but in the page
+        expect(await page.locator('table.streams').first().locator('tbody tr').count()).toBe(10);
+        expect(await page.locator('details.listing').getAttribute('open')).toBeNull();
+        expect(await page.locator('details.listing table.streams tbody tr').first().isVisible()).toBe(false);
+        expectEveryCallAndStream(await listing(page));
+        if (javaScriptEnabled) {
+          expect(await expectChartsDrawn(page)).toBe(2);
+          await page.click('details.listing > summary');
+          expect(await page.locator('details.listing table.streams tbody tr').last().isVisible()).toBe(true);
+          await page.click('details.listing > summary');
+          await page.screenshot({ path: join(artifactDir(), 'report-capture-100.png'), fullPage: true });
+        } else expect(await page.locator('.chart[data-drawn]').count()).toBe(0);
+        expectClean(watch);
+        if (javaScriptEnabled) continue;
+        // printed with the listing still closed: the print CSS opens it, so every call and stream is in the PDF
+        const pdf = join(artifactDir(), 'report-capture-100.pdf');
+        await page.pdf({ path: pdf, format: 'A4', printBackground: true });
+        const text = execFileSync('pdftotext', ['-layout', pdf, '-'], {
+          encoding: 'utf8',
+          maxBuffer: 64 << 20,
+        });
+        const firstPage = execFileSync('pdftotext', ['-f', '1', '-l', '1', '-layout', pdf, '-'], {
+          encoding: 'utf8',
+        });
+        expect(firstPage).toMatch(/VoIP-ready/);
+        for (const c of capture.calls) expect(text).toContain(c.callId);
+        const words = new Set(text.split(/\s+/));
+        expect(streamIds.filter((id) => !words.has(id))).toEqual([]);
+      }
+    }, 180_000);
+
     it('hostile text stays text: no script runs, no dialog, layout intact (collector page and file)', async () => {
       const { page, watch } = await signedInPage();
       await page.goto(`${collector.url}/sites/evil`);

@@ -183,6 +183,25 @@ describe('renderReportHtml', () => {
     expect(page).toContain('id="capture-chart-jitter"');
   });
 
+  it('a large capture: the worst streams open, every call and stream in a folded listing, one row group per call', () => {
+    const capture = generatedCapture(40, { packets: 20, bothWays: true });
+    expect(capture.streams).toHaveLength(80);
+    const page = renderReportHtml(JSON.parse(JSON.stringify(capture)));
+    const folded = page.slice(page.indexOf('<details class="listing">'));
+    expect(folded.length).toBeLessThan(page.length);
+    expect(page.match(/scope="rowgroup"/g)).toHaveLength(40);
+    for (const [i, call] of capture.calls.entries()) {
+      expect(folded).toContain(`Call ${i + 1}: ${escapeHtml(call.callId)}`);
+      for (const id of call.streams) expect(folded).toContain(`<th scope="row">${id}</th>`);
+    }
+    // the worst ten, each with its call, stand above the listing
+    expect(
+      page.slice(0, page.indexOf('<details class="listing">')).match(/<th scope="row">s\d+ <span/g),
+    ).toHaveLength(10);
+    // no endpoint sent RTCP XR: no column of dashes for MOS
+    expect(page).not.toContain('MOS (RTCP XR)');
+  });
+
   it('an assessment with history; stale readiness overrides the stored verdict', () => {
     const probe = judgedProbe();
     const assessment = {

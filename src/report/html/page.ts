@@ -85,6 +85,11 @@ table.checks q { quotes: "\\201C" "\\201D"; font-style: italic; }
 .chart-figure { margin: 12px 0 18px; break-inside: avoid; }
 .chart-title { font-weight: 600; }
 .chart { min-height: 250px; margin-top: 6px; }
+/* A capture's calls and streams: numeric columns by position (no class on each of thousands of cells). */
+table.streams td:nth-child(n+5):nth-child(-n+9), table.streams td:nth-child(11) { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.streams td:nth-child(3) { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+table.streams th[scope=rowgroup] { background: #f7f7fa; font-weight: 600; border-top: 2px solid var(--line); }
+details.listing > summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
 details.fold summary { cursor: pointer; color: var(--muted); font-size: .85em; }
 .chart-data summary { cursor: pointer; font-size: .85rem; color: var(--muted); }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
@@ -98,6 +103,22 @@ form.login button { font: inherit; padding: 6px 12px; justify-self: start; }
   main, header.page, footer.page { max-width: none; padding: 0; }
   nav.page, .no-print, .chart-data, details.fold { display: none; }
   .table-wrap { overflow: visible; content-visibility: visible; }
+  /* A folded listing prints in full (a closed <details> keeps its content in ::details-content). */
+  details.listing::details-content { content-visibility: visible; display: block; }
+  details.listing > summary { list-style: none; }
+  /* Wide tables fit the A4 width: headers may wrap, the streams' many columns in smaller type. */
+  table.streams thead th { white-space: normal; }
+  table.streams { font-size: 8.5pt; }
+  /* The checks by fixed shares of the width: evidence text breaks anywhere, so auto layout starves it. */
+  table.checks { table-layout: fixed; }
+  table.checks td, table.checks th { min-width: 0; max-width: none; white-space: normal; padding: 4px 5px; }
+  table.checks thead th:nth-child(1) { width: 12%; }
+  table.checks thead th:nth-child(2) { width: 13%; }
+  table.checks thead th:nth-child(3) { width: 10%; }
+  table.checks thead th:nth-child(4) { width: 9%; }
+  table.checks thead th:nth-child(5) { width: 16%; }
+  table.checks thead th:nth-child(6) { width: 24%; }
+  table.checks thead th:nth-child(7) { width: 16%; }
   tr, .verdict, .chart-figure { break-inside: avoid; }
   h2, h3 { break-after: avoid; }
   a { color: inherit; text-decoration: none; }
