@@ -6,7 +6,7 @@
 // each class's drops, which must equal what the captures saw vanish. Plus: a reflector without
 // --accept-load (one-line error, at once) and Ctrl-C stopping the load.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,6 +37,12 @@ const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
 const MEDIA_PORT = 5004;
 const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
 const EGRESS = 'eth1'; // the router's interface towards the data centre
+/**
+ * EF may add 40 ms at p95 (default 10): headroom for a loaded 2-core machine, where the probe's and
+ * the kernel's stamps run late now and then; best effort's queue adds 200-300 ms here, EF's class
+ * a few hundred microseconds.
+ */
+const POLICY = 'priority: { maxAddedDelayMs: 40 }\n';
 /** Best effort's queue: 150 kB is 300 ms at 4 Mbit/s, a deep buffer as WAN routers have. */
 const BE_QUEUE_BYTES = 150_000;
 
@@ -154,6 +160,7 @@ describe.skipIf(unavailable !== undefined)(
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'vr-netns-priority-'));
+      writeFileSync(join(dir, 'policy.yaml'), POLICY);
       topo = await createTopology();
       reflector = startCli(['reflector', '--listen', PEER, '--accept-load'], { ns: topo.dc });
       await reflector.waitForStderr(/accepting load/, 10_000);
@@ -185,6 +192,8 @@ describe.skipIf(unavailable !== undefined)(
           '1s',
           '--json',
           '--priority-test',
+          '--policy',
+          join(dir, 'policy.yaml'),
           ...loadArgs,
         ],
         { ns: topo.site, timeoutMs: 60_000 },
@@ -236,7 +245,7 @@ describe.skipIf(unavailable !== undefined)(
       const ef = wire(json, seen, 'ef');
       const be = wire(json, seen, 'be');
       expect(be.addedP95Ms).toBeGreaterThan(50);
-      expect(ef.addedP95Ms).toBeLessThan(10);
+      expect(ef.addedP95Ms).toBeLessThan(20);
       // The probe's added delays are the wire's, off by its own send stamping (headroom for a
       // loaded 2-core machine: 5 ms, or a fifth of the queue's delay).
       expect(Math.abs(p.be.addedDelayP95Ms! - be.addedP95Ms)).toBeLessThanOrEqual(5 + 0.2 * be.addedP95Ms);
@@ -334,6 +343,7 @@ describe.skipIf(unavailable !== undefined)(
         last = now;
       }
       expect(rate).toBeGreaterThanOrEqual(100_000);
+      await new Promise((r) => setTimeout(r, 500));
       const signalMs = Date.now();
       probe.child.kill('SIGINT');
       const out = await probe.done;
@@ -342,7 +352,8 @@ describe.skipIf(unavailable !== undefined)(
       expect(out.signal ?? out.code).toBeTruthy();
       expect(out.elapsedMs).toBeLessThan(60_000);
       const loads = [...(await forwardDatagrams(site.file)).values()].filter((d) => d.cls === 'load');
-      expect(loads.length).toBeGreaterThan(100);
+      // At least the half second of 4 Mbit/s seen on the class, and the half second after.
+      expect(loads.length).toBeGreaterThan(150);
       const last = Math.max(...loads.map((d) => d.timeMs));
       // Nothing left the site after the signal but what was already on its way (headroom: 1 s on
       // a loaded machine; at 4 Mbit/s the load is 400 datagrams a second).
