@@ -111,6 +111,12 @@ export class IngestService {
   async ingest(report: AgentReport): Promise<IngestOutcome> {
     const { store, config, now, timeSeries } = this.deps;
     const body = JSON.stringify(report);
+    // The evidence a report carries forward is the site's latest, which another collector on a
+    // shared store may have stored a moment ago.
+    if (store.shared) {
+      const stored = await store.latestOf(report.site);
+      if (stored) this.keepSite(stored);
+    }
     const receivedAtMs = now();
     const assessment = assessReport({
       report,

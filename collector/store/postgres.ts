@@ -78,6 +78,11 @@ CREATE TABLE influx_rejected (
 
 const PRUNE_BATCH = 2000;
 
+/** Each site's latest assessment with its report. */
+const LATEST = `SELECT a.doc, r.body FROM sites s
+  JOIN assessments a ON a.assessment_id = s.assessment_id
+  JOIN reports r ON r.site = a.site AND r.report_id = a.report_id`;
+
 export class PostgresStore implements ReportStore {
   readonly shared = true;
   private readonly pool: pg.Pool;
@@ -190,12 +195,13 @@ export class PostgresStore implements ReportStore {
   }
 
   async latestPerSite(): Promise<SiteLatest[]> {
-    const rows = await this.read<{ doc: string; body: string }>(
-      `SELECT a.doc, r.body FROM sites s
-       JOIN assessments a ON a.assessment_id = s.assessment_id
-       JOIN reports r ON r.site = a.site AND r.report_id = a.report_id ORDER BY s.site`,
-    );
+    const rows = await this.read<{ doc: string; body: string }>(`${LATEST} ORDER BY s.site`);
     return rows.map(decode);
+  }
+
+  async latestOf(site: string): Promise<SiteLatest | undefined> {
+    const rows = await this.read<{ doc: string; body: string }>(`${LATEST} WHERE s.site = $1`, [site]);
+    return rows[0] ? decode(rows[0]) : undefined;
   }
 
   async latestHostsPerSite(): Promise<SiteLatest[]> {

@@ -24,6 +24,11 @@ import { StoreUnavailableError } from './store.js';
 
 export const SCHEMA_VERSION = 2;
 
+/** Each site's latest assessment with its report. */
+const LATEST = `SELECT a.doc AS doc, r.body AS body FROM sites s
+  JOIN assessments a ON a.assessment_id = s.assessment_id
+  JOIN reports r ON r.site = a.site AND r.report_id = a.report_id`;
+
 // Report ids are the agents' choice, so they are unique per site only: one site's ids neither
 // collide with nor reveal another's (schema 2; schema 1 keyed reports by report_id alone).
 const reportsTable = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
@@ -296,11 +301,8 @@ export class SqliteStore implements ReportStore {
       );
     }
     this.stmt = {
-      latest: this.db.prepare(
-        `SELECT a.doc AS doc, r.body AS body FROM sites s
-         JOIN assessments a ON a.assessment_id = s.assessment_id
-         JOIN reports r ON r.site = a.site AND r.report_id = a.report_id ORDER BY s.site`,
-      ),
+      latest: this.db.prepare(`${LATEST} ORDER BY s.site`),
+      latestOf: this.db.prepare(`${LATEST} WHERE s.site = ?`),
       latestHosts: this.db.prepare(
         `SELECT a.doc AS doc, r.body AS body FROM site_hosts h
          JOIN assessments a ON a.assessment_id = h.assessment_id
@@ -439,6 +441,11 @@ export class SqliteStore implements ReportStore {
 
   async latestPerSite(): Promise<SiteLatest[]> {
     return (this.stmt.latest.all() as { doc: string; body: string }[]).map(decode);
+  }
+
+  async latestOf(site: string): Promise<SiteLatest | undefined> {
+    const row = this.stmt.latestOf.get(site) as { doc: string; body: string } | undefined;
+    return row ? decode(row) : undefined;
   }
 
   async latestHostsPerSite(): Promise<SiteLatest[]> {

@@ -64,6 +64,8 @@ export interface ReportStore {
   save(entry: NewReport): Promise<SaveResult>;
   /** The latest assessment of every site, by measurement time, with its report. */
   latestPerSite(): Promise<SiteLatest[]>;
+  /** One site's latest assessment with its report (latestPerSite's row of that site). */
+  latestOf(site: string): Promise<SiteLatest | undefined>;
   /** The latest assessment carrying a host result, per site and host, by measurement time. */
   latestHostsPerSite(): Promise<SiteLatest[]>;
   assessment(id: string): Promise<SiteLatest | undefined>;

@@ -241,6 +241,8 @@ describe.each([sqlite, postgres])('store contract: $name', (backend) => {
     await reports.save(evenNewer);
     const now = await reports.latestPerSite();
     expect(now.map((l) => [l.assessment.reportId, l.assessment.ready])).toEqual([['rep-newest', true]]);
+    expect((await reports.latestOf('hq'))?.report).toEqual(evenNewer.report);
+    expect(await reports.latestOf('branch')).toBeUndefined();
   });
 
   it.skipIf(skip)(
