@@ -86,12 +86,14 @@ const hopBefore = (r: TraceResult, ttl: number) =>
  * on the link after 198.18.21.2" — or that it was kept, or why the trace says nothing.
  */
 export function traceFinding(r: TraceResult): string {
-  if (r.outcome === 'changed') {
-    const at = r.hops.find((h) => h.ttl === r.firstChangeAtTtl)!;
-    const before = hopBefore(r, at.ttl);
+  // A document from a report is checked by shape only: a hop it names may be missing.
+  const at = r.outcome === 'changed' ? r.hops.find((h) => h.ttl === r.firstChangeAtTtl) : undefined;
+  if (r.outcome === 'changed' && r.firstChangeAtTtl !== null) {
+    const before = hopBefore(r, r.firstChangeAtTtl);
     const from = dscpName(before?.dscpSeen ?? r.dscpSent);
-    return `mark first changed at hop ${at.ttl} (${at.address}): ${from} → ${dscpName(at.dscpSeen!)}, on the link after ${before?.address ?? 'this host'}`;
+    const to = at?.dscpSeen != null ? dscpName(at.dscpSeen) : 'another mark';
+    return `mark first changed at hop ${r.firstChangeAtTtl} (${at?.address ?? 'address not given'}): ${from} → ${to}, on the link after ${before?.address ?? 'this host'}`;
   }
   if (r.outcome === 'kept') return `${dscpName(r.dscpSent)} kept at every hop up to ${r.address}`;
-  return `not located: ${r.unknownReason}`;
+  return `not located: ${r.unknownReason ?? 'no reason given'}`;
 }

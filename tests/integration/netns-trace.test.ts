@@ -131,6 +131,14 @@ describe.skipIf(unavailable !== undefined)(
       // Ground truth: the rewrite rule really touched the probes that went past router 2 (TTL ≥ 3).
       expect(await chain.counter(2, TABLE, 'rewritten')).toBeGreaterThanOrEqual(2);
       expect(code).toBe(1);
+      // The table for people names the same link in one line.
+      const text = await runCli(['trace', '--peer', chain.dcAddr, '--max-hops', '8'], {
+        ns: chain.site,
+        timeoutMs: 50_000,
+      });
+      expect(text.stdout).toContain(
+        `mark first changed at hop 3 (${chain.routerAddrs[2]}): EF → CS0, on the link after ${chain.routerAddrs[1]}\n`,
+      );
     });
 
     it('CS3 on the signalling port, rewritten to AF11 by router 3: first seen at the peer (TTL 4)', async () => {

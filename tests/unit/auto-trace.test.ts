@@ -1,6 +1,7 @@
 // The agent traces the forward path by itself when a DSCP check fails there — once per peer and
 // check per hour — and the collector names the hop in that check's evidence. The trace itself is
 // tests/integration/netns-trace.test.ts's; here a recorded result stands in for it.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { autoTracer, type TraceRequest, traceTargets } from '../../agent/service/auto-trace.js';
 import type { Clock } from '../../agent/service/clock.js';
@@ -9,7 +10,7 @@ import { assessReport } from '../../collector/assessment.js';
 import { DEFAULT_POLICY, judgeNetwork } from '../../src/policy.js';
 import { evidenceFromProbe } from '../../src/probe-evidence.js';
 import { AgentReport, type ProbeResult } from '../../src/schemas.js';
-import { TRACE_SCHEMA, type TraceResult, traceFinding } from '../../src/trace-schema.js';
+import { TRACE_SCHEMA, TraceResult, traceFinding } from '../../src/trace-schema.js';
 
 const CHANGED: TraceResult = {
   schema: TRACE_SCHEMA,
@@ -162,6 +163,37 @@ describe('automatic trace on a failing DSCP check', () => {
     expect(AgentReport.safeParse({ ...base, traces: [one] }).success).toBe(true);
     expect(traceFinding({ ...CHANGED, outcome: 'unknown', firstChangeAtTtl: null, unknownReason: 'x' })).toBe(
       'not located: x',
+    );
+  });
+
+  it('names a hop from any document the contract accepts, without throwing (a report is hostile input)', () => {
+    const hop = fc.record({
+      ttl: fc.integer({ min: 1, max: 255 }),
+      address: fc.option(fc.string({ maxLength: 64 })),
+      rttMs: fc.option(fc.double({ min: 0, max: 1e6, noNaN: true })),
+      dscpSeen: fc.option(fc.integer({ min: 0, max: 63 })),
+      changed: fc.boolean(),
+      reply: fc.constantFrom(
+        'time-exceeded',
+        'port-unreachable',
+        'unreachable',
+        'reflector-reply',
+        'udp-reply',
+        'none',
+      ),
+      attempts: fc.integer({ min: 1, max: 5 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(hop, { maxLength: 10 }),
+        fc.option(fc.integer({ min: 1, max: 255 })),
+        fc.constantFrom('kept', 'changed', 'unknown'),
+        fc.option(fc.string({ maxLength: 500 })),
+        (hops, firstChangeAtTtl, outcome, unknownReason) => {
+          const doc = TraceResult.parse({ ...CHANGED, hops, firstChangeAtTtl, outcome, unknownReason });
+          expect(traceFinding(doc).length).toBeLessThan(1000);
+        },
+      ),
     );
   });
 });
