@@ -237,10 +237,22 @@ describe('renderReportHtml', () => {
     expect(stale).toContain('The evidence is stale.');
   });
 
-  it('an agent report renders each probe', () => {
-    const page = renderReportHtml(sampleReport({ reportId: 'rep-html-0001' }));
+  it('an agent report renders each probe; with several peers every id is unique and every link lands', () => {
+    const one = sampleReport({ reportId: 'rep-html-0001' });
+    const page = renderReportHtml(one);
     expect(page).toContain('site hq');
     expect(page).toContain('Path to dc1.example.net:4000');
+    const failing = hostileProbe();
+    const two = renderReportHtml({ ...one, probes: [judgedProbe(), failing] });
+    expect(two).toContain(`Path to ${escapeHtml(failing.peer)}`);
+    const ids = [...two.matchAll(/ id="([^"]+)"/g)].map((m) => m[1]!);
+    expect(ids.length - new Set(ids).size).toBe(0);
+    const links = [...two.matchAll(/ href="#([^"]+)"/g)].map((m) => m[1]!);
+    expect(links.length).toBeGreaterThan(0);
+    expect(links.filter((l) => !ids.includes(l))).toEqual([]);
+    // both peers' rows of one check, each with its own anchor
+    expect(two).toContain('id="check-peer0-latency"');
+    expect(two).toContain('id="check-peer1-latency"');
   });
 
   it('refuses what is not a voipready document with a one-line reason', () => {

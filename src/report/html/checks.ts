@@ -115,11 +115,17 @@ function checkRow(c: Check, anchor: string): Html {
 </tr>`;
 }
 
-export function checksTable(checks: Check[], caption: string, anchorPrefix: string): Html {
+/** `anchors`, one per check, when check ids repeat on the page (several peers' checks in one table). */
+export function checksTable(
+  checks: Check[],
+  caption: string,
+  anchorPrefix: string,
+  anchors?: string[],
+): Html {
   return html`<div class="table-wrap"><table class="checks">
 <caption>${caption}</caption>
 <thead><tr><th scope="col">Check</th><th scope="col">Status</th><th scope="col">Measured</th><th scope="col">Limit</th><th scope="col">Handbook</th><th scope="col">Evidence</th><th scope="col">What to do</th></tr></thead>
-<tbody>${checks.map((c) => checkRow(c, `${anchorPrefix}${c.id}`))}</tbody>
+<tbody>${checks.map((c, i) => checkRow(c, anchors?.[i] ?? `${anchorPrefix}${c.id}`))}</tbody>
 </table></div>`;
 }
 
@@ -131,6 +137,8 @@ export interface VerdictInput {
   /** Extra reason the verdict is what it is (stale evidence, no audio). */
   note?: string;
   anchorPrefix: string;
+  /** One anchor per check, as checksTable was given them (else prefix + check id). */
+  anchors?: string[];
   /** Word for a positive verdict ("VoIP-ready", "Healthy"). */
   readyWord?: string;
 }
@@ -142,7 +150,10 @@ export function verdictBlock(v: VerdictInput): Html {
   const warned = v.checks.filter((c) => c.status === 'warn');
   const readyWord = v.readyWord ?? 'VoIP-ready';
   const list = (cs: Check[]) =>
-    cs.map((c, i) => html`${i > 0 ? ', ' : ''}<a href="#${v.anchorPrefix}${c.id}">${checkLabel(c.id)}</a>`);
+    cs.map(
+      (c, i) =>
+        html`${i > 0 ? ', ' : ''}<a href="#${v.anchors?.[v.checks.indexOf(c)] ?? `${v.anchorPrefix}${c.id}`}">${checkLabel(c.id)}</a>`,
+    );
   return html`<section class="verdict verdict-${v.ready ? 'ready' : 'not-ready'}" aria-labelledby="verdict-heading">
 <h2 id="verdict-heading"><span class="verdict-word">${v.ready ? readyWord : `Not ${readyWord}`}</span> <span class="verdict-subject">— ${v.subject}</span></h2>
 <p class="verdict-counts">${v.checks.length - failing.length - unknown.length - warned.length} of ${v.checks.length} checks pass${failing.length ? html`; <strong>${failing.length} fail</strong>: ${list(failing)}` : ''}${unknown.length ? html`; <strong>${unknown.length} not measured</strong> (unknown is not a pass): ${list(unknown)}` : ''}${warned.length ? html`; ${warned.length} warn: ${list(warned)}` : ''}.</p>

@@ -79,6 +79,8 @@ interface Rendered {
   subject: string;
   ready: boolean;
   checks: Check[];
+  /** One anchor per check when check ids repeat (an agent report's peers). */
+  anchors?: string[];
   note?: string;
   readyWord?: string;
   body: Html;
@@ -144,12 +146,14 @@ function renderAgentReport(doc: unknown): Rendered {
   const checks = r.probes.flatMap((p) =>
     p.checks.map((c) => ({ ...c, evidence: `${p.peer}: ${c.evidence}` })),
   );
+  const anchors = r.probes.flatMap((p, i) => p.checks.map((c) => `check-peer${i}-${c.id}`));
   return {
     title: `VoIP readiness: site ${r.site}`,
     subtitle: `agent report ${r.reportId} from ${r.agent}, ${r.createdAt} (as the agent judged it)`,
     subject: `site ${r.site}`,
     ready: r.probes.every((p) => p.ready),
     checks,
+    anchors,
     body: html`${parts.map(
       ({ p, s }, i) =>
         html`<section aria-labelledby="peer${i}"><h2 id="peer${i}">Path to ${p.peer}</h2>${s.body}</section>`,
@@ -228,10 +232,11 @@ export function renderReportHtml(doc: unknown, options: ReportOptions = {}): str
     subject: r.subject,
     ...(r.note ? { note: r.note } : {}),
     anchorPrefix: 'check-',
+    ...(r.anchors ? { anchors: r.anchors } : {}),
     ...(r.readyWord ? { readyWord: r.readyWord } : {}),
   })}
 <section aria-labelledby="checks-heading"><h2 id="checks-heading">Handbook checks</h2>
-${checksTable(r.checks, 'One row per rule of the support handbook: status, measured value, limit, the sentence it enforces, the evidence and what to do', 'check-')}
+${checksTable(r.checks, 'One row per rule of the support handbook: status, measured value, limit, the sentence it enforces, the evidence and what to do', 'check-', r.anchors)}
 </section>
 ${r.body}`;
   return renderPage({
