@@ -137,7 +137,12 @@ export class PriorityRun {
 
   onSent(cls: ClassName, sentMs: number): void {
     this.classes[cls][this.phaseOf(sentMs)]!.sent++;
-    if (cls === 'be') this.windowSent++;
+    if (cls === 'be' && this.stepping) this.windowSent++;
+  }
+
+  /** The stepped load is still looking for the rate that makes the twins queue (the window is kept only then). */
+  private get stepping(): boolean {
+    return this.o.loadBps === undefined && this.rateBps > 0 && !this.holding && !this.stopped;
   }
 
   /** A reply to a probe of class `cls` on stream `stream`, sent at sentMs, arrived at the reflector at reflectorArrivalMs. */
@@ -153,7 +158,7 @@ export class PriorityRun {
       phase.jitter.set(stream, j);
     }
     j.update(reflectorArrivalMs, sentMs);
-    if (cls === 'be') {
+    if (cls === 'be' && this.stepping) {
       this.windowTransits.push(transitMs);
       this.windowReturned++;
     }
