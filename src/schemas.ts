@@ -85,6 +85,8 @@ export const ProbeStream = z.looseObject({
   reordered: z.number().int().nonnegative(),
   jitterMs: z.number().nonnegative(),
   jitterMaxMs: z.number().nonnegative(),
+  /** The stream's longest run of lost packets (absent in documents of older agents). */
+  maxBurstLoss: z.number().int().nonnegative().optional(),
   /** The reflector refused or forgot this stream: its counts above are 0 (kept out of the
    * direction's), the probe's own count of what it sent is `sent`, and the loss check is unknown. */
   unmeasured: Unmeasured.optional(),

@@ -197,6 +197,7 @@ function direction(
         lost: lostOf(d),
         duplicates: d.duplicates,
         reordered: d.reordered,
+        maxBurstLoss: burstOf(d),
         jitterMs: round(d.jitterMs),
         jitterMaxMs: round(d.jitterMaxMs),
         ...(which === 'forward' ? { source: s.forwardSource } : {}),

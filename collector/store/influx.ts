@@ -134,7 +134,8 @@ function rtpPoints(report: AgentReport, assessment: Assessment): SeriesPoint[] {
       fields.reportId = report.reportId;
       const streams = listedStreams(probe[direction]);
       if (!streams) return [{ measurement: RTP_MEASUREMENT, tags, fields, timeMs }];
-      // the direction's longest loss burst says nothing about one stream
+      // the direction's longest loss burst says nothing about one stream: each carries its own
+      // (documents of older agents list none)
       const { maxBurstLoss: _directionOnly, ...shared } = fields;
       return streams.map((s, index) => ({
         measurement: RTP_MEASUREMENT,
@@ -148,6 +149,7 @@ function rtpPoints(report: AgentReport, assessment: Assessment): SeriesPoint[] {
           lossPct: s.sent > 0 ? (100 * Math.max(0, s.lost)) / s.sent : 0,
           duplicates: s.duplicates,
           reordered: s.reordered,
+          ...(s.maxBurstLoss === undefined ? {} : { maxBurstLoss: s.maxBurstLoss }),
           jitterMs: s.jitterMs,
           jitterMaxMs: s.jitterMaxMs,
         },

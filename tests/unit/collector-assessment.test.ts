@@ -178,7 +178,7 @@ describe('collector assessment', () => {
     });
     const report = sampleReport({
       reportId: 'rep-0000008',
-      forward: { streams: [stream(0, 1.5), stream(1, 2.5)] } as never,
+      forward: { streams: [stream(0, 1.5), { ...stream(1, 2.5), maxBurstLoss: 1 }] } as never,
     });
     const points = pointsFromReport(report, assess(report));
     // forward: two streams; reverse lists none: one point for the direction
@@ -187,9 +187,11 @@ describe('collector assessment', () => {
       ['forward', '1'],
       ['reverse', undefined],
     ]);
+    // a stream's own longest burst when the agent listed it (older agents did not), never the direction's
     expect(points[0]?.fields).not.toHaveProperty('maxBurstLoss');
     expect(points[2]?.fields).toHaveProperty('maxBurstLoss', 0);
     expect(points[1]?.fields).toMatchObject({
+      maxBurstLoss: 1,
       ssrc: '0x00000001',
       jitterMs: 2.5,
       lost: 1,

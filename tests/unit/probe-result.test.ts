@@ -143,6 +143,7 @@ describe('probe result assembly', () => {
     const lossy = { ...m.media[0]!, forward: counts({ received: 1470, maxBurstLoss: 3 }) };
     const r = buildProbeResult({ ...m, media: [lossy, m.media[1]!] }, DEFAULT_POLICY);
     expect(r.forward).toMatchObject({ sent: 3000, received: 2970, lost: 30, lossPct: 1, maxBurstLoss: 3 });
+    expect(r.forward.streams?.map((s) => s.maxBurstLoss)).toEqual([3, 0]);
     expect(r.reverse.lost).toBe(0);
     // 30 of 1500 is 2 % on that stream: the rule is per stream.
     expect(byId(r, 'loss')).toMatchObject({ status: 'fail', value: 2 });
