@@ -6,7 +6,8 @@
 //   3. the reference: the same two points per report written straight to influxd's /write.
 // Every acknowledged report is counted back from the store, so the rate is of reports stored, not of
 // answers. Figures are printed side by side, never asserted. BENCH_SECONDS (default 10) per run,
-// BENCH_CONNECTIONS (default 32).
+// BENCH_CONNECTIONS (default 32). With `--store postgres`: the shared PostgreSQL store instead
+// (./collector-postgres.ts): one and two collectors, with and without haproxy, beside SQLite and pgbench.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -26,7 +27,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux
 const LOADER = fileURLToPath(new URL('./collector-load.js', import.meta.url));
 
-interface Load {
+export interface Load {
   requests: number;
   ok: number;
   non2xx: number;
@@ -75,7 +76,7 @@ async function autocannon(url: string, headers: Record<string, string>, body: st
 /** Every child this benchmark started, killed on the way out whatever happens. */
 const children = new Set<ChildProcess>();
 
-interface Collector {
+export interface Collector {
   child: ChildProcess;
   url: string;
   stop(): Promise<void>;
@@ -133,7 +134,7 @@ function cpuSeconds(pid: number): number {
   return (utime! + stime!) / CLOCK_TICKS;
 }
 
-interface Row {
+export interface Row {
   name: string;
   load: Load;
   stored?: number;
@@ -279,6 +280,31 @@ async function main(): Promise<void> {
     process.stdout.write(
       `collector ingest benchmark: ${SECONDS} s per run, ${CONNECTIONS} connections, one probe result per report; ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the start\n`,
     );
+    if (process.argv.includes('--store')) {
+      const store = process.argv[process.argv.indexOf('--store') + 1];
+      if (store !== 'postgres')
+        throw new Error(`--store ${store}: only postgres (SQLite is the default run)`);
+      const { benchPostgres } = await import('./collector-postgres.js');
+      const rows = await benchPostgres(dir, {
+        seconds: SECONDS,
+        connections: CONNECTIONS,
+        bodyTemplate: BODY_TEMPLATE,
+        autocannon,
+        startCollectorProcess,
+        storedCount,
+        cpuSeconds,
+        sqliteRow: () => benchCollector(dir, 'full', undefined),
+      });
+      process.stdout.write(`${table(rows)}\n`);
+      const reference = rows[rows.length - 1]!;
+      const rate = (r: Row) => (r.stored ?? r.load.ok) / r.load.seconds;
+      for (const r of rows.slice(0, -1))
+        process.stdout.write(`${r.name}: ${(rate(r) / rate(reference)).toFixed(2)} × pgbench's rate\n`);
+      process.stdout.write(
+        `load average ${loadavg()[0]!.toFixed(1)} at the end (a busy machine understates every row; compare the load generators' CPU µs/report across rows)\n`,
+      );
+      return;
+    }
     const rows: Row[] = [];
     rows.push(await benchCollector(dir, 'full', undefined));
     rows.push(await benchCollector(dir, 'normal', undefined));

@@ -43,7 +43,9 @@ export interface PgCluster {
   output(): string;
 }
 
-export async function startPgCluster(): Promise<PgCluster> {
+/** `settings`: more `-c name=value` server settings, after (so overriding) the test defaults — a
+ * benchmark turns fsync back on. */
+export async function startPgCluster(settings: string[] = []): Promise<PgCluster> {
   const bin = serverBinDir();
   if (!bin) throw new Error(postgresMissing());
   const asRoot = process.getuid?.() === 0;
@@ -112,6 +114,7 @@ export async function startPgCluster(): Promise<PgCluster> {
       'shared_buffers=16MB',
       '-c',
       'max_connections=60',
+      ...settings.flatMap((setting) => ['-c', setting]),
     ]);
     const proc = spawn(server.command, server.args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
