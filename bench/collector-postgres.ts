@@ -32,28 +32,35 @@ export interface BenchTools {
   sqliteRow(): Promise<Row>;
 }
 
-/** CPU seconds of the cluster's postmaster and every backend it forked, by pid. */
-function clusterCpu(cluster: PgCluster, cpuSeconds: (pid: number) => number): Map<number, number> {
-  const postmaster = Number(readFileSync(join(cluster.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const cpu = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const pid = Number(entry);
-      if (pid === postmaster || ppid === postmaster) cpu.set(pid, cpuSeconds(pid));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return cpu;
+/** proc(5) stat fields after the command name: [utime, stime, cutime, cstime] in seconds. */
+function procTimes(pid: number): number[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .slice(11, 15)
+    .map((ticks) => Number(ticks) / 100);
 }
 
-/** CPU the cluster used between two snapshots (backends started in between count from zero). */
-function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
-  let total = 0;
-  for (const [pid, s] of after) total += s - (before.get(pid) ?? 0);
+/**
+ * CPU seconds the cluster has used: the postmaster's own and its reaped backends' (cutime, cstime:
+ * pgbench's connections end before the run is over), plus every live backend's. The difference of
+ * two readings is what the cluster spent in between.
+ */
+function clusterCpu(cluster: PgCluster): number {
+  const postmaster = Number(readFileSync(join(cluster.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  let total = procTimes(postmaster).reduce((a, b) => a + b, 0);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === postmaster) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== postmaster) continue;
+      const [utime, stime] = procTimes(Number(entry));
+      total += utime! + stime!;
+    } catch {
+      // the backend ended while we looked (its time is now in the postmaster's cutime)
+    }
+  }
   return total;
 }
 
@@ -96,9 +103,9 @@ async function runCollectors(
     const pids = [...collectors.map((c) => c.child.pid!), ...(lb ? [lb.pid] : [])];
     const headers = { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' };
     const before = pids.map(tools.cpuSeconds);
-    const pgBefore = clusterCpu(cluster, tools.cpuSeconds);
+    const pgBefore = clusterCpu(cluster);
     const load = await tools.autocannon(`${target}/api/v1/reports`, headers, tools.bodyTemplate);
-    const pgCpu = cpuBetween(pgBefore, clusterCpu(cluster, tools.cpuSeconds));
+    const pgCpu = clusterCpu(cluster) - pgBefore;
     const ownCpu = pids.reduce((s, pid, i) => s + tools.cpuSeconds(pid) - before[i]!, 0);
     const stored = await tools.storedCount(target, viewerToken);
     return {
@@ -180,7 +187,7 @@ async function runPgbench(tools: BenchTools, cluster: PgCluster, dir: string): P
     { stdio: 'ignore' },
   );
   await new Promise((resolve) => setup.once('close', resolve));
-  const pgBefore = clusterCpu(cluster, tools.cpuSeconds);
+  const pgBefore = clusterCpu(cluster);
   // `time` reports pgbench's own CPU (it shares the two cores with the server, as autocannon does)
   const args = [
     '-f',
@@ -216,7 +223,7 @@ async function runPgbench(tools: BenchTools, cluster: PgCluster, dir: string): P
   });
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   if (code !== 0) throw new Error(`pgbench exited ${code}: ${err}`);
-  const pgCpu = cpuBetween(pgBefore, clusterCpu(cluster, tools.cpuSeconds));
+  const pgCpu = clusterCpu(cluster) - pgBefore;
   const [user, system] = err.trim().split('\n').slice(-1)[0]!.split(' ').map(Number);
   const processed = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? 0);
   const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0);

@@ -36,6 +36,7 @@ const AGENTS = [
   { name: 'branch-agent-2', site: 'branch' },
 ].map((a, i) => ({ ...a, token: `agent-token-${i}-${'x'.repeat(24)}` }));
 const EVERY_MS = 100;
+const VIEWER = 'viewer-token-noc-0123456789abcd';
 
 let cluster: PgCluster;
 let url: string;
@@ -110,6 +111,7 @@ describe.skipIf(unavailable)(
         `collector:
   store: { kind: postgres, url: "${url}", poolSize: 5, timeout: 3s }
   rateLimit: { perSecond: 1000, burst: 1000 }
+  viewers: [{ name: noc, tokenHash: "${hashToken(VIEWER)}" }]
   agents:
 ${AGENTS.map((a) => `    - { name: ${a.name}, site: ${a.site}, tokenHash: "${hashToken(a.token)}" }`).join('\n')}
 `,
@@ -215,6 +217,25 @@ ${AGENTS.map((a) => `    - { name: ${a.name}, site: ${a.site}, tokenHash: "${has
       // by haproxy to the other collector (collector2 killed)
       expect(outcomes.some((o) => o.status === 503)).toBe(true);
       expect(lb.requests().some((r) => r.redispatched && r.status < 300)).toBe(true);
+      // both collectors export the same site and path figures from the shared store, whichever
+      // of them stored each report (each re-reads the sites' latest evidence before a scrape)
+      const figures = async (c: CollectorProcess) =>
+        (await (await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${VIEWER}` } })).text())
+          .split('\n')
+          .filter((l) => /^voipready_(path_[a-z_]+|site_ready)\{/.test(l))
+          .sort();
+      let views: string[][] = [];
+      await waitUntil(
+        'both collectors to export the same site figures',
+        async () => {
+          views = await Promise.all(
+            [collectors.collector1!.process!, collectors.collector2!.process!].map(figures),
+          );
+          return views[0]!.length > 0 && views[0]!.join('\n') === views[1]!.join('\n');
+        },
+        10_000,
+      ).catch(() => expect(views[1]).toEqual(views[0]));
+      expect(views[0]!.filter((l) => l.startsWith('voipready_site_ready{')).length).toBe(2);
       const summary = {
         reports: rows.length,
         duplicates: outcomes.filter((o) => o.status === 200).length,
