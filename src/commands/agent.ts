@@ -74,15 +74,20 @@ export const command: Command = {
       agent = await startAgent(config, {
         probe: (request) => runProbe(request),
         sipPing: (request) => runSipPing(request),
-        trace: async ({ host, port, dscp, secret }) =>
-          runTrace({
-            peer: `${host.includes(':') ? `[${host}]` : host}:${port}`,
-            address: await resolveTraceAddress(host),
-            port,
-            dscp,
-            maxHops: DEFAULT_MAX_HOPS,
-            ...(secret ? { secret } : {}),
-          }),
+        ...(config.autoTrace.enabled
+          ? {
+              trace: async ({ host, port, dscp, secret }) =>
+                runTrace({
+                  peer: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+                  address: await resolveTraceAddress(host),
+                  port,
+                  dscp,
+                  maxHops: DEFAULT_MAX_HOPS,
+                  ...(secret ? { secret } : {}),
+                }),
+              traceEveryMs: config.autoTrace.every,
+            }
+          : {}),
         ...(config.host
           ? {
               host: persistentHostCollector(config.host, config.queue.dir, systemHostDeps(), (err) =>

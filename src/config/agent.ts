@@ -190,6 +190,13 @@ export const AgentConfig = z.strictObject({
       sip: z.array(AgentSipConfig).max(64).optional(),
       /** Host health (src/config/host.ts), in the same loop; lazy: host.ts uses Duration from here. */
       host: z.lazy(() => HostConfig).optional(),
+      /**
+       * The DSCP path trace the agent runs by itself when a probe's DSCP check fails on the way
+       * out (docs/trace.md): on by default, at most once per peer and check per `every`.
+       */
+      autoTrace: z
+        .strictObject({ enabled: z.boolean().default(true), every: Duration.default(3_600_000) })
+        .prefault({}),
     })
     .refine(
       (a) =>

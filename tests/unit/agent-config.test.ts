@@ -37,6 +37,18 @@ describe('agent config', () => {
     expect(a.probes[1]).toMatchObject({ peer: '[::1]:4000', codec: 'g711u', calls: 1, interval: 300_000 });
   });
 
+  it('traces failing DSCP checks by itself unless told not to, at most once an hour by default', () => {
+    const on = parseAgentConfig(VALID, '/etc/voipready/agent.yaml');
+    if (!on.ok) throw new Error('valid config refused');
+    expect(on.config.agent.autoTrace).toEqual({ enabled: true, every: 3_600_000 });
+    const off = parseAgentConfig(`${VALID}  autoTrace: { enabled: false }\n`, '/etc/voipready/agent.yaml');
+    if (!off.ok) throw new Error(off.errors.map(formatConfigError).join('\n'));
+    expect(off.config.agent.autoTrace).toEqual({ enabled: false, every: 3_600_000 });
+    const bad = parseAgentConfig(`${VALID}  autoTrace: { every: soon }\n`, '/etc/voipready/agent.yaml');
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) expect(bad.errors.map(formatConfigError).join('\n')).toMatch(/agent\.autoTrace\.every/);
+  });
+
   it('names the key path and the problem of every error, unknown keys included', () => {
     const bad = VALID.replace('codec: g729', 'codec: g7291')
       .replace('interval: 1m', 'interval: 5x\n      intervall: 3')
