@@ -5,7 +5,8 @@
 // Schema (docs/collector.md): measurement `voipready_rtp`, one point per direction per RTP stream
 // (per direction when the probe did not list its streams), at the probe's start time; tags site,
 // agent, peer, codec, direction, stream; fields the stream's measurements plus the direction's
-// delay and DSCP and the probe's round trip and E-model figures. Host results: ./influx-host.ts.
+// delay and DSCP and the probe's round trip and E-model figures. Host results: ./influx-host.ts;
+// the priority test's class × phase figures: ./influx-priority.ts.
 import { setTimeout as delay } from 'node:timers/promises';
 import { InfluxDB, type IPoint } from 'influx';
 import type { InfluxConfig } from '../../src/config/collector.js';
@@ -15,6 +16,7 @@ import type { AgentReport, DirectionStats, ProbeResult } from '../../src/schemas
 import { RESPONSE_STATS } from '../../src/sip/schema.js';
 import type { Assessment } from '../assessment.js';
 import { hostPoints } from './influx-host.js';
+import { priorityPoints } from './influx-priority.js';
 import { type RejectedPoint, type ReportStore, type SeriesPoint, StoreUnavailableError } from './store.js';
 
 export const RTP_MEASUREMENT = 'voipready_rtp';
@@ -69,9 +71,17 @@ function directionFields(probe: ProbeResult, direction: 'forward' | 'reverse'): 
 export function pointsFromReport(report: AgentReport, assessment: Assessment): SeriesPoint[] {
   return [
     ...rtpPoints(report, assessment),
+    ...priorityPoints(report, assessment, (i) => probeTimeMs(report, assessment, i)),
     ...sipPoints(report, assessment),
     ...hostPoints(report, assessment.maintenance),
   ];
+}
+
+/** A probe's points are at its start, never after arrival (an agent clock far ahead). */
+function probeTimeMs(report: AgentReport, assessment: Assessment, probeIndex: number): number {
+  const startedAt = report.probes[probeIndex]?.startedAt;
+  const startMs = startedAt ? Date.parse(startedAt) : Date.parse(assessment.measuredAt);
+  return Math.min(startMs, Date.parse(assessment.assessedAt));
 }
 
 export const SIP_MEASUREMENT = 'voipready_sip';
@@ -115,11 +125,8 @@ export function sipPoints(report: AgentReport, assessment: Assessment): SeriesPo
 }
 
 function rtpPoints(report: AgentReport, assessment: Assessment): SeriesPoint[] {
-  const receivedAtMs = Date.parse(assessment.assessedAt);
   return report.probes.flatMap((probe, i) => {
-    // At the probe's start, never after arrival (an agent clock far ahead).
-    const startMs = probe.startedAt ? Date.parse(probe.startedAt) : Date.parse(assessment.measuredAt);
-    const timeMs = Math.min(startMs, receivedAtMs);
+    const timeMs = probeTimeMs(report, assessment, i);
     const peerReady = assessment.peers[i]?.ready ?? false;
     return (['forward', 'reverse'] as const).flatMap((direction) => {
       const tags = {

@@ -10,6 +10,7 @@ import { type Reflector, startReflector } from '../../agent/reflector.js';
 import { sampleProbe, sampleReport } from '../../bench/collector-report.js';
 import { assessReport } from '../../collector/assessment.js';
 import { createMetrics } from '../../collector/metrics.js';
+import { pointsFromReport } from '../../collector/store/influx.js';
 import { formatConfigError, parseAgentConfig } from '../../src/config/agent.js';
 import { UserError } from '../../src/errors.js';
 import { reportInconsistencies } from '../../src/evidence-consistency.js';
@@ -540,6 +541,59 @@ describe('the collector and the priority check', () => {
     expect(text).toMatch(
       new RegExp(`^voipready_priority_load_sent_bytes_per_second\\{${peer}\\} 987500$`, 'm'),
     );
+  });
+
+  it('InfluxDB: a point per class and phase at the probe start, the collector verdict, rtp points unchanged', () => {
+    const plain = sampleProbe({ peer: 'dc2.example.net:4000', createdAt: new Date(T0).toISOString() });
+    const r = report(probeWith(quietEf, queuedBe), plain as never);
+    const a = assess(r);
+    const points = pointsFromReport(r, a);
+    const prio = points.filter((p) => p.measurement === 'voipready_priority');
+    // only the peer that ran the test: 2 classes × 3 phases
+    expect(prio.map((p) => `${p.tags.peer} ${p.tags.class} ${p.tags.phase}`)).toEqual(
+      ['ef', 'be'].flatMap((c) =>
+        ['unloaded', 'loaded', 'after'].map((ph) => `dc1.example.net:4000 ${c} ${ph}`),
+      ),
+    );
+    const beLoaded = prio.find((p) => p.tags.class === 'be' && p.tags.phase === 'loaded')!;
+    expect(beLoaded.tags).toEqual({
+      site: 'hq',
+      agent: 'hq-agent-1',
+      peer: 'dc1.example.net:4000',
+      codec: 'g711u',
+      class: 'be',
+      phase: 'loaded',
+    });
+    const pr = r.probes[0]!.priority;
+    expect(beLoaded.timeMs).toBe(Date.parse(r.probes[0]!.startedAt!));
+    expect(beLoaded.fields).toMatchObject({
+      dscp: 0,
+      sent: pr.be.loaded.sent,
+      returned: pr.be.loaded.returned,
+      lossPct: pr.be.loaded.lossPct,
+      delayP95Ms: 300,
+      addedDelayP95Ms: pr.be.addedDelayP95Ms,
+      loadSentBps: 7_900_000,
+      checkStatus: 'pass',
+      honoured: 1,
+      reportId: 'rep-prio-001',
+    });
+    // the added delays belong to the loaded phase only
+    const efUnloaded = prio.find((p) => p.tags.class === 'ef' && p.tags.phase === 'unloaded')!;
+    expect(efUnloaded.fields.addedDelayP95Ms).toBeUndefined();
+    // a degraded EF: 0; the rtp points of the same report keep their shape
+    const failed = assess(r, Policy.parse({ priority: { maxAddedDelayMs: 1 } }));
+    const again = pointsFromReport(r, failed);
+    expect(again.find((p) => p.measurement === 'voipready_priority')?.fields).toMatchObject({
+      checkStatus: 'fail',
+      honoured: 0,
+    });
+    const rtp = (points: ReturnType<typeof pointsFromReport>) =>
+      points.filter((p) => p.measurement !== 'voipready_priority');
+    const { priority: _dropped, ...withoutTest } = r.probes[0]!;
+    const bare = { ...r, probes: [withoutTest, plain] };
+    expect(rtp(again)).toEqual(rtp(pointsFromReport(bare as never, failed)));
+    expect(rtp(again).length).toBe(4);
   });
 });
 
