@@ -6,8 +6,8 @@
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import { REPO_ROOT } from './cli.js';
-import { type Service, startService, waitUntil } from './service.js';
+import { type CollectorProcess, REPO_ROOT, startCollectorProcess } from './cli.js';
+import { freeLoopbackPort, type Service, startService, waitUntil } from './service.js';
 
 export const HAPROXY_DIR = join(REPO_ROOT, 'deploy', 'haproxy');
 export const HAPROXY_CONFIG = join(HAPROXY_DIR, 'voipready.cfg');
@@ -154,4 +154,56 @@ export async function startHaproxy(backends: Backend[]): Promise<Haproxy> {
         timeoutMs,
       ),
   };
+}
+
+/** Collector processes (the real CLI) behind haproxy, each on a fixed loopback port. */
+export interface CollectorPool {
+  lb: Haproxy;
+  /** The process now running as `name` (a server name: collector1, collector2, …). */
+  process(name: string): CollectorProcess;
+  port(name: string): number;
+  /** Starts `name` (again, after a kill) on its port with the same configuration. */
+  start(name: string): Promise<void>;
+  /** Stops haproxy and every collector. */
+  stop(): Promise<void>;
+}
+
+/** Starts `count` collectors with one configuration and haproxy in front; resolves once all are UP. */
+export async function startCollectorPool(configFile: string, count: number): Promise<CollectorPool> {
+  const names = Array.from({ length: count }, (_, i) => `collector${i + 1}`);
+  const ports = new Map<string, number>();
+  const running = new Map<string, CollectorProcess>();
+  for (const name of names) ports.set(name, await freeLoopbackPort());
+  const start = async (name: string) => {
+    running.set(
+      name,
+      await startCollectorProcess(['--config', configFile, '--port', String(ports.get(name))]),
+    );
+  };
+  const stopCollectors = () => Promise.all([...running.values()].map((c) => c.stop()));
+  let lb: Haproxy;
+  try {
+    await Promise.all(names.map(start));
+    lb = await startHaproxy(names.map((name) => ({ name, host: '127.0.0.1', port: ports.get(name)! })));
+  } catch (err) {
+    await stopCollectors();
+    throw err;
+  }
+  const pool: CollectorPool = {
+    lb,
+    process: (name) => running.get(name)!,
+    port: (name) => ports.get(name)!,
+    start,
+    async stop() {
+      await lb.stop();
+      await stopCollectors();
+    },
+  };
+  try {
+    for (const name of names) await lb.waitForServer(name, 'UP');
+  } catch (err) {
+    await pool.stop();
+    throw err;
+  }
+  return pool;
 }

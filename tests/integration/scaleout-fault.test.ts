@@ -17,15 +17,10 @@ import { postReport, type SendOutcome } from '../../agent/uplink/post-report.js'
 import { Sender } from '../../agent/uplink/sender.js';
 import { sampleReport } from '../../bench/collector-report.js';
 import { hashToken } from '../../collector/auth.js';
-import {
-  type CollectorProcess,
-  cliUnavailableReason,
-  killAllCli,
-  startCollectorProcess,
-} from '../helpers/cli.js';
-import { type Haproxy, startHaproxy } from '../helpers/haproxy.js';
+import { type CollectorProcess, cliUnavailableReason, killAllCli } from '../helpers/cli.js';
+import { type CollectorPool, type Haproxy, startCollectorPool } from '../helpers/haproxy.js';
 import { type PgCluster, postgresMissing, startPgCluster } from '../helpers/postgres.js';
-import { binaryMissing, freeLoopbackPort, waitUntil } from '../helpers/service.js';
+import { binaryMissing, waitUntil } from '../helpers/service.js';
 
 const unavailable = binaryMissing('haproxy') ?? postgresMissing() ?? cliUnavailableReason();
 const dir = mkdtempSync(join(tmpdir(), 'voipready-scaleout-fault-'));
@@ -41,16 +36,8 @@ const VIEWER = 'viewer-token-noc-0123456789abcd';
 let cluster: PgCluster;
 let url: string;
 let lb: Haproxy;
+let pool: CollectorPool;
 let configFile: string;
-const collectors: Record<string, { port: number; process?: CollectorProcess }> = {
-  collector1: { port: 0 },
-  collector2: { port: 0 },
-};
-
-const startOne = async (name: string) => {
-  const c = collectors[name]!;
-  c.process = await startCollectorProcess(['--config', configFile, '--port', String(c.port)]);
-};
 
 interface RunningAgent {
   name: string;
@@ -116,17 +103,12 @@ describe.skipIf(unavailable)(
 ${AGENTS.map((a) => `    - { name: ${a.name}, site: ${a.site}, tokenHash: "${hashToken(a.token)}" }`).join('\n')}
 `,
       );
-      for (const c of Object.values(collectors)) c.port = await freeLoopbackPort();
-      await Promise.all(Object.keys(collectors).map(startOne));
-      lb = await startHaproxy(
-        Object.entries(collectors).map(([name, c]) => ({ name, host: '127.0.0.1', port: c.port })),
-      );
-      await lb.waitForServer('collector1', 'UP');
-      await lb.waitForServer('collector2', 'UP');
+      pool = await startCollectorPool(configFile, 2);
+      lb = pool.lb;
     }, 90_000);
 
     afterAll(async () => {
-      await lb?.stop();
+      await pool?.stop();
       await killAllCli();
       await cluster?.destroy();
       rmSync(dir, { recursive: true, force: true });
@@ -154,10 +136,10 @@ ${AGENTS.map((a) => `    - { name: ${a.name}, site: ${a.site}, tokenHash: "${has
       const mark = (what: string) => timeline.push(`${((Date.now() - started) / 1000).toFixed(1)} s ${what}`);
 
       await at(4000);
-      collectors.collector2!.process!.child.kill('SIGKILL');
+      pool.process('collector2').child.kill('SIGKILL');
       mark('collector2 SIGKILLed');
       await at(7000);
-      await startOne('collector2');
+      await pool.start('collector2');
       mark('collector2 started again');
       await at(10_000);
       await cluster.stop();
@@ -228,9 +210,7 @@ ${AGENTS.map((a) => `    - { name: ${a.name}, site: ${a.site}, tokenHash: "${has
       await waitUntil(
         'both collectors to export the same site figures',
         async () => {
-          views = await Promise.all(
-            [collectors.collector1!.process!, collectors.collector2!.process!].map(figures),
-          );
+          views = await Promise.all([pool.process('collector1'), pool.process('collector2')].map(figures));
           return views[0]!.length > 0 && views[0]!.join('\n') === views[1]!.join('\n');
         },
         10_000,

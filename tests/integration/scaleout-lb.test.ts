@@ -12,16 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postReport } from '../../agent/uplink/post-report.js';
 import { sampleReport } from '../../bench/collector-report.js';
 import { hashToken } from '../../collector/auth.js';
-import {
-  type CollectorProcess,
-  cliUnavailableReason,
-  killAllCli,
-  REPO_ROOT,
-  startCollectorProcess,
-} from '../helpers/cli.js';
-import { type Haproxy, startHaproxy } from '../helpers/haproxy.js';
+import { cliUnavailableReason, killAllCli, REPO_ROOT } from '../helpers/cli.js';
+import { type CollectorPool, type Haproxy, startCollectorPool } from '../helpers/haproxy.js';
 import { type PromSample, promQuery, startPrometheus } from '../helpers/prometheus.js';
-import { binaryMissing, freeLoopbackPort, waitUntil } from '../helpers/service.js';
+import { binaryMissing, waitUntil } from '../helpers/service.js';
 
 const AGENT = 'agent-token-hq-0123456789abcdef';
 const VIEWER = 'viewer-token-noc-0123456789abcd';
@@ -30,16 +24,8 @@ const CREATED = new Date().toISOString();
 const dir = mkdtempSync(join(tmpdir(), 'voipready-haproxy-lb-'));
 const configFile = join(dir, 'collector.yaml');
 
-const collectors: Record<string, { port: number; process?: CollectorProcess }> = {
-  collector1: { port: 0 },
-  collector2: { port: 0 },
-};
 let lb: Haproxy;
-
-async function startOne(name: string): Promise<void> {
-  const c = collectors[name]!;
-  c.process = await startCollectorProcess(['--config', configFile, '--port', String(c.port)]);
-}
+let pool: CollectorPool;
 
 const bodyOf = (id: string, createdAt = CREATED) => JSON.stringify(sampleReport({ reportId: id, createdAt }));
 
@@ -81,17 +67,12 @@ describe.skipIf(unavailable)(
     - { name: noc, tokenHash: "${hashToken(VIEWER)}" }
 `,
       );
-      for (const c of Object.values(collectors)) c.port = await freeLoopbackPort();
-      await Promise.all(Object.keys(collectors).map(startOne));
-      lb = await startHaproxy(
-        Object.entries(collectors).map(([name, c]) => ({ name, host: '127.0.0.1', port: c.port })),
-      );
-      await lb.waitForServer('collector1', 'UP');
-      await lb.waitForServer('collector2', 'UP');
+      pool = await startCollectorPool(configFile, 2);
+      lb = pool.lb;
     }, 90_000);
 
     afterAll(async () => {
-      await lb?.stop();
+      await pool?.stop();
       await killAllCli();
       rmSync(dir, { recursive: true, force: true });
     });
@@ -124,7 +105,7 @@ describe.skipIf(unavailable)(
           statuses.push(await post(id));
           if (!killed && statuses.length >= 60) {
             killed = true;
-            collectors.collector2!.process!.child.kill('SIGKILL');
+            pool.process('collector2').child.kill('SIGKILL');
           }
         }
       };
@@ -142,7 +123,7 @@ describe.skipIf(unavailable)(
     }, 60_000);
 
     it('with no collector up: 503 with Retry-After from haproxy, and the agent waits that long', async () => {
-      await collectors.collector1!.process!.stop();
+      await pool.process('collector1').stop();
       // before the health check has noticed (connections refused, retries exhausted) and after
       const early = await fetch(`${lb.url}/api/v1/reports`, {
         method: 'POST',
@@ -164,7 +145,7 @@ describe.skipIf(unavailable)(
     }, 60_000);
 
     it('restarted collectors are taken back and see what the other stored', async () => {
-      await Promise.all([startOne('collector1'), startOne('collector2')]);
+      await Promise.all([pool.start('collector1'), pool.start('collector2')]);
       await lb.waitForServer('collector1', 'UP');
       await lb.waitForServer('collector2', 'UP');
       expect(await post('rep-none-001')).toBe(202);
@@ -177,7 +158,7 @@ describe.skipIf(unavailable)(
     it('dashboards show each figure once with two collectors scraped, as with one', async () => {
       const target = (name: string) => ({
         job: 'voipready',
-        target: `127.0.0.1:${collectors[name]!.port}`,
+        target: `127.0.0.1:${pool.port(name)}`,
         bearerToken: VIEWER,
       });
       const both = await startPrometheus([target('collector1'), target('collector2')]);
