@@ -16,13 +16,22 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemHostDeps } from '../../agent/host/deps.js';
 import { HOST_STATE_FILE, persistentHostCollector } from '../../agent/host/state.js';
-import { sampleReport } from '../../bench/collector-report.js';
+import { samplePriority, sampleReport } from '../../bench/collector-report.js';
 import { hashToken } from '../../collector/auth.js';
 import { type RunningCollector, startCollector } from '../../collector/server.js';
 import { HOST_MEASUREMENTS } from '../../collector/store/influx-host.js';
+import { PRIORITY_MEASUREMENT } from '../../collector/store/influx-priority.js';
 import { CollectorConfig } from '../../src/config/collector.js';
 import { HostConfig } from '../../src/config/host.js';
-import { killAllCli, probeJson, REPO_ROOT, type ReflectorProcess, startReflector } from '../helpers/cli.js';
+import {
+  type CliProcess,
+  killAllCli,
+  parseProbeJson,
+  probeJson,
+  REPO_ROOT,
+  runCli,
+  startCli,
+} from '../helpers/cli.js';
 import { influxQuery, startInfluxd } from '../helpers/influxd.js';
 import {
   createTopology,
@@ -210,8 +219,11 @@ describe.skipIf(missing)(
       const port = await freeLoopbackPort();
       const down = await collector(`http://127.0.0.1:${port}`);
       expect(await post(down.url, sampleReport({ reportId: 'rep-outage-0001', createdAt: at(2) }))).toBe(202);
-      expect(await post(down.url, sampleReport({ reportId: 'rep-outage-0002', createdAt: at(3) }))).toBe(202);
-      expect(await down.app.collector.store.outboxSize()).toBe(4);
+      // the second ran the priority test: 6 more points (2 classes × 3 phases)
+      const withPriority = sampleReport({ reportId: 'rep-outage-0002', createdAt: at(3) });
+      withPriority.probes[0]!.priority = samplePriority(0.5, 40);
+      expect(await post(down.url, withPriority)).toBe(202);
+      expect(await down.app.collector.store.outboxSize()).toBe(10);
       const readyz = await (await fetch(`${down.url}/readyz`)).json();
       expect(readyz).toMatchObject({ ready: true });
       late = await startInfluxd({ port });
@@ -236,7 +248,7 @@ describe.skipIf(missing)(
         await fetch(`${down.url}/metrics`, { headers: { authorization: `Bearer ${VIEWER}` } })
       ).text();
       expect(metrics).toMatch(/^voipready_influx_write_failures_total [1-9]\d*$/m);
-      expect(metrics).toMatch(/^voipready_influx_points_written_total 4$/m);
+      expect(metrics).toMatch(/^voipready_influx_points_written_total 10$/m);
     });
 
     it('serves every panel query of the Grafana dashboards', async () => {
@@ -281,14 +293,14 @@ const DASHBOARDS = readdirSync(join(REPO_ROOT, 'dashboards'))
   }));
 
 const EXPORTED = new Set(
-  ['metrics.ts', 'metrics-host.ts'].flatMap((f) =>
+  ['metrics.ts', 'metrics-host.ts', 'metrics-priority.ts'].flatMap((f) =>
     [...readFileSync(join(REPO_ROOT, 'collector', f), 'utf8').matchAll(/'(voipready_[a-z_]+)'/g)].map(
       (m) => m[1]!,
     ),
   ),
 );
 /** The measurements the collector writes to InfluxDB. */
-const WRITTEN = new Set(['voipready_rtp', ...Object.values(HOST_MEASUREMENTS)]);
+const WRITTEN = new Set(['voipready_rtp', PRIORITY_MEASUREMENT, ...Object.values(HOST_MEASUREMENTS)]);
 
 /** A Prometheus metric name in a query, without a histogram's _bucket/_count/_sum suffix. */
 const metricNames = (expr: string) =>
@@ -340,7 +352,7 @@ describe.skipIf(unavailableRuns)(
   `every panel shows data from real probe runs (hq passing, branch with EF rewritten)${unavailableRuns ? ` (skipped: ${unavailableRuns})` : ''}`,
   () => {
     let topo: Topology;
-    let reflector: ReflectorProcess;
+    let reflector: CliProcess;
     let influx: Service;
     let prometheus: Service;
     let running: RunningCollector;
@@ -420,11 +432,15 @@ describe.skipIf(unavailableRuns)(
     beforeAll(async () => {
       topo = await createTopology();
       cleanups.push(() => topo.destroy());
-      reflector = await startReflector(`${DC_ADDR}:${MEDIA_PORT}`, { ns: topo.dc });
+      // --accept-load: the priority test's runs send their best-effort load to it
+      reflector = startCli(['reflector', '--listen', `${DC_ADDR}:${MEDIA_PORT}`, '--accept-load'], {
+        ns: topo.dc,
+      });
       cleanups.push(async () => {
         await reflector.stop();
         await killAllCli();
       });
+      await reflector.waitForStderr(/accepting load/, 10_000);
       influx = await startInfluxd();
       cleanups.push(() => influx.stop());
       const dataDir = mkdtempSync(join(tmpdir(), 'voipready-collector-'));
@@ -518,6 +534,96 @@ describe.skipIf(unavailableRuns)(
             ?.value[1] === '0',
         30_000,
       );
+    }, 120_000);
+
+    /**
+     * A real `voipready probe --priority-test` (1 call, 6 s: 2 s per phase, 100 packets per class
+     * in each) with a fixed 2 Mbit/s load, posted as the site's report. With no bottleneck on the
+     * path the check is unknown (the load never congests it); the figures are still there. An nft
+     * counter on the router counts the load datagrams (IP length 1228) that crossed it.
+     */
+    async function priorityRunAndPost(site: 'hq' | 'branch', reportId: string, forward: string[]) {
+      const load = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} meta length 1228 counter name "load"`;
+      await topo.impair({
+        counters: ['load', ...(forward.length ? ['fwd_ef_to_cs0'] : [])],
+        forward: [load, ...forward],
+      });
+      const out = await runCli(
+        [
+          'probe',
+          '--peer',
+          peer,
+          '--duration',
+          '6s',
+          '--wait',
+          '1s',
+          '--json',
+          '--priority-test',
+          '--load',
+          '2mbit',
+        ],
+        { ns: topo.site, timeoutMs: 60_000 },
+      );
+      expect([0, 1], out.stderr).toContain(out.code);
+      const json = parseProbeJson(out.stdout);
+      const p = json.priority!;
+      expect(p.loadNotSentReason).toBeNull();
+      expect(p.loadSentPackets).toBeGreaterThan(100);
+      expect((await topo.counters()).load!.packets).toBe(p.loadSentPackets);
+      await topo.impair({ counters: [], forward: [] });
+      await postAs(site, reportId, { probes: [json] });
+      return json;
+    }
+
+    it('priority test runs (hq clean, branch with EF rewritten): InfluxDB points and Prometheus series agree with the documents', async () => {
+      const EF_TO_CS0 = `ip saddr ${SITE_ADDR} ip daddr ${DC_ADDR} udp dport ${MEDIA_PORT} ip dscp ef counter name "fwd_ef_to_cs0" ip dscp set cs0`;
+      const runs = {
+        hq: await priorityRunAndPost('hq', 'rep-real-hq-prio', []),
+        branch: await priorityRunAndPost('branch', 'rep-real-branch-prio', [EF_TO_CS0]),
+      };
+      await waitUntil(
+        'the priority points of both runs (2 classes × 3 phases each)',
+        async () =>
+          (
+            await influxQuery(
+              influx.url,
+              'voipready_real',
+              `SELECT count("sent") FROM "${PRIORITY_MEASUREMENT}"`,
+            )
+          )[0]?.values[0]?.[1] === 12,
+        30_000,
+      );
+      await waitUntil(
+        'prometheus to hold the priority series of both sites',
+        async () =>
+          (await promQuery(prometheus.url, 'voipready_priority_load_sent_bytes_per_second')).length === 2,
+        30_000,
+      );
+      for (const [site, json] of Object.entries(runs)) {
+        const p = json.priority!;
+        const rows = await influxQuery(
+          influx.url,
+          'voipready_real',
+          `SELECT "sent", "returned", "lossPct", "addedDelayP95Ms", "loadSentBps", "checkStatus", "class" FROM "${PRIORITY_MEASUREMENT}" WHERE "site" = '${site}' AND "phase" = 'loaded'`,
+        );
+        const series = rows[0]!;
+        const col = (name: string) => series.columns.indexOf(name);
+        for (const cls of ['ef', 'be'] as const) {
+          const row = series.values.find((v) => v[col('class')] === cls)!;
+          expect(row[col('sent')], `${site} ${cls}`).toBe(p[cls].loaded.sent);
+          expect(row[col('returned')], `${site} ${cls}`).toBe(p[cls].loaded.returned);
+          expect(row[col('lossPct')], `${site} ${cls}`).toBe(p[cls].loaded.lossPct);
+          expect(row[col('addedDelayP95Ms')] ?? null, `${site} ${cls}`).toBe(p[cls].addedDelayP95Ms);
+          expect(row[col('loadSentBps')]).toBe(p.loadSentBps);
+          // the collector judges again with the site's policy (the handbook defaults here, as the probe)
+          expect(row[col('checkStatus')]).toBe(json.checks.find((c) => c.id === 'priority')!.status);
+        }
+        const sent = await promQuery(
+          prometheus.url,
+          `voipready_priority_load_sent_bytes_per_second{site="${site}"}`,
+        );
+        expect(Number(sent[0]!.value[1])).toBeCloseTo(p.loadSentBps / 8, 6);
+      }
     }, 120_000);
 
     it('every panel query of every dashboard, variables substituted per site, returns data', async () => {

@@ -34,7 +34,7 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
     copyFileSync(join(ALERTS, 'voipready-rules.yml'), join(dir, 'voipready-rules.yml'));
     copyFileSync(join(ALERTS, 'voipready-rules.test.yml'), join(dir, 'voipready-rules.test.yml'));
     const check = await promtool('check', 'rules', 'voipready-rules.yml');
-    expect(check.out).toContain('SUCCESS: 14 rules found');
+    expect(check.out).toContain('SUCCESS: 15 rules found');
     expect(check.code).toBe(0);
     const test = await promtool('test', 'rules', 'voipready-rules.test.yml');
     expect(test.code, test.out).toBe(0);
@@ -46,7 +46,7 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
       groups: { rules: { alert: string; expr: string }[] }[];
     };
     const tests = readFileSync(join(ALERTS, 'voipready-rules.test.yml'), 'utf8');
-    const exported = ['metrics.ts', 'metrics-host.ts']
+    const exported = ['metrics.ts', 'metrics-host.ts', 'metrics-priority.ts']
       .map((f) => readFileSync(join(REPO_ROOT, 'collector', f), 'utf8'))
       .join('\n');
     for (const rule of rules.groups.flatMap((g) => g.rules)) {
@@ -71,6 +71,12 @@ describe.skipIf(missing)(`alert rules${missing ? ` (skipped: ${missing})` : ''}`
       'voipready_host_disk_free_ratio) < 0.20',
       'voipready_host_disk_free_ratio) < 0.10',
       'VoipreadyHostDiskLow',
+    ],
+    // unknown (-1) taken for not honoured
+    [
+      'max without (instance) (voipready_priority_honoured) == 0',
+      'max without (instance) (voipready_priority_honoured) < 1',
+      'VoipreadyPriorityNotHonoured',
     ],
     // not aggregated across collectors: two collectors on one store would raise the alert twice
     [
