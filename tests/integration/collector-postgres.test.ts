@@ -57,11 +57,12 @@ describe.skipIf(unavailable)('two collectors on one PostgreSQL database', () => 
     (await fetchApi(c.url, 'GET', '/api/v1/sites/hq/readiness', TOKENS.viewer)).json;
 
   it('stores a report posted to both once: one 202, one 200 duplicate; a changed repeat is 409', async () => {
-    const report = siteReport('rep-both', Date.now(), 'hq');
+    // A minute old: the next test's failing report must be the newer evidence however long this takes.
+    const report = siteReport('rep-both', Date.now() - 60_000, 'hq');
     const answers = await Promise.all([post(a, report), post(b, report)]);
     expect(answers.map((r) => r.status).sort()).toEqual([200, 202]);
     expect(answers.find((r) => r.status === 200)?.json).toEqual({ reportId: 'rep-both', duplicate: true });
-    const changed = siteReport('rep-both', Date.now() - 5000, 'hq');
+    const changed = siteReport('rep-both', Date.now() - 65_000, 'hq');
     expect((await post(b, changed)).status).toBe(409);
     const listed = await fetchApi(a.url, 'GET', '/api/v1/reports?site=hq', TOKENS.viewer);
     expect((listed.json.reports as { reportId: string }[]).map((r) => r.reportId)).toEqual(['rep-both']);
@@ -118,7 +119,12 @@ describe.skipIf(unavailable)('two collectors on one PostgreSQL database', () => 
         const ready = await fetch(`${c.url}/readyz`);
         expect(ready.status).toBe(503);
         expect(((await ready.json()) as { store: string }).store).toMatch(/PostgreSQL unavailable/);
-        expect((await fetchApi(c.url, 'GET', '/api/v1/sites', TOKENS.viewer)).status).toBe(503);
+        // Reads answer from evidence re-read at most a second ago, then 503 once that is older.
+        await expect
+          .poll(async () => (await fetchApi(c.url, 'GET', '/api/v1/sites', TOKENS.viewer)).status, {
+            timeout: 5000,
+          })
+          .toBe(503);
       }
     } finally {
       await cluster.start();
