@@ -1,6 +1,7 @@
 // The priority check on a real bottleneck: the router's forward egress is an HTB tree at 4 Mbit/s
 // (tc; netem, prio and fq_codel are not in this kernel). With an EF class at priority 0 (u32 on the
-// DS field) the priority check passes; with one shared class it fails; on a 50 Mbit/s path that a
+// DS field) the priority check passes, over IPv6 too (u32 on the Traffic Class); with one shared
+// class it fails; on a 50 Mbit/s path that a
 // load capped at 4 Mbit/s cannot fill it is unknown. Ground truth: captures before (site) and after
 // (dc) the bottleneck give each probe's true forward delay and loss, and `tc -s class show` gives
 // each class's drops, which must equal what the captures saw vanish. Plus: a reflector without
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadNativeUdp } from '../../agent/net/native-udp.js';
 import { summarize } from '../../agent/probe/timing.js';
 import { decodeMessage } from '../../src/wire.js';
 import {
@@ -25,6 +27,7 @@ import {
 import {
   createTopology,
   DC_ADDR,
+  DC_ADDR6,
   HOST_IFACE,
   netnsUnavailableReason,
   run,
@@ -34,6 +37,8 @@ import { startCapture } from '../helpers/tshark.js';
 
 const execFileP = promisify(execFile);
 const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
+const nativeUdp = loadNativeUdp();
+const native = typeof nativeUdp === 'string' ? nativeUdp : undefined;
 const MEDIA_PORT = 5004;
 const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
 const EGRESS = 'eth1'; // the router's interface towards the data centre
@@ -138,6 +143,18 @@ async function priorityQueue(topo: Topology): Promise<void> {
   await tc(
     topo,
     `filter add dev ${EGRESS} parent 1: protocol ip prio 1 u32 match ip dsfield 0xb8 0xfc flowid 1:10`,
+  );
+}
+
+/**
+ * The same tree for IPv6: u32 on the Traffic Class (RFC 8200 §7; its upper six bits are the DSCP,
+ * as in the IPv4 DS field), EF (0xb8 with the ECN bits masked) to the priority-0 class.
+ */
+async function priorityQueue6(topo: Topology): Promise<void> {
+  await priorityQueue(topo);
+  await tc(
+    topo,
+    `filter add dev ${EGRESS} parent 1: protocol ipv6 prio 2 u32 match ip6 priority 0xb8 0xfc flowid 1:10`,
   );
 }
 
@@ -286,6 +303,62 @@ describe.skipIf(unavailable !== undefined)(
       // The document's own loss check saw EF's share too.
       expect(json.forward.lost).toBe(ef.lost);
     });
+
+    // IPv6 marks need the native sockets (the dgram fallback marks IPv4 only, through a raw socket)
+    it.skipIf(native !== undefined)(
+      `over IPv6 with EF in a priority-0 class (u32 on the Traffic Class): the check passes${native ? ` (skipped: ${native})` : ''}`,
+      async () => {
+        await priorityQueue6(topo);
+        const reflector6 = startCli(
+          ['reflector', '--listen', `[${DC_ADDR6}]:${MEDIA_PORT}`, '--accept-load'],
+          {
+            ns: topo.dc,
+          },
+        );
+        try {
+          await reflector6.waitForStderr(/accepting load/, 10_000);
+          const before = await classStats(topo);
+          const out = await runCli(
+            [
+              'probe',
+              '--peer',
+              `[${DC_ADDR6}]:${MEDIA_PORT}`,
+              '--duration',
+              '12s',
+              '--wait',
+              '1s',
+              '--json',
+              '--priority-test',
+              '--policy',
+              join(dir, 'policy.yaml'),
+              '--load',
+              '8mbit',
+            ],
+            { ns: topo.site, timeoutMs: 60_000 },
+          );
+          const after = await classStats(topo);
+          expect([0, 1], out.stderr).toContain(out.code);
+          const json = parseProbeJson(out.stdout);
+          const p = json.priority!;
+          const c = checkOf(json, 'priority')!;
+          expect(c.status, c.evidence).toBe('pass');
+          expect(p.be.addedDelayP95Ms!).toBeGreaterThan(50);
+          // Ground truth from the router: the calls' EF packets, and nothing else, went through the
+          // priority class and none was dropped; the load and the twins through the other, which
+          // dropped what the 8 Mbit/s load could not fit.
+          const delta = (cls: string, key: 'packets' | 'drops') =>
+            (after[cls]?.[key] ?? 0) - (before[cls]?.[key] ?? 0);
+          const efSent = p.ef.unloaded.sent + p.ef.loaded.sent + p.ef.after.sent;
+          expect(delta('1:10', 'packets')).toBe(efSent);
+          expect(delta('1:10', 'drops')).toBe(0);
+          expect(delta('1:20', 'packets')).toBeGreaterThan(p.loadSentPackets / 2);
+          expect(delta('1:20', 'drops')).toBeGreaterThan(0);
+          expect(p.ef.loaded.lossPct).toBe(0);
+        } finally {
+          await reflector6.stop();
+        }
+      },
+    );
 
     it('a path the capped load cannot fill: unknown, saying what was offered and seen', async () => {
       await sharedQueue(topo, '50mbit');
