@@ -166,10 +166,15 @@ function canonicalAddress(address: string): string {
 
 const endpointText = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
-/** ISO 8601 time of a capture timestamp; null when a damaged timestamp is beyond what a Date holds. */
+/** Last millisecond of year 9999: later times need ISO 8601's expanded years (+010000-…), which
+ * RFC 3339 timestamps — and readers of the JSON — do not accept. */
+const LAST_FOUR_DIGIT_YEAR_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/** ISO 8601 time of a capture timestamp; null when a damaged timestamp is beyond year 9999 (or
+ * before 1970: pcap and pcapng times are unsigned). */
 function isoTime(epochS: number): string | null {
-  const d = new Date(epochS * 1000);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+  const ms = epochS * 1000;
+  return ms >= 0 && ms <= LAST_FOUR_DIGIT_YEAR_MS ? new Date(ms).toISOString() : null;
 }
 
 /**
