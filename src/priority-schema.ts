@@ -4,6 +4,7 @@
 // lowest (the two clocks' offset cancels out of differences), loss is round-trip (the load fills the
 // forward path only; the reflector answers no load). Only zod here: src/schemas.ts builds on it.
 import { z } from 'zod';
+import { TagText } from './tag-text.js';
 
 /** Hard ceiling of any load the probe sends, bit/s (docs/probe.md, "Priority under load"). */
 export const MAX_LOAD_BPS = 1_000_000_000;
@@ -62,6 +63,6 @@ export const PriorityResult = z.strictObject({
   ef: ClassFigures,
   be: ClassFigures,
   /** Why no load (or not all of it) was sent: the reflector refused or did not answer, or the run was stopped. */
-  loadNotSentReason: z.string().max(500).nullable(),
+  loadNotSentReason: TagText(500).nullable(),
 });
 export type PriorityResult = z.infer<typeof PriorityResult>;

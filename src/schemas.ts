@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { HostResult } from './host-schema.js';
 import { PriorityResult } from './priority-schema.js';
 import { SipResult } from './sip/schema.js';
+import { TagText } from './tag-text.js';
 import { MAX_REPORT_TRACES, TraceEvidence } from './trace-schema.js';
 
 export const CHECK_IDS = [
@@ -29,16 +30,7 @@ export const NETWORK_CHECK_IDS = ['latency', 'jitter', 'loss', 'dscp-rtp', 'dscp
 /** The probe's own limit on concurrent calls (agent/probe.ts MAX_CALLS). */
 export const MAX_PROBE_CALLS = 500;
 
-/**
- * Text that may become an InfluxDB tag or a metric label: no control characters (a newline in a
- * tag splits a line-protocol point in two).
- */
-export const TagText = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .regex(/^[^\u0000-\u001f\u007f]*$/, 'control characters are not allowed');
+export { TagText } from './tag-text.js';
 
 export const CheckStatus = z.enum(['pass', 'warn', 'fail', 'unknown']);
 export type CheckStatus = z.infer<typeof CheckStatus>;

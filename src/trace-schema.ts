@@ -3,6 +3,7 @@
 // firstChangeAtTtl) are kept exactly; the others are additions.
 import { z } from 'zod';
 import { dscpName } from './dscp.js';
+import { TagText } from './tag-text.js';
 
 export const TRACE_SCHEMA = 'voipready.trace/1';
 /** --max-hops bound: an IPv4 TTL (IPv6 Hop Limit) is one byte. */
@@ -27,7 +28,7 @@ const Dscp = z.number().int().min(0).max(63);
 export const TraceHop = z.looseObject({
   ttl: z.number().int().min(1).max(MAX_TRACE_HOPS),
   /** Who answered; null: the hop stayed silent (no ICMP within the wait, retries included). */
-  address: z.string().max(64).nullable(),
+  address: TagText(64).nullable(),
   rttMs: z.number().nonnegative().nullable(),
   /** The DSCP in the IP header this hop quoted back (or a voipready reflector reported), i.e. the mark as the hop received the probe. */
   dscpSeen: Dscp.nullable(),
@@ -42,9 +43,9 @@ export type TraceHop = z.infer<typeof TraceHop>;
 export const TraceResult = z.looseObject({
   schema: z.literal(TRACE_SCHEMA),
   /** HOST:PORT as given (IPv6 in brackets). */
-  peer: z.string().max(300),
+  peer: TagText(300),
   /** The address the probes went to. */
-  address: z.string().max(64),
+  address: TagText(64),
   dscpSent: Dscp,
   hops: z.array(TraceHop).max(MAX_TRACE_HOPS),
   /** TTL of the first hop that saw a mark other than the one before it; null when no hop saw a change. */
@@ -56,7 +57,7 @@ export const TraceResult = z.looseObject({
    * hop; unknown: not measured (unknownReason says why) — a null firstChangeAtTtl then proves nothing.
    */
   outcome: z.enum(['kept', 'changed', 'unknown']),
-  unknownReason: z.string().max(500).nullable(),
+  unknownReason: TagText(500).nullable(),
 });
 export type TraceResult = z.infer<typeof TraceResult>;
 
@@ -70,7 +71,7 @@ export const MAX_REPORT_TRACES = 8;
  * reverse path can only be traced from the far end.
  */
 export const TraceEvidence = z.strictObject({
-  peer: z.string().min(1).max(300),
+  peer: TagText(300),
   check: z.enum(['dscp-rtp', 'dscp-sip']),
   direction: z.literal('forward'),
   trace: TraceResult,

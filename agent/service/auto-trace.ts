@@ -7,12 +7,7 @@
 // for ICMP, which is not something to repeat every five minutes while a rewrite persists.
 import { parseHostPort } from '../../src/args.js';
 import type { ProbeResult } from '../../src/schemas.js';
-import {
-  MAX_REPORT_TRACES,
-  type TraceEvidence,
-  type TraceResult,
-  traceFinding,
-} from '../../src/trace-schema.js';
+import { MAX_REPORT_TRACES, TraceEvidence, type TraceResult, traceFinding } from '../../src/trace-schema.js';
 import type { Clock } from './clock.js';
 import type { Log } from './log.js';
 
@@ -86,7 +81,28 @@ export function autoTracer(trace: TraceFn, clock: Clock, log: Log, everyMs = AUT
           dscp: t.dscp,
           ...(p.secret ? { secret: p.secret } : {}),
         });
-        out.push({ peer: result.peer, check: t.check, direction: 'forward', trace: traced });
+        const evidence = TraceEvidence.safeParse({
+          peer: result.peer,
+          check: t.check,
+          direction: 'forward',
+          trace: traced,
+        });
+        // A trace the report contract refuses (an error text with a newline, say) would cost the
+        // collector the whole report: it stays in the log instead.
+        if (!evidence.success) {
+          const issue = evidence.error.issues[0];
+          log(
+            'warn',
+            'trace.unfit',
+            `${t.check} trace towards ${p.peer} not attached: it breaks the report contract at ${issue?.path.join('.')}: ${issue?.message}`,
+            {
+              peer: p.peer,
+              check: t.check,
+            },
+          );
+          continue;
+        }
+        out.push(evidence.data);
         log('info', 'trace.done', `${t.check} failed towards ${p.peer}: ${traceFinding(traced)}`, {
           peer: p.peer,
           check: t.check,

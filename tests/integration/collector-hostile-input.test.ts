@@ -390,3 +390,64 @@ describe('evidence time: when the probe ran, never later than arrival', () => {
     expect(await readiness()).toMatchObject({ reportId: failing.reportId, ready: false });
   });
 });
+
+describe("the report's newer keys (traces, priority): the same bounds", () => {
+  const hop = (ttl: number, address: string, dscpSeen: number) => ({
+    ttl,
+    address,
+    rttMs: 0.4,
+    dscpSeen,
+    changed: dscpSeen !== 46,
+    reply: 'time-exceeded',
+    attempts: 1,
+  });
+  const traced = (address: string): AgentReport => {
+    const r = report({ forward: { dscpReceived: { '0': 500 } } });
+    const trace = {
+      schema: 'voipready.trace/1',
+      peer: probeOf(r).peer,
+      address: '198.18.23.2',
+      dscpSent: 46,
+      hops: [hop(1, '198.18.20.2', 46), hop(2, address, 0)],
+      firstChangeAtTtl: 2,
+      reached: false,
+      outcome: 'changed',
+      unknownReason: null,
+    };
+    return {
+      ...r,
+      traces: [{ peer: probeOf(r).peer, check: 'dscp-rtp', direction: 'forward', trace }],
+    } as AgentReport;
+  };
+
+  it('refuses 300,000 empty objects in traces with a short 400', async () => {
+    const body = JSON.stringify(report()).replace(/}$/, `,"traces":[${'{},'.repeat(300_000)}{}]}`);
+    const res = await post(body);
+    expect(res.statusCode).toBe(400);
+    expect(res.body.length).toBeLessThan(2000);
+    expect(res.json<Answer>().issues[0]?.message).toMatch(/array of 300001 items/);
+  });
+
+  it('refuses 5,000-deep nesting inside a trace and inside priority with 400, not 500', async () => {
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    for (const key of ['traces', 'priority']) {
+      const body = JSON.stringify(report()).replace(
+        /}$/,
+        `,"${key}":${key === 'traces' ? `[${deep}]` : deep}}`,
+      );
+      const res = await post(body);
+      expect(res.statusCode).toBe(400);
+      expect(res.json<Answer>().issues[0]?.message).toMatch(/nested deeper than 32 levels/);
+    }
+  });
+
+  it('a trace naming its hop is stored and named; control characters in a hop address are refused', async () => {
+    const ok = await post(traced('198.18.21.2'));
+    expect(ok.statusCode).toBe(202);
+    expect((await readiness()).checks.find((c) => c.id === 'dscp-rtp')?.evidence).toMatch(
+      /mark first changed at hop 2 \(198\.18\.21\.2\)/,
+    );
+    const res = await post(traced('198.18.21.2\nvoipready_rtp,site=other x=1'));
+    expect(res.statusCode).toBe(400);
+  });
+});

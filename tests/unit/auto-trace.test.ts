@@ -118,6 +118,22 @@ describe('automatic trace on a failing DSCP check', () => {
     expect(requests).toHaveLength(3);
   });
 
+  it('a trace the report contract would refuse is logged, not attached: the report stays acceptable', async () => {
+    const logged: string[] = [];
+    const tracer = autoTracer(
+      async () => ({ ...CHANGED, outcome: 'unknown', unknownReason: 'not measured: bind failed\nat line 2' }),
+      fakeClock(),
+      (_level, event, msg) => logged.push(`${event} ${msg}`),
+    );
+    const result = judged({ forward: { dscpReceived: { '0': 500 } } });
+    expect(await tracer({ peer: 'dc1.example.net:4000' }, result)).toEqual([]);
+    expect(logged).toEqual([
+      expect.stringMatching(
+        /^trace\.unfit dscp-rtp trace .* not attached: .* at trace\.unknownReason: control characters/,
+      ),
+    ]);
+  });
+
   it('the collector names the hop in the failing check, for that peer only', () => {
     const base = sampleReport({ reportId: 'rep-trace-1', forward: { dscpReceived: { '0': 500 } } });
     const report = AgentReport.parse({
@@ -167,9 +183,12 @@ describe('automatic trace on a failing DSCP check', () => {
   });
 
   it('names a hop from any document the contract accepts, without throwing (a report is hostile input)', () => {
+    // Any text the contract accepts: non-empty, no control characters.
+    const text = (maxLength: number) =>
+      fc.string({ minLength: 1, maxLength }).filter((t) => !/[\u0000-\u001f\u007f]/.test(t));
     const hop = fc.record({
       ttl: fc.integer({ min: 1, max: 255 }),
-      address: fc.option(fc.string({ maxLength: 64 })),
+      address: fc.option(text(64)),
       rttMs: fc.option(fc.double({ min: 0, max: 1e6, noNaN: true })),
       dscpSeen: fc.option(fc.integer({ min: 0, max: 63 })),
       changed: fc.boolean(),
@@ -188,7 +207,7 @@ describe('automatic trace on a failing DSCP check', () => {
         fc.array(hop, { maxLength: 10 }),
         fc.option(fc.integer({ min: 1, max: 255 })),
         fc.constantFrom('kept', 'changed', 'unknown'),
-        fc.option(fc.string({ maxLength: 500 })),
+        fc.option(text(500)),
         (hops, firstChangeAtTtl, outcome, unknownReason) => {
           const doc = TraceResult.parse({ ...CHANGED, hops, firstChangeAtTtl, outcome, unknownReason });
           expect(traceFinding(doc).length).toBeLessThan(1000);
