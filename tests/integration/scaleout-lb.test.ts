@@ -111,14 +111,19 @@ describe.skipIf(unavailable)(
       };
       await Promise.all([worker(), worker(), worker(), worker()]);
       expect(killed).toBe(true);
-      // every request answered, none with a 5xx: the killed collector's share went to the other one
-      expect(statuses.filter((s) => s !== 202)).toEqual([]);
+      // every request answered, none with a 5xx: the killed collector's share went to the other one.
+      // A report the killed collector committed just before dying is, re-sent, 200 duplicate: acknowledged.
+      expect(statuses.filter((s) => s !== 202 && s !== 200)).toEqual([]);
       const ids = (await storedIds()).filter((id) => id.startsWith('rep-kill-'));
       expect(ids.sort()).toEqual([...sent].sort());
       // haproxy sent at least one POST again to the survivor (refused connection → redispatch)
       const redispatched = lb.requests().filter((r) => r.path === '/api/v1/reports' && r.redispatched);
       expect(redispatched.length).toBeGreaterThan(0);
-      expect(redispatched.every((r) => r.server === 'collectors/collector1' && r.status === 202)).toBe(true);
+      expect(
+        redispatched.every(
+          (r) => r.server === 'collectors/collector1' && (r.status === 202 || r.status === 200),
+        ),
+      ).toBe(true);
       await lb.waitForServer('collector2', 'DOWN');
     }, 60_000);
 
