@@ -447,8 +447,12 @@ async function sendCalls(
   return {
     startMs: grid.startMs,
     pacing: scheduler
-      ? { by: 'native-thread', realtime: scheduler.realtime }
-      : { by: 'js-timer', realtime: false },
+      ? {
+          by: 'native-thread',
+          realtime: scheduler.scheduling === 'fifo',
+          shortSlice: scheduler.scheduling === 'short-slice',
+        }
+      : { by: 'js-timer', realtime: false, shortSlice: false },
   };
 }
 
@@ -493,8 +497,10 @@ async function sendScheduled(
       const k = Math.floor(e / g.slots);
       for (let i = slot; i < n; i += g.slots) schedule(media[i]!, k, mediaDscp, dueMs);
       if (signalling) schedule(sig, sigNext++, signallingDscp, dueMs);
+      // Each event is handed over as soon as it is encoded: the first fill encodes a whole second
+      // (tens of milliseconds before the code is compiled), and the first events are due in 20 ms.
+      sch.commit();
     }
-    sch.commit();
     report(e);
     await new Promise((r) => setTimeout(r, SCHEDULE_REFILL_MS));
   }

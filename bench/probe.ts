@@ -36,6 +36,7 @@ import {
   rtpStreams,
   startCapture,
 } from '../tests/helpers/tshark.js';
+import { startCyclictest } from './cyclictest.js';
 import { printLoadSection } from './priority-load.js';
 import { reflectorMessageCost } from './reflector-cost.js';
 import { childOf, exitOf, load1, readUsage, timeWrapper, type Usage } from './usage.js';
@@ -44,7 +45,8 @@ const MEDIA_PORT = 5004;
 const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
 const FOOTPRINT_S = Number(process.env.BENCH_SECONDS ?? 60);
 const PACING_S = Number(process.env.BENCH_PACING_SECONDS ?? 10);
-const PACING_CALLS = [1, 10, 50];
+/** BENCH_PACING_CALLS=50 (comma-separated) narrows the pacing runs, e.g. with BENCH_ONLY=pacing. */
+const PACING_CALLS = (process.env.BENCH_PACING_CALLS ?? '1,10,50').split(',').map(Number);
 const FOOTPRINT_CALLS = 50;
 /**
  * Pacing and accuracy are also measured with probe and reflector at real-time priority (chrt
@@ -57,12 +59,25 @@ const FIFO_CALLS = [50];
  */
 const NOBODY_CALLS = [50];
 /** Socket layers compared: the native addon, and the dgram fallback (VOIPREADY_NATIVE_UDP=0). */
-const LAYERS = ['native', 'dgram'] as const;
-type Layer = (typeof LAYERS)[number];
+type Layer = 'native' | 'dgram';
+/** BENCH_LAYERS=native narrows the comparison to one layer. */
+const LAYERS = (process.env.BENCH_LAYERS ?? 'native,dgram').split(',') as Layer[];
 const layerWrapper = (layer: Layer) => (layer === 'dgram' ? ['env', 'VOIPREADY_NATIVE_UDP=0'] : []);
 /** The 1-minute load average, printed beside each figure. */
 const FIFO = realtimeWrapper();
 const PTIME_MS = 20;
+/** The probe's pacing grid: slots at least this far apart (agent/probe.ts MIN_SLOT_MS). */
+const MIN_SLOT_MS = 4;
+
+/**
+ * The SCHED_FIFO priority of what paces the sends (undefined: an ordinary thread): the native
+ * sender thread takes 1 as root and one above a chrt process's own; the JS timer is the process's.
+ */
+function pacerPriority(layer: Layer, priority: PacingRow['priority']): number | undefined {
+  if (priority === 'nobody') return undefined;
+  if (priority === 'fifo') return layer === 'native' ? Number(FIFO?.at(-1)) + 1 : Number(FIFO?.at(-1));
+  return layer === 'native' ? 1 : undefined;
+}
 
 /**
  * Send lateness seen on the wire: per stream, capture time minus the packet's place on the 20 ms
@@ -102,6 +117,8 @@ interface PacingRow {
   pacing: string;
   /** Undefined when the capture saw no packets. */
   wire: Summary | undefined;
+  /** cyclictest's wake-up lateness in the same run, same interval and scheduling as what paced the sends. */
+  platform: { lateness?: Summary; error?: string };
   forward: Agreement;
   reverse: Agreement;
 }
@@ -159,6 +176,14 @@ async function pacingRun(
       iface: HOST_IFACE,
       file: join(dir, `dc-${layer}-${calls}-${priority}.pcapng`),
     });
+    const stepMs = PTIME_MS / Math.min(calls, PTIME_MS / MIN_SLOT_MS);
+    const platform = startCyclictest(
+      topo.site,
+      join(dir, `cyclictest-${layer}-${calls}-${priority}.json`),
+      stepMs,
+      Math.round((PACING_S * 1000) / stepMs),
+      pacerPriority(layer, priority),
+    );
     const { json: result } = await probeJson(PEER, { ns: topo.site, wrapper, calls, durationS: PACING_S });
     if (result.socketPath !== layer)
       throw new Error(`asked for ${layer}, the probe measured with ${result.socketPath}`);
@@ -186,6 +211,7 @@ async function pacingRun(
       probe: result.sendTiming,
       pacing: pacingName(result.sendPacing),
       wire: summarize(captureLatenessMs(sent)),
+      platform: await platform.done,
       forward,
       reverse,
     };
@@ -292,13 +318,53 @@ const schedulingName = (r: PacingRow) =>
       : 'root (as shipped)';
 
 function pacingName(p: unknown): string {
-  const pacing = p as { by?: string; realtime?: boolean } | undefined;
+  const pacing = p as { by?: string; realtime?: boolean; shortSlice?: boolean } | undefined;
   if (!pacing?.by) return 'n/a';
-  return `${pacing.by === 'native-thread' ? 'thread' : 'JS timer'}${pacing.realtime ? ' (FIFO)' : ''}`;
+  const scheduling = pacing.realtime ? ' (FIFO)' : pacing.shortSlice ? ' (0.1 ms slice)' : '';
+  return `${pacing.by === 'native-thread' ? 'thread' : 'JS timer'}${scheduling}`;
 }
 
 const f = (n: number | undefined, digits = 3) =>
   n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits);
+
+/** Section 1: send-time error against the grid, as the probe saw it and on the wire. */
+function printPacing(pacing: PacingRow[]) {
+  process.stdout.write(
+    '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 ≤ 0.5 ms at 50 calls)\n',
+  );
+  process.stdout.write(
+    '   layer  | scheduling           | paced by             | calls | load | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets | cyclictest p50    p99    max\n',
+  );
+  for (const r of pacing) {
+    process.stdout.write(
+      `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${r.pacing.padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)} | ${r.platform.lateness ? `${f(r.platform.lateness.p50).padStart(14)} ${f(r.platform.lateness.p99).padStart(6)} ${f(r.platform.lateness.max).padStart(6)}` : r.platform.error}\n`,
+    );
+  }
+  process.stdout.write(
+    "   cyclictest: the host's timer floor in the same run — a thread at the pacer's interval and policy (SCHED_FIFO at its priority, or SCHED_OTHER with the default slice) that only sleeps and wakes\n",
+  );
+}
+
+/** Section 3: each measuring side's per-stream max jitter against tshark's. */
+function printAccuracy(pacing: PacingRow[]) {
+  process.stdout.write(
+    '\n3. Accuracy: max RFC 3550 jitter per stream vs tshark -z rtp,streams on the same packets (target: |Δ| ≤ 0.05 ms)\n' +
+      "   forward: the reflector's figures vs a capture on the reflector's interface; reverse: the probe's vs one on the site's\n",
+  );
+  process.stdout.write(
+    '   layer  | scheduling           | calls | load | direction | streams | |Δ max jitter| ms: mean    max | packet counts equal\n',
+  );
+  for (const r of pacing) {
+    for (const [direction, a] of [
+      ['forward', r.forward],
+      ['reverse', r.reverse],
+    ] as const) {
+      process.stdout.write(
+        `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${direction.padEnd(9)} | ${String(a.streams).padStart(7)} | ${f(a.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(a.maxAbsDeltaMaxJitterMs).padStart(6)} | ${a.countsEqual ? 'yes' : 'NO'}\n`,
+      );
+    }
+  }
+}
 
 async function main(): Promise<number> {
   const unavailable = netnsUnavailableReason() ?? cliUnavailableReason();
@@ -335,6 +401,12 @@ async function main(): Promise<number> {
         for (const calls of NOBODY_CALLS) pacing.push(await pacingRun(topo, dir, layer, calls, 'nobody'));
     }
     if (!FIFO) process.stdout.write('(chrt --fifo is refused here: no SCHED_FIFO rows)\n\n');
+    // BENCH_ONLY=pacing: only sections 1 and 3 (pacing and accuracy), about a minute at 50 calls.
+    if (process.env.BENCH_ONLY === 'pacing') {
+      printPacing(pacing);
+      printAccuracy(pacing);
+      return 0;
+    }
     const footprints = [];
     for (const layer of LAYERS) footprints.push(await footprint(topo, dir, layer));
     const iperf = await iperfFootprint(topo, dir);
@@ -342,17 +414,7 @@ async function main(): Promise<number> {
     for (const layer of LAYERS) floods.push(await floodCost(topo, layer));
     const cost = reflectorMessageCost();
 
-    process.stdout.write(
-      '1. Pacing: send-time error vs the 20 ms grid, ms (target: p99 ≤ 0.5 ms at 50 calls)\n',
-    );
-    process.stdout.write(
-      '   layer  | scheduling           | paced by        | calls | load | probe sendTiming p50    p99    max  samples | on the wire (site capture) p50    p99    max  packets\n',
-    );
-    for (const r of pacing) {
-      process.stdout.write(
-        `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${r.pacing.padEnd(15)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${f(r.probe?.p50Ms).padStart(20)} ${f(r.probe?.p99Ms).padStart(6)} ${f(r.probe?.maxMs).padStart(6)} ${String(r.probe?.samples ?? 'n/a').padStart(8)} | ${f(r.wire?.p50).padStart(30)} ${f(r.wire?.p99).padStart(6)} ${f(r.wire?.max).padStart(6)} ${String(r.wire?.samples ?? 0).padStart(8)}\n`,
-      );
-    }
+    printPacing(pacing);
 
     const ref = {
       cpuS: iperf.client.cpuS + iperf.server.cpuS,
@@ -378,23 +440,7 @@ async function main(): Promise<number> {
     process.stdout.write(line('iperf3 client', iperf.client, iperf.load));
     process.stdout.write(line('iperf3 server', iperf.server, iperf.load));
     process.stdout.write(line('iperf3 client + server', ref, iperf.load));
-    process.stdout.write(
-      '\n3. Accuracy: max RFC 3550 jitter per stream vs tshark -z rtp,streams on the same packets (target: |Δ| ≤ 0.05 ms)\n' +
-        "   forward: the reflector's figures vs a capture on the reflector's interface; reverse: the probe's vs one on the site's\n",
-    );
-    process.stdout.write(
-      '   layer  | scheduling           | calls | load | direction | streams | |Δ max jitter| ms: mean    max | packet counts equal\n',
-    );
-    for (const r of pacing) {
-      for (const [direction, a] of [
-        ['forward', r.forward],
-        ['reverse', r.reverse],
-      ] as const) {
-        process.stdout.write(
-          `   ${r.layer.padEnd(6)} | ${schedulingName(r).padEnd(20)} | ${String(r.calls).padStart(5)} | ${f(r.load, 1).padStart(4)} | ${direction.padEnd(9)} | ${String(a.streams).padStart(7)} | ${f(a.meanAbsDeltaMaxJitterMs).padStart(23)} ${f(a.maxAbsDeltaMaxJitterMs).padStart(6)} | ${a.countsEqual ? 'yes' : 'NO'}\n`,
-        );
-      }
-    }
+    printAccuracy(pacing);
     process.stdout.write(
       `\n4. A flood to an unrelated port (${FLOOD_PPS.toLocaleString('en')} datagrams/s of 100 B to UDP port 9 of the reflector's host for ${FLOOD_S} s): the reflector's CPU\n`,
     );

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite starts for real: tshark (reference RTP analysis),
-# sipp, influxd, prometheus, iperf3 (benchmark reference), nftables + iproute2 (impaired network
+# sipp, influxd, prometheus, iperf3 and rt-tests' cyclictest (benchmark references), nftables + iproute2 (impaired network
 # namespaces), libcap2-bin/util-linux (setpriv, capsh: runs without CAP_NET_RAW), GNU time.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  tshark sip-tester influxdb influxdb-client prometheus iperf3 nftables iproute2 \
+  tshark sip-tester influxdb influxdb-client prometheus iperf3 rt-tests nftables iproute2 \
   libcap2-bin util-linux procps time >/dev/null
 # sip-ping over TLS: Debian's sipp is built without OpenSSL, so haproxy terminates TLS in front of it.
 $SUDO apt-get install -y -qq --no-install-recommends haproxy openssl >/dev/null

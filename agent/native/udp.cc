@@ -13,15 +13,18 @@
 #include <sched.h>
 #include <cerrno>
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
+#include <array>
+#include <atomic>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <mutex>
 #include <netinet/in.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -46,6 +49,23 @@ constexpr int SCHED_DUE = 3;
 constexpr int SCHED_OFFSET = 4;
 constexpr int SCHED_SENT = 5;
 constexpr int MAX_SCHED_BATCH = 64;
+// The sender thread wakes early by the timer's recent least lateness, at most this (a spin's CPU).
+constexpr double MAX_WAKE_LEAD_MS = 0.2;
+constexpr size_t WAKE_HISTORY = 64;
+// The fair scheduler's shortest slice (sched_setattr clamps sched_runtime to 0.1–100 ms).
+constexpr uint64_t SHORT_SLICE_NS = 100000;
+
+// struct sched_attr of sched_setattr(2), which glibc 2.36 does not declare.
+struct SchedAttr {
+  uint32_t size;
+  uint32_t policy;
+  uint64_t flags;
+  int32_t nice;
+  uint32_t priority;
+  uint64_t runtime_ns;
+  uint64_t deadline_ns;
+  uint64_t period_ns;
+};
 
 double RealtimeMs() {
   timespec ts;
@@ -374,7 +394,7 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     msg.msg_len = 0;
   }
 
-  // startSender(data: Uint8Array, meta: Float64Array, slots) -> real-time: the scheduled-send ring
+  // startSender(data: Uint8Array, meta: Float64Array, slots) -> its scheduling: the scheduled-send ring
   // (entry k's SCHED_META fields at meta[k·SCHED_META], its datagram in `data` at its offset) and
   // the thread that sends each entry at its due time.
   Napi::Value StartSender(const Napi::CallbackInfo& info) {
@@ -396,46 +416,72 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
     sched_meta_ = meta.Data();
     sched_slots_ = slots;
     sched_data_bytes_ = data.ElementLength();
-    sched_head_ = sched_tail_ = 0;
+    sched_head_.store(0);
+    sched_tail_.store(0);
     sched_stop_ = false;
     sx_msgs_.resize(MAX_SCHED_BATCH);
     sx_iov_.resize(MAX_SCHED_BATCH);
     sx_names_.resize(MAX_SCHED_BATCH);
     sx_control_.resize(MAX_SCHED_BATCH * CONTROL_BYTES);
-    sender_ = std::thread([this] { SenderLoop(); });
-    // The lowest real-time priority for this thread alone, where allowed (root, CAP_SYS_NICE, or
-    // RLIMIT_RTPRIO ≥ 1 — systemd's LimitRTPRIO=1): on a busy host a sleeping thread otherwise
-    // waits for a CPU after its due time. It runs for microseconds per due time. A process already
-    // real-time (chrt) keeps its own priority.
+    std::promise<const char*> scheduling;
+    auto taken = scheduling.get_future();
+    sender_ = std::thread([this, &scheduling] {
+      scheduling.set_value(TakeScheduling());
+      SenderLoop();
+    });
+    return Napi::String::New(env, taken.get());
+  }
+
+  // The sender thread's name and scheduling, set by the thread itself: "fifo" — the lowest real-time
+  // priority where allowed (root, CAP_SYS_NICE, or RLIMIT_RTPRIO ≥ 1: systemd's LimitRTPRIO=1), or
+  // one level above a real-time process's own (chrt), whose event loop at the same priority would
+  // otherwise hold the CPU past a due time; "short-slice" — else, as an ordinary user, a 0.1 ms
+  // slice from the fair scheduler (sched_setattr's sched_runtime, Linux ≥ 6.12), so that its
+  // wake-ups preempt what runs then instead of waiting out that task's slice; "fair" — neither.
+  // On a busy host a sleeping thread otherwise waits for a CPU after its due time; this one runs
+  // for microseconds per due time.
+  static const char* TakeScheduling() {
+    pthread_setname_np(pthread_self(), "voipready-send");  // as top -H and /proc show it
     int policy;
     sched_param param{};
-    pthread_getschedparam(sender_.native_handle(), &policy, &param);
-    bool realtime = policy == SCHED_FIFO || policy == SCHED_RR;
-    if (!realtime) {
-      param.sched_priority = 1;
-      realtime = pthread_setschedparam(sender_.native_handle(), SCHED_FIFO, &param) == 0;
+    pthread_getschedparam(pthread_self(), &policy, &param);
+    if (policy == SCHED_FIFO || policy == SCHED_RR) {
+      if (param.sched_priority < sched_get_priority_max(policy)) {
+        param.sched_priority++;
+        pthread_setschedparam(pthread_self(), policy, &param);
+      }
+      return "fifo";
     }
-    return Napi::Boolean::New(env, realtime);
+    param.sched_priority = 1;
+    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0) return "fifo";
+    SchedAttr attr{};
+    attr.size = sizeof attr;
+    attr.policy = SCHED_OTHER;
+    attr.runtime_ns = SHORT_SLICE_NS;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return "fair";
+    // Kernels before 6.12 accept and ignore sched_runtime for fair tasks: read it back.
+    SchedAttr now{};
+    if (syscall(SYS_sched_getattr, 0, &now, sizeof now, 0) != 0 || now.runtime_ns != SHORT_SLICE_NS) return "fair";
+    return "short-slice";
   }
 
   // enqueue(count): the next `count` ring slots (after those enqueued before) are written and due
   // no earlier than any enqueued before them.
   Napi::Value Enqueue(const Napi::CallbackInfo& info) {
     int count = info[0].As<Napi::Number>().Int32Value();
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!sender_.joinable() || count < 0 || sched_tail_ + count - sched_head_ > uint64_t(sched_slots_)) {
+    uint64_t tail = sched_tail_.load(std::memory_order_relaxed);  // only this thread writes it
+    if (!sender_.joinable() || count < 0 || tail + count - sched_head_.load() > uint64_t(sched_slots_)) {
       Napi::Error::New(info.Env(), "enqueue: the ring holds fewer free slots").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
-    sched_tail_ += count;
-    if (sched_idle_) wake_.notify_one();
+    sched_tail_.store(tail + count);  // publishes the entries written before
+    if (sched_idle_.load()) Wake();
     return info.Env().Undefined();
   }
 
   // sentCount() -> how many enqueued entries the thread has handled (their SCHED_SENT is final).
   Napi::Value SentCount(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return Napi::Number::New(info.Env(), double(sched_head_));
+    return Napi::Number::New(info.Env(), double(sched_head_.load()));
   }
 
   Napi::Value StopSender(const Napi::CallbackInfo& info) {
@@ -445,12 +491,30 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
 
   void StopThread() {
     if (!sender_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      sched_stop_ = true;
-      wake_.notify_one();
-    }
+    sched_stop_.store(true);
+    Wake();
     sender_.join();
+  }
+
+  // The event loop and the sender thread share the ring without a lock (one writes the tail, the
+  // other the head), so the thread never waits for an event loop that was preempted holding one.
+  // It sleeps on a futex: Wake() bumps the word and wakes it; a wait for a word that has changed
+  // since the thread looked returns at once, so no wake is lost.
+  void Wake() {
+    wake_word_.fetch_add(1);
+    syscall(SYS_futex, &wake_word_, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+  // Sleeps while the word is `seen`, until woken or CLOCK_REALTIME `untilMs` (< 0: no limit);
+  // whether the time limit ended it.
+  bool SleepUnless(uint32_t seen, double untilMs) {
+    timespec at{};
+    if (untilMs >= 0) {
+      at.tv_sec = time_t(untilMs / 1e3);
+      at.tv_nsec = long((untilMs - at.tv_sec * 1e3) * 1e6);
+    }
+    long r = syscall(SYS_futex, &wake_word_, FUTEX_WAIT_BITSET_PRIVATE | FUTEX_CLOCK_REALTIME, seen,
+                     untilMs >= 0 ? &at : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
+    return r != 0 && errno == ETIMEDOUT;
   }
 
   double* SchedMeta(uint64_t entry) { return sched_meta_ + (entry % sched_slots_) * SCHED_META; }
@@ -458,36 +522,52 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   // The sender thread: waits for the head entry's due time (a futex wait with an absolute
   // CLOCK_REALTIME deadline — the same hrtimer as clock_nanosleep(TIMER_ABSTIME) — so that stop
   // wakes it at once), then sends every entry that is due. 1 ns of timer slack instead of 50 µs.
+  // The timer fires late by a floor the host sets (≈ 0.08 ms in this project's VMs): the thread
+  // asks to wake that much early — the least lateness of its recent wake-ups — and spins the rest.
   void SenderLoop() {
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!sched_stop_) {
-      if (sched_head_ == sched_tail_) {
-        sched_idle_ = true;
-        wake_.wait(lock);
-        sched_idle_ = false;
+    while (!sched_stop_.load()) {
+      uint32_t seen = wake_word_.load();
+      uint64_t head = sched_head_.load(std::memory_order_relaxed);  // only this thread writes it
+      if (head == sched_tail_.load()) {
+        sched_idle_.store(true);
+        if (head == sched_tail_.load() && !sched_stop_.load()) SleepUnless(seen, -1);
+        sched_idle_.store(false);
         continue;
       }
-      double due = SchedMeta(sched_head_)[SCHED_DUE];
-      if (due > RealtimeMs()) {
-        auto at = std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double, std::milli>(due)));
-        wake_.wait_until(lock, at);
+      double due = SchedMeta(head)[SCHED_DUE];
+      double now = RealtimeMs();
+      double wake = due - WakeLeadMs();
+      if (wake > now) {
+        if (SleepUnless(seen, wake)) NoteWakeLateness(RealtimeMs() - wake);
         continue;
       }
+      while (now < due) now = RealtimeMs();  // at most MAX_WAKE_LEAD_MS
       SendDue();
     }
   }
 
+  // The least lateness of the last WAKE_HISTORY timed wake-ups, at most MAX_WAKE_LEAD_MS.
+  double WakeLeadMs() const {
+    double least = MAX_WAKE_LEAD_MS;
+    for (double l : wake_lateness_) least = std::min(least, l);
+    return least;
+  }
+  void NoteWakeLateness(double ms) { wake_lateness_[wake_count_++ % WAKE_HISTORY] = std::max(0.0, ms); }
+
   // Sends the entries due now (runs of one socket in one sendmmsg), each stamped with the clock
-  // just before its system call. Holds mu_, so no socket closes meanwhile.
+  // just before its system call. Holds mu_, so no socket closes meanwhile (the event loop takes it
+  // only to open and close sockets).
   void SendDue() {
+    std::lock_guard<std::mutex> lock(mu_);
     double now = RealtimeMs();
+    uint64_t head = sched_head_.load(std::memory_order_relaxed);
+    uint64_t tail = sched_tail_.load();
     int n = 0;
-    while (sched_head_ + n < sched_tail_ && n < MAX_SCHED_BATCH && SchedMeta(sched_head_ + n)[SCHED_DUE] <= now) n++;
+    while (head + n < tail && n < MAX_SCHED_BATCH && SchedMeta(head + n)[SCHED_DUE] <= now) n++;
     int i = 0;
     while (i < n) {
-      double* m = SchedMeta(sched_head_ + i);
+      double* m = SchedMeta(head + i);
       int id = int(m[0]);
       Socket* s = id >= 0 && size_t(id) < sockets_.size() ? sockets_[id] : nullptr;
       if (!s) {
@@ -496,8 +576,8 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
         continue;
       }
       int run = 0;
-      for (; i + run < n && int(SchedMeta(sched_head_ + i + run)[0]) == id; run++) {
-        const double* e = SchedMeta(sched_head_ + i + run);
+      for (; i + run < n && int(SchedMeta(head + i + run)[0]) == id; run++) {
+        const double* e = SchedMeta(head + i + run);
         size_t offset = e[SCHED_OFFSET] >= 0 ? size_t(e[SCHED_OFFSET]) : sched_data_bytes_;
         int room = offset < sched_data_bytes_ ? int(std::min(sched_data_bytes_ - offset, size_t(SLOT_BYTES))) : 0;
         FillMessage(s->family, sched_data_ + offset, int(e[1]), room, nullptr, 0, int(e[2]), nullptr, sx_msgs_[run], sx_iov_[run],
@@ -508,18 +588,18 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
         double t = RealtimeMs();
         int r = sendmmsg(s->fd, sx_msgs_.data() + done, run - done, MSG_DONTWAIT);
         if (r > 0) {
-          for (int k = done; k < done + r; k++) SchedMeta(sched_head_ + i + k)[SCHED_SENT] = t;
+          for (int k = done; k < done + r; k++) SchedMeta(head + i + k)[SCHED_SENT] = t;
           done += r;
         } else if (r < 0 && errno == EINTR) {
           continue;
         } else {
-          SchedMeta(sched_head_ + i + done)[SCHED_SENT] = -1;  // refused: sent and lost
+          SchedMeta(head + i + done)[SCHED_SENT] = -1;  // refused: sent and lost
           done++;
         }
       }
       i += run;
     }
-    sched_head_ += n;
+    sched_head_.store(head + n);  // publishes their SCHED_SENT
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -651,16 +731,19 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
   std::vector<Destination> rx_dst_;
   // The scheduled-send ring and its thread; head/tail count entries ever enqueued/handled.
   std::mutex mu_;
-  std::condition_variable wake_;
   std::thread sender_;
   uint8_t* sched_data_ = nullptr;
   double* sched_meta_ = nullptr;
   int sched_slots_ = 0;
   size_t sched_data_bytes_ = 0;
-  uint64_t sched_head_ = 0;
-  uint64_t sched_tail_ = 0;
-  bool sched_idle_ = false;
-  bool sched_stop_ = false;
+  std::atomic<uint64_t> sched_head_{0};
+  std::atomic<uint64_t> sched_tail_{0};
+  std::atomic<bool> sched_idle_{false};
+  std::atomic<uint32_t> wake_word_{0};
+  // Sender thread only: how late its recent timed wake-ups were (all 0 until WAKE_HISTORY are seen).
+  std::array<double, WAKE_HISTORY> wake_lateness_{};
+  uint64_t wake_count_ = 0;
+  std::atomic<bool> sched_stop_{false};
   std::vector<mmsghdr> sx_msgs_;
   std::vector<iovec> sx_iov_;
   std::vector<sockaddr_storage> sx_names_;

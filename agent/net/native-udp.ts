@@ -17,6 +17,13 @@ const require = createRequire(import.meta.url);
 /** Set to 0 to measure with Node's dgram even where the addon loads (tests of the fallback). */
 export const NATIVE_UDP_ENV = 'VOIPREADY_NATIVE_UDP';
 
+/**
+ * How the sender thread is scheduled (agent/native/udp.cc TakeScheduling): `fifo` — SCHED_FIFO
+ * (root, CAP_SYS_NICE, RLIMIT_RTPRIO ≥ 1); `short-slice` — an ordinary user's fair-scheduler thread
+ * with a 0.1 ms slice (Linux ≥ 6.12), whose wake-ups preempt; `fair` — neither.
+ */
+export type SenderScheduling = 'fifo' | 'short-slice' | 'fair';
+
 export interface NativeBinding {
   UdpSet: new (
     slots: number,
@@ -43,7 +50,7 @@ interface UdpSetHandle {
   setTos(id: number, tos: number): void;
   send(count: number): number;
   close(id: number): void;
-  startSender(data: Uint8Array, meta: Float64Array, entries: number): boolean;
+  startSender(data: Uint8Array, meta: Float64Array, entries: number): SenderScheduling;
   enqueue(count: number): void;
   sentCount(): number;
   stopSender(): void;
@@ -259,15 +266,14 @@ export class NativeUdp {
 
   /**
    * Starts the sender thread with a ring of `entries` datagrams in `dataBytes` bytes. Returns
-   * whether the thread runs at a real-time priority (SCHED_FIFO; where the process may: root,
-   * CAP_SYS_NICE, RLIMIT_RTPRIO ≥ 1).
+   * the scheduling the thread took (SenderScheduling).
    */
-  startSender(entries: number, dataBytes: number): boolean {
+  startSender(entries: number, dataBytes: number): SenderScheduling {
     const data = Buffer.alloc(dataBytes);
     const meta = new Float64Array(entries * this.schedStride);
-    const realtime = this.handle.startSender(data, meta, entries);
+    const scheduling = this.handle.startSender(data, meta, entries);
     this.sched = { data, meta, entries };
-    return realtime;
+    return scheduling;
   }
   /** Entries handed to the sender thread and not yet reported back by `collectSent`. */
   schedulePending(): number {

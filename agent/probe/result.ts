@@ -62,7 +62,10 @@ export interface ReflectorReport {
 /** What kept the send times (ProbeMeasurement.sendPacing). */
 export interface SendPacing {
   by: 'native-thread' | 'js-timer';
+  /** The thread ran at SCHED_FIFO. */
   realtime: boolean;
+  /** Else: it asked the fair scheduler for a 0.1 ms slice, so that its wake-ups preempt (Linux ≥ 6.12). */
+  shortSlice: boolean;
 }
 
 export interface ProbeMeasurement {
@@ -94,8 +97,8 @@ export interface ProbeMeasurement {
   sendLateness: Summary | undefined;
   /**
    * What sent on time: the native layer's sender thread (packets carry their due time; the
-   * lateness is the send error) or a JavaScript timer (packets carry the actual send instant);
-   * `realtime`: the thread ran at SCHED_FIFO.
+   * lateness is the send error) or a JavaScript timer (packets carry the actual send instant),
+   * and how the thread was scheduled.
    */
   sendPacing?: SendPacing;
   /**

@@ -4,7 +4,7 @@
 import dgram from 'node:dgram';
 import { dscpFromTos, tosFromDscp } from '../../src/dscp.js';
 import { UserError } from '../../src/errors.js';
-import { type NativeBinding, NativeUdp } from '../net/native-udp.js';
+import { type NativeBinding, NativeUdp, type SenderScheduling } from '../net/native-udp.js';
 import { IPV6_DSCP_REASON, openRawUdp, type RawUdp, stopReading } from '../net/raw-udp.js';
 
 /** Which socket layer measured: the native addon (kernel stamps and marks) or Node's dgram (+ raw socket). */
@@ -41,8 +41,8 @@ export interface ProbeSocketsRequest {
  * time (with their due time as their send time) and learns when each actually left through onSent.
  */
 export interface SendScheduler {
-  /** The sender thread runs at a real-time priority (SCHED_FIFO). */
-  realtime: boolean;
+  /** How the sender thread is scheduled. */
+  scheduling: SenderScheduling;
   /** Whether `count` more packets of up to `bytes` each can be scheduled now. */
   fits(count: number, bytes: number): boolean;
   /** Scheduled and not yet reported through onSent. */
@@ -256,7 +256,7 @@ export function openNativeProbeSockets(
     for (const id of ids) udp.close(id);
   };
   const [lo, hi] = req.portRange;
-  let realtime = false;
+  let scheduling: SenderScheduling = 'fair';
   try {
     for (const [index, e] of req.endpoints.entries()) {
       let id: number | undefined;
@@ -279,7 +279,7 @@ export function openNativeProbeSockets(
         // No route: sends will fail and count as lost.
       }
     }
-    realtime = udp.startSender(ring.packets, ring.bytes);
+    scheduling = udp.startSender(ring.packets, ring.bytes);
   } catch (err) {
     close();
     throw err;
@@ -287,7 +287,7 @@ export function openNativeProbeSockets(
   return {
     path: 'native',
     scheduler: {
-      realtime,
+      scheduling,
       fits: (count, bytes) => udp.scheduleFits(count, bytes),
       pending: () => udp.schedulePending(),
       buffer: () => scratch,

@@ -287,6 +287,9 @@ export const ProbeJson = ProbeResult.extend({
   bandwidth: z.looseObject({}),
   socketPath: z.enum(['native', 'dgram']).optional(),
   socketPathReason: z.string().optional(),
+  sendPacing: z
+    .object({ by: z.enum(['native-thread', 'js-timer']), realtime: z.boolean(), shortSlice: z.boolean() })
+    .optional(),
 });
 export type ProbeJson = z.infer<typeof ProbeJson>;
 

@@ -162,6 +162,48 @@ describe.skipIf(unavailable !== undefined)(
       udp.stopSender();
     });
 
+    it('waking early by the timer’s learnt lateness, the thread still never sends before a due time', async () => {
+      // 100 wake-ups: past the 64 the thread learns its wake-up lead from, so the lead is in use.
+      const { udp, a, got } = pair(4);
+      udp.startSender(256, 256 * 16);
+      const scratch = Buffer.from('early?');
+      const start = udp.now() + 30;
+      // In pairs 0.1 ms apart: the second of a pair is due while the thread handles the first.
+      for (let i = 0; i < 200; i++)
+        udp.schedule(a, scratch, scratch.length, -1, start + Math.floor(i / 2) * 3 + (i % 2) * 0.1);
+      udp.commitScheduled();
+      const sent: Array<{ dueMs: number; sentMs: number }> = [];
+      for (let waited = 0; sent.length < 200 && waited < 10_000; waited += 20) {
+        await new Promise((r) => setTimeout(r, 20));
+        udp.collectSent((_slot, dueMs, sentMs) => sent.push({ dueMs, sentMs }));
+      }
+      expect(sent).toHaveLength(200);
+      for (const s of sent) expect(s.sentMs).toBeGreaterThanOrEqual(s.dueMs);
+      for (let waited = 0; got.length < 200 && waited < 5000; waited += 20)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(got).toHaveLength(200);
+      udp.stopSender();
+    });
+
+    it('an idle thread wakes for a new entry, and stop wakes one sleeping until an entry an hour away', async () => {
+      const { udp, a, got } = pair(4);
+      udp.startSender(4, 256);
+      await new Promise((r) => setTimeout(r, 100)); // idle: nothing enqueued
+      const msg = Buffer.from('after idle');
+      udp.schedule(a, msg, msg.length, -1, udp.now() + 5);
+      udp.commitScheduled();
+      for (let waited = 0; got.length < 1 && waited < 5000; waited += 20)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(got.map((g) => g.payload)).toEqual(['after idle']);
+      udp.schedule(a, msg, msg.length, -1, udp.now() + 3_600_000);
+      udp.commitScheduled();
+      await new Promise((r) => setTimeout(r, 50));
+      const before = performance.now();
+      udp.stopSender(); // joins the thread: a missed wake would hold this call for an hour
+      expect(performance.now() - before).toBeLessThan(2000);
+      expect(got).toHaveLength(1);
+    });
+
     it('a scheduled datagram whose socket closed before its time is reported refused (-1)', async () => {
       const { udp, a, b } = pair(4);
       const c = udp.open(4, '127.0.0.1', 0);
