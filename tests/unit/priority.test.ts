@@ -269,12 +269,15 @@ describe('the reflector and load', () => {
 
   it('answers a flood of load requests from one source at a bounded rate', async () => {
     const r = await openReflector({ acceptLoad: true });
+    const started = performance.now();
     const back = await exchange(
       r.port,
       Array.from({ length: 200 }, (_, i) => encodeLoadRequest(i)),
     );
+    const elapsedS = (performance.now() - started) / 1000;
+    // A burst of 16, then 2 a second for as long as the flood lasted (longer on a busy machine).
     expect(back.length).toBeGreaterThanOrEqual(16);
-    expect(back.length).toBeLessThanOrEqual(20);
+    expect(back.length).toBeLessThanOrEqual(16 + Math.ceil(2 * elapsedS));
     expect(r.stats().rejected['load-request-rate']).toBe(200 - back.length);
   });
 });
@@ -372,8 +375,11 @@ describe('runProbe --priority-test', () => {
   it("an abort (the agent's stop) ends the load at once; the run finishes and says so", async () => {
     const r = await openReflector({ acceptLoad: true });
     const stop = new AbortController();
-    // The loaded phase is 1-2 s after the start (plus the load request); abort in its middle.
-    setTimeout(() => stop.abort(), 1600);
+    // Abort as soon as the reflector has counted load: inside the loaded phase (1-2 s after the
+    // start), however late a timer would fire on a busy machine.
+    const watch = setInterval(() => {
+      if (r.stats().load.packets > 0) stop.abort();
+    }, 5);
     const doc = await runProbe(
       {
         peer: `127.0.0.1:${r.port}`,
@@ -384,10 +390,10 @@ describe('runProbe --priority-test', () => {
         priorityTest: { loadBps: 4_000_000, signal: stop.signal },
       },
       probeDeps,
-    );
+    ).finally(() => clearInterval(watch));
     const p = doc.priority!;
     expect(p.loadNotSentReason).toMatch(/^the load was stopped early \(interrupted\) at \d\.\d s$/);
-    // A full second at 4 Mbit/s is about 407 datagrams; the abort came before the end of it.
+    // A full second at 4 Mbit/s is about 407 datagrams; the abort came at the first of them.
     expect(p.loadSentPackets).toBeLessThan(400);
     expect(r.stats().load.packets).toBe(p.loadSentPackets);
     expect(p.ef.after.sent).toBeGreaterThan(0);
