@@ -48,7 +48,7 @@ const PACING_S = Number(process.env.BENCH_PACING_SECONDS ?? 10);
 /** BENCH_PACING_CALLS=50 (comma-separated) narrows the pacing runs, e.g. with BENCH_ONLY=pacing. */
 const PACING_CALLS = (process.env.BENCH_PACING_CALLS ?? '1,10,50').split(',').map(Number);
 const FOOTPRINT_CALLS = 50;
-/** BENCH_ROUNDS: footprint rounds (each layer, then iperf3), default 2. */
+/** BENCH_ROUNDS: footprint rounds (each layer with iperf3 beside it), default 2. */
 const FOOTPRINT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /**
  * Pacing and accuracy are also measured with probe and reflector at real-time priority (chrt
@@ -276,11 +276,11 @@ async function floodCost(topo: Topology, layer: Layer) {
   }
 }
 
-async function iperfFootprint(topo: Topology, dir: string, round: number) {
+async function iperfFootprint(topo: Topology, dir: string, tag: string) {
   // The reference: iperf3 carrying the same packets both ways — 172-byte UDP payloads (12-byte RTP
   // header + 160 bytes of G.711) at 50 calls x 50 packets/s = 2,500 packets/s = 3.44 Mbit/s each way.
-  const serverTime = join(dir, `iperf3-server-${round}.time`);
-  const clientTime = join(dir, `iperf3-client-${round}.time`);
+  const serverTime = join(dir, `iperf3-server-${tag}.time`);
+  const clientTime = join(dir, `iperf3-client-${tag}.time`);
   const server = spawn(
     'ip',
     ['netns', 'exec', topo.dc, ...timeWrapper(serverTime), 'iperf3', '-s', '-1', '-B', DC_ADDR],
@@ -312,54 +312,73 @@ async function iperfFootprint(topo: Topology, dir: string, round: number) {
   return { load: load1(), client: readUsage(clientTime), server: readUsage(serverTime) };
 }
 
-interface FootprintRound {
-  layers: Awaited<ReturnType<typeof footprint>>[];
+/** One layer's footprint run and iperf3 running over the same seconds beside it. */
+interface FootprintPair {
+  ours: Awaited<ReturnType<typeof footprint>>;
   iperf: Awaited<ReturnType<typeof iperfFootprint>>;
 }
 
 /**
  * Section 2. CPU seconds on this VM include whatever the host stole while a process ran (it reports
- * no steal time), so a reference measured minutes apart can differ by 40 %: each round runs every
- * layer and then iperf3, and the ratio is given per round and over all rounds.
+ * no steal time): iperf3 alone measured 5.7 to 9.9 s for the same 60 s minutes apart. So iperf3
+ * runs beside each footprint run, over the same seconds (they use a core's fraction each on two),
+ * and the ratio is given per run and over all rounds.
  */
-function printFootprint(rounds: FootprintRound[]) {
+function printFootprint(rounds: FootprintPair[][]) {
   const line = (name: string, u: Usage, load: number) =>
     `   ${name.padEnd(30)} ${f(u.cpuS, 2).padStart(10)} ${f(u.rssMb, 1).padStart(12)} ${f(load, 1).padStart(6)}\n`;
-  const ours = (fp: FootprintRound['layers'][number]) => ({
-    cpuS: fp.probe.cpuS + fp.reflector.cpuS,
-    rssMb: fp.probe.rssMb + fp.reflector.rssMb,
+  const ours = (p: FootprintPair) => ({
+    cpuS: p.ours.probe.cpuS + p.ours.reflector.cpuS,
+    rssMb: p.ours.probe.rssMb + p.ours.reflector.rssMb,
   });
-  const reference = (r: FootprintRound) => ({
-    cpuS: r.iperf.client.cpuS + r.iperf.server.cpuS,
-    rssMb: r.iperf.client.rssMb + r.iperf.server.rssMb,
+  const reference = (p: FootprintPair) => ({
+    cpuS: p.iperf.client.cpuS + p.iperf.server.cpuS,
+    rssMb: p.iperf.client.rssMb + p.iperf.server.rssMb,
   });
   process.stdout.write(
-    `\n2. Footprint: ${FOOTPRINT_CALLS} G.711 calls for ${FOOTPRINT_S} s (2,500 packets/s each way; target: probe + reflector CPU ≤ 1.0x iperf3), ${rounds.length} round(s), each layer then iperf3\n`,
+    `\n2. Footprint: ${FOOTPRINT_CALLS} G.711 calls for ${FOOTPRINT_S} s (2,500 packets/s each way; target: probe + reflector CPU ≤ 1.0x iperf3), ${rounds.length} round(s), iperf3 beside each run\n`,
   );
   process.stdout.write(
     `   ${'process'.padEnd(30)} ${'CPU s'.padStart(10)} ${'peak RSS MB'.padStart(12)} ${'load'.padStart(6)}\n`,
   );
-  rounds.forEach((r, i) => {
+  rounds.forEach((pairs, i) => {
     process.stdout.write(`   round ${i + 1}\n`);
-    for (const fp of r.layers) {
-      process.stdout.write(line(`${fp.layer}: probe`, fp.probe, fp.load));
-      process.stdout.write(line(`${fp.layer}: reflector`, fp.reflector, fp.load));
-      process.stdout.write(line(`${fp.layer}: probe + reflector`, ours(fp), fp.load));
+    for (const p of pairs) {
+      const { layer, probe, reflector, load, forwardLost, queueDrops } = p.ours;
+      process.stdout.write(line(`${layer}: probe`, probe, load));
+      process.stdout.write(line(`${layer}: reflector`, reflector, load));
+      process.stdout.write(line(`${layer}: probe + reflector`, ours(p), load));
+      process.stdout.write(line(`${layer}: beside it iperf3 client`, p.iperf.client, p.iperf.load));
+      process.stdout.write(line(`${layer}: beside it iperf3 server`, p.iperf.server, p.iperf.load));
+      process.stdout.write(line(`${layer}: beside it iperf3 both`, reference(p), p.iperf.load));
       process.stdout.write(
-        `   ${fp.layer}: CPU ratio voipready / iperf3 ${f(ours(fp).cpuS / reference(r).cpuS, 2)}x; probe forward lost: ${fp.forwardLost}; receive-queue drops (SO_RXQ_OVFL) reflector ${fp.queueDrops?.reflector ?? 'n/a'}, probe ${fp.queueDrops?.agent ?? 'n/a'}\n`,
+        `   ${layer}: CPU ratio voipready / iperf3 ${f(ours(p).cpuS / reference(p).cpuS, 2)}x; probe forward lost: ${forwardLost}; receive-queue drops (SO_RXQ_OVFL) reflector ${queueDrops?.reflector ?? 'n/a'}, probe ${queueDrops?.agent ?? 'n/a'}\n`,
       );
     }
-    process.stdout.write(line('iperf3 client', r.iperf.client, r.iperf.load));
-    process.stdout.write(line('iperf3 server', r.iperf.server, r.iperf.load));
-    process.stdout.write(line('iperf3 client + server', reference(r), r.iperf.load));
   });
-  const referenceS = rounds.reduce((sum, r) => sum + reference(r).cpuS, 0);
-  for (const [k, fp] of rounds[0]!.layers.entries()) {
-    const oursS = rounds.reduce((sum, r) => sum + ours(r.layers[k]!).cpuS, 0);
+  for (const [k, first] of rounds[0]!.entries()) {
+    const oursS = rounds.reduce((sum, pairs) => sum + ours(pairs[k]!).cpuS, 0);
+    const referenceS = rounds.reduce((sum, pairs) => sum + reference(pairs[k]!).cpuS, 0);
     process.stdout.write(
-      `   ${fp.layer}: all rounds, CPU ratio voipready / iperf3 ${f(oursS / referenceS, 2)}x (${f(oursS, 2)} s / ${f(referenceS, 2)} s)\n`,
+      `   ${first.ours.layer}: all rounds, CPU ratio voipready / iperf3 ${f(oursS / referenceS, 2)}x (${f(oursS, 2)} s / ${f(referenceS, 2)} s)\n`,
     );
   }
+}
+
+async function footprintRounds(topo: Topology, dir: string): Promise<FootprintPair[][]> {
+  const rounds: FootprintPair[][] = [];
+  for (let round = 1; round <= FOOTPRINT_ROUNDS; round++) {
+    const pairs: FootprintPair[] = [];
+    for (const layer of LAYERS) {
+      const [ours, iperf] = await Promise.all([
+        footprint(topo, dir, layer, round),
+        iperfFootprint(topo, dir, `${layer}-${round}`),
+      ]);
+      pairs.push({ ours, iperf });
+    }
+    rounds.push(pairs);
+  }
+  return rounds;
 }
 
 const schedulingName = (r: PacingRow) =>
@@ -440,6 +459,11 @@ async function main(): Promise<number> {
     process.stdout.write(
       `voipready probe benchmark — namespaces site—router—dc, G.711 (20 ms), pacing runs ${PACING_S} s, footprint ${FOOTPRINT_S} s\n\n`,
     );
+    // BENCH_ONLY=footprint: only section 2, the CPU and memory of 50 calls beside iperf3.
+    if (process.env.BENCH_ONLY === 'footprint') {
+      printFootprint(await footprintRounds(topo, dir));
+      return 0;
+    }
     // BENCH_ONLY=priority: only the priority test's load (section 6).
     if (process.env.BENCH_ONLY === 'priority') {
       await printLoadSection(topo, dir, 6);
@@ -459,12 +483,7 @@ async function main(): Promise<number> {
       printAccuracy(pacing);
       return 0;
     }
-    const rounds: FootprintRound[] = [];
-    for (let round = 1; round <= FOOTPRINT_ROUNDS; round++) {
-      const layers = [];
-      for (const layer of LAYERS) layers.push(await footprint(topo, dir, layer, round));
-      rounds.push({ layers, iperf: await iperfFootprint(topo, dir, round) });
-    }
+    const rounds = await footprintRounds(topo, dir);
     const floods = [];
     for (const layer of LAYERS) floods.push(await floodCost(topo, layer));
     const cost = reflectorMessageCost();
