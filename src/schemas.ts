@@ -158,6 +158,21 @@ export const ProbeTimeline = z
 export type ProbeTimeline = z.infer<typeof ProbeTimeline>;
 
 /** contract: the `voipready probe --json` document. */
+/** How late the agent's packets left against their place on the pacing grid, ms (null: none sent). */
+export const SendTiming = z.object({
+  p50Ms: Ms.nullable(),
+  p99Ms: Ms.nullable(),
+  maxMs: Ms.nullable(),
+  samples: z.number().int().nonnegative(),
+});
+/** What kept the send times: the native sender thread (and how it was scheduled) or a JS timer. */
+export const SendPacing = z.object({
+  by: z.enum(['native-thread', 'js-timer']),
+  realtime: z.boolean(),
+  /** Added after `realtime`: absent in older documents. */
+  shortSlice: z.boolean().optional(),
+});
+
 export const ProbeResult = z.looseObject({
   schema: z.literal(PROBE_SCHEMA),
   peer: TagText(300),
@@ -181,6 +196,9 @@ export const ProbeResult = z.looseObject({
   timeline: ProbeTimeline.optional(),
   /** `--priority-test` only (src/priority-schema.ts); added after the first release. */
   priority: PriorityResult.optional(),
+  /** Added after the first release (issue 14): absent in older documents. */
+  sendTiming: SendTiming.optional(),
+  sendPacing: SendPacing.optional(),
   checks: z.array(Check).max(CHECK_IDS.length),
   ready: z.boolean(),
 });

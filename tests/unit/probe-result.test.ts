@@ -11,6 +11,7 @@ import { summarize } from '../../agent/probe/timing.js';
 import { CODECS } from '../../src/codecs.js';
 import { DEFAULT_POLICY, judgeNetwork } from '../../src/policy.js';
 import { evidenceFromProbe } from '../../src/probe-evidence.js';
+import { renderProbeTable } from '../../src/report/probe-table.js';
 import { ProbeResult } from '../../src/schemas.js';
 
 const counts = (over: Partial<DirectionCounts> = {}): DirectionCounts => ({
@@ -182,6 +183,55 @@ describe('probe result assembly', () => {
     expect(r.rttMs).toBeNull();
     expect(r.mos).toBeNull();
     expect(r.ready).toBe(false);
+  });
+});
+
+describe('the send times in the human table', () => {
+  const sendsLine = (m: ProbeMeasurement) =>
+    renderProbeTable(buildProbeResult(m, DEFAULT_POLICY))
+      .split('\n')
+      .find((l) => l.startsWith('sends left'));
+
+  it('says how late the sends left and what paced them, and how to make an ordinary thread real-time', () => {
+    const thread = { by: 'native-thread', realtime: true, shortSlice: false } as const;
+    expect(sendsLine(measurement({ sendPacing: thread }))).toBe(
+      'sends left p50 0.2 p99 0.3 max 0.3 ms after their due time (sender thread, real-time)',
+    );
+    expect(sendsLine(measurement({ sendPacing: { ...thread, realtime: false, shortSlice: true } }))).toMatch(
+      /\(sender thread, not real-time, 0\.1 ms slice: root, CAP_SYS_NICE or LimitRTPRIO=1 makes it real-time\)$/,
+    );
+    expect(
+      sendsLine(measurement({ sendPacing: { by: 'js-timer', realtime: false, shortSlice: false } })),
+    ).toMatch(/\(JavaScript timer; each packet carries its actual send time\)$/);
+  });
+
+  it('says nothing of sends where none were timed, and the contract takes documents without the keys', () => {
+    expect(
+      sendsLine(
+        measurement({
+          sendLateness: undefined,
+          sendPacing: { by: 'js-timer', realtime: false, shortSlice: false },
+        }),
+      ),
+    ).toBeUndefined();
+    const doc = buildProbeResult(
+      measurement({ sendPacing: { by: 'native-thread', realtime: true, shortSlice: false } }),
+      DEFAULT_POLICY,
+    );
+    expect(ProbeResult.parse(doc).sendPacing).toEqual({
+      by: 'native-thread',
+      realtime: true,
+      shortSlice: false,
+    });
+    const { sendTiming: _t, sendPacing: _p, ...older } = doc as Record<string, unknown>;
+    expect(ProbeResult.safeParse(older).success).toBe(true);
+    // An older agent's pacing had no shortSlice; a negative lateness is refused.
+    expect(ProbeResult.safeParse({ ...doc, sendPacing: { by: 'js-timer', realtime: false } }).success).toBe(
+      true,
+    );
+    expect(
+      ProbeResult.safeParse({ ...doc, sendTiming: { p50Ms: -1, p99Ms: 1, maxMs: 1, samples: 3 } }).success,
+    ).toBe(false);
   });
 });
 
