@@ -3,6 +3,7 @@
 import { dscpName } from '../dscp.js';
 import { formatRate, priorityTable } from '../priority.js';
 import type { Check, DirectionStats, ProbeResult } from '../schemas.js';
+import { sendTimesText } from './sends.js';
 import { tableLines } from './table.js';
 
 /** A check's value or limit with its unit: "150 ms", "1 call", "4 calls", "EF". */
@@ -56,21 +57,6 @@ function directionRow(name: string, d: DirectionStats): string[] {
   ];
 }
 
-/**
- * How far the agent's own send times strayed (on the native layer a late send is part of the
- * forward jitter: the packet carries its due time) and what paced them, with the way to steadier
- * pacing when the sender thread was not real-time.
- */
-function sendsLine(r: ProbeResult): string | undefined {
-  const t = r.sendTiming;
-  const p = r.sendPacing;
-  if (!t || t.p99Ms === null || !p) return undefined;
-  const late = `sends left p50 ${t.p50Ms} p99 ${t.p99Ms} max ${t.maxMs} ms after their due time`;
-  if (p.by === 'js-timer') return `${late} (JavaScript timer; each packet carries its actual send time)`;
-  if (p.realtime) return `${late} (sender thread, real-time)`;
-  return `${late} (sender thread, not real-time${p.shortSlice ? ', 0.1 ms slice' : ''}: root, CAP_SYS_NICE or LimitRTPRIO=1 makes it real-time)`;
-}
-
 export function renderProbeTable(r: ProbeResult): string {
   const out: string[] = [];
   const verdict = r.ready ? 'READY' : 'NOT READY';
@@ -116,8 +102,8 @@ export function renderProbeTable(r: ProbeResult): string {
   out.push(
     r.mos === null ? 'MOS: not computed (no delay measured)' : `E-model: R ${r.rFactor}, MOS ${r.mos}`,
   );
-  const sends = sendsLine(r);
-  if (sends) out.push(sends);
+  const sends = sendTimesText(r);
+  if (sends) out.push(`sends left ${sends}`);
   if (r.priority) {
     const t = priorityTable(r.priority);
     const p = r.priority;

@@ -102,6 +102,19 @@ describe('renderReportHtml', () => {
     expect(cspOf(page)).toMatch(/^default-src 'none';/);
   });
 
+  it('says how late the sends left and what paced them; an older document without the keys says nothing of it', () => {
+    const paced = judgedProbe({
+      sendTiming: { p50Ms: 0.09, p99Ms: 0.44, maxMs: 3.6, samples: 25_000 },
+      sendPacing: { by: 'native-thread', realtime: false, shortSlice: true },
+    });
+    const page = renderReportHtml(paced);
+    expect(page).toContain('<dt>Send times</dt>');
+    expect(page).toContain(
+      'p50 0.09 p99 0.44 max 3.6 ms after their due time (sender thread, not real-time, 0.1 ms slice: root, CAP_SYS_NICE or LimitRTPRIO=1 makes it real-time)',
+    );
+    expect(renderReportHtml(judgedProbe())).not.toContain('Send times');
+  });
+
   it('the CSP admits exactly the inline scripts by hash; a page without charts has no script', () => {
     const page = renderReportHtml(judgedProbe());
     const csp = cspOf(page);

@@ -6,6 +6,7 @@ import { dscpName } from '../../dscp.js';
 import { formatRate, priorityTable } from '../../priority.js';
 import { listedStreams } from '../../probe-evidence.js';
 import type { DirectionStats, DscpCounts, ProbeResult, SignallingDirection } from '../../schemas.js';
+import { sendTimesText } from '../sends.js';
 import type { ChartSpec } from './charts.js';
 import { chartFigure } from './charts.js';
 import { facts, marksText, num, withUnit } from './format.js';
@@ -94,6 +95,7 @@ function delayAndMos(p: ProbeResult): Html {
       'MOS (E-model, ITU-T G.107)',
       p.mos === null ? 'not computed (no delay measured)' : `${num(p.mos)} (R = ${num(p.rFactor, 1)})`,
     ],
+    ['Send times', sendTimesText(p)],
   ]);
 }
 
