@@ -542,7 +542,10 @@ class UdpSet : public Napi::ObjectWrap<UdpSet> {
         if (SleepUnless(seen, wake)) NoteWakeLateness(RealtimeMs() - wake);
         continue;
       }
-      while (now < due) now = RealtimeMs();  // at most MAX_WAKE_LEAD_MS
+      // Spin the rest, at most MAX_WAKE_LEAD_MS — unless CLOCK_REALTIME is stepped back meanwhile
+      // (NTP, an operator): then sleep again rather than spin at real-time priority for the step.
+      while (now < due && due - now <= MAX_WAKE_LEAD_MS) now = RealtimeMs();
+      if (now < due) continue;
       SendDue();
     }
   }
