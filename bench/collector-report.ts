@@ -14,6 +14,9 @@ export interface SampleOptions {
   oneWayMs?: ProbeResult['oneWayMs'];
   /** DSCP read on arrival for the signalling stream (default CS3 both ways). */
   signallingDscp?: number;
+  /** The agent's own send times (absent by default, as in documents from before issue 14). */
+  sendTiming?: ProbeResult['sendTiming'];
+  sendPacing?: ProbeResult['sendPacing'];
 }
 
 function direction(over: Partial<DirectionStats> = {}): DirectionStats {
@@ -60,6 +63,8 @@ export function sampleProbe(o: Omit<SampleOptions, 'reportId'> = {}): ProbeResul
     mos: 4.4,
     checks: [],
     ready: true,
+    ...(o.sendTiming ? { sendTiming: o.sendTiming } : {}),
+    ...(o.sendPacing ? { sendPacing: o.sendPacing } : {}),
   };
 }
 

@@ -45,6 +45,11 @@ function eachDirection(
   }
 }
 
+function pacingLabel(p: NonNullable<ProbeResult['sendPacing']>): string {
+  if (p.by === 'js-timer') return 'js-timer';
+  return p.realtime ? 'realtime' : p.shortSlice ? 'short-slice' : 'ordinary';
+}
+
 export function createMetrics(sources: MetricsSources): CollectorMetrics {
   const registry = new Registry();
   const pathLabels = ['site', 'peer', 'direction'] as const;
@@ -110,6 +115,34 @@ export function createMetrics(sources: MetricsSources): CollectorMetrics {
       for (const { report } of sources.latest()) {
         for (const probe of report.probes) {
           if (probe.mos !== null) this.set({ site: report.site, peer: probe.peer }, probe.mos);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'voipready_probe_send_lateness_seconds',
+    help: "How late the agent's packets left against their due time in the latest probe per site and peer (quantile 0.5, 0.99, 1); on the native layer part of the forward jitter. pacing: realtime (sender thread at SCHED_FIFO), short-slice or ordinary (thread not real-time), js-timer.",
+    labelNames: ['site', 'peer', 'quantile', 'pacing'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { report } of sources.latest()) {
+        for (const probe of report.probes) {
+          const t = probe.sendTiming;
+          if (!t || !probe.sendPacing) continue;
+          const pacing = pacingLabel(probe.sendPacing);
+          for (const [quantile, ms] of [
+            ['0.5', t.p50Ms],
+            ['0.99', t.p99Ms],
+            ['1', t.maxMs],
+          ] as const) {
+            // Microseconds are the figures' precision: no float tail in the exposition.
+            if (ms !== null)
+              this.set(
+                { site: report.site, peer: probe.peer, quantile, pacing },
+                Math.round(ms * 1000) / 1e6,
+              );
+          }
         }
       }
     },

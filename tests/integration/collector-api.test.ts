@@ -270,6 +270,8 @@ describe('collector API: metrics and persistence', () => {
       forward: { jitterMs: 4.5, lost: 5, received: 495, lossPct: 1, dscpReceived: { '46': 495 } },
       reverse: { dscpSent: null, dscpReceived: {}, dscpUnknownReason: 'unprivileged' },
       oneWayMs: { forward: 14, reverse: 12, estimated: false },
+      sendTiming: { p50Ms: 0.09, p99Ms: 0.44, maxMs: 3.6, samples: 25_000 },
+      sendPacing: { by: 'native-thread', realtime: false, shortSlice: true },
     });
     expect((await post(ctx.app, r)).statusCode).toBe(202);
     const res = await get(ctx.app, '/metrics');
@@ -281,6 +283,11 @@ describe('collector API: metrics and persistence', () => {
     expect(res.body).toContain(`voipready_path_dscp_honoured{${labels('forward')},traffic="rtp"} 1`);
     expect(res.body).toContain(`voipready_path_dscp_honoured{${labels('reverse')},traffic="rtp"} -1`);
     expect(res.body).toContain('voipready_path_mos{site="hq",peer="dc1.example.net:4000"} 4.4');
+    const sends = (q: string) =>
+      `voipready_probe_send_lateness_seconds{site="hq",peer="dc1.example.net:4000",quantile="${q}",pacing="short-slice"}`;
+    expect(res.body).toContain(`${sends('0.5')} 0.00009`);
+    expect(res.body).toContain(`${sends('0.99')} 0.00044`);
+    expect(res.body).toContain(`${sends('1')} 0.0036`);
     // reverse DSCP unknown: the site is not ready
     expect(res.body).toMatch(/^voipready_site_ready\{site="hq"\} 0$/m);
     expect(res.body).toMatch(/^voipready_reports_ingested_total\{result="stored"\} 1$/m);
