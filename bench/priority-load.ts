@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import { type ProbeJson, parseProbeJson, runCli, startCli } from '../tests/helpers/cli.js';
 import { DC_ADDR, type Topology } from '../tests/helpers/netns.js';
-import { childOf, exitOf, load1, readUsage, timeWrapper, type Usage } from './usage.js';
+import { timedIperf } from './iperf.js';
+import { childOf, load1, readUsage, timeWrapper, type Usage } from './usage.js';
 
 const MEDIA_PORT = 5004;
 const PEER = `${DC_ADDR}:${MEDIA_PORT}`;
@@ -58,31 +59,10 @@ async function priorityRun(topo: Topology, dir: string, name: string, load: stri
   return { json, probe: readUsage(probeTime), reflector: readUsage(reflectorTime) };
 }
 
-async function iperf(topo: Topology, dir: string, rateBps: number) {
-  const serverTime = join(dir, `iperf3-load-server-${rateBps}.time`);
-  const clientTime = join(dir, `iperf3-load-client-${rateBps}.time`);
-  const serverDone = exitOf('ip', [
-    'netns',
-    'exec',
-    topo.dc,
-    ...timeWrapper(serverTime),
-    'iperf3',
-    '-s',
-    '-1',
-    '-B',
-    DC_ADDR,
-  ]);
-  await new Promise((r) => setTimeout(r, 500));
+function iperf(topo: Topology, dir: string, rateBps: number) {
   // -b counts UDP payload; ours counts IP + UDP headers too (1200 + 28 bytes): the same datagrams.
   const payloadRate = Math.round((rateBps * 1200) / 1228);
-  const code = await exitOf('ip', [
-    'netns',
-    'exec',
-    topo.site,
-    ...timeWrapper(clientTime),
-    'iperf3',
-    '-c',
-    DC_ADDR,
+  return timedIperf(topo, dir, `load-${rateBps}`, [
     '-u',
     '-l',
     '1200',
@@ -91,9 +71,6 @@ async function iperf(topo: Topology, dir: string, rateBps: number) {
     '-t',
     `${LOAD_SECONDS}`,
   ]);
-  await serverDone;
-  if (code !== 0) throw new Error(`iperf3 client exited ${code}`);
-  return { client: readUsage(clientTime), server: readUsage(serverTime) };
 }
 
 export async function loadGeneratorCost(topo: Topology, dir: string, rateBps: number): Promise<LoadCost> {

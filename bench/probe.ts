@@ -8,7 +8,6 @@
 //   BENCH_SECONDS   footprint run length (default 60, the issue's figure)
 //   BENCH_PACING_SECONDS   length of each pacing/accuracy run (default 10)
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +36,7 @@ import {
   startCapture,
 } from '../tests/helpers/tshark.js';
 import { startCyclictest } from './cyclictest.js';
+import { timedIperf } from './iperf.js';
 import { printLoadSection } from './priority-load.js';
 import { reflectorMessageCost } from './reflector-cost.js';
 import { childOf, exitOf, load1, readUsage, timeWrapper, type Usage } from './usage.js';
@@ -279,25 +279,7 @@ async function floodCost(topo: Topology, layer: Layer) {
 async function iperfFootprint(topo: Topology, dir: string, tag: string) {
   // The reference: iperf3 carrying the same packets both ways — 172-byte UDP payloads (12-byte RTP
   // header + 160 bytes of G.711) at 50 calls x 50 packets/s = 2,500 packets/s = 3.44 Mbit/s each way.
-  const serverTime = join(dir, `iperf3-server-${tag}.time`);
-  const clientTime = join(dir, `iperf3-client-${tag}.time`);
-  const server = spawn(
-    'ip',
-    ['netns', 'exec', topo.dc, ...timeWrapper(serverTime), 'iperf3', '-s', '-1', '-B', DC_ADDR],
-    {
-      stdio: 'ignore',
-    },
-  );
-  const serverDone = new Promise((resolve) => server.on('close', resolve));
-  await new Promise((r) => setTimeout(r, 500));
-  const clientCode = await exitOf('ip', [
-    'netns',
-    'exec',
-    topo.site,
-    ...timeWrapper(clientTime),
-    'iperf3',
-    '-c',
-    DC_ADDR,
+  const usage = await timedIperf(topo, dir, tag, [
     '-u',
     '-l',
     '172',
@@ -307,9 +289,7 @@ async function iperfFootprint(topo: Topology, dir: string, tag: string) {
     '-t',
     `${FOOTPRINT_S}`,
   ]);
-  await serverDone;
-  if (clientCode !== 0) throw new Error(`iperf3 client exited ${clientCode}`);
-  return { load: load1(), client: readUsage(clientTime), server: readUsage(serverTime) };
+  return { load: load1(), ...usage };
 }
 
 /** One layer's footprint run and iperf3 running over the same seconds beside it. */
