@@ -169,23 +169,10 @@ async function runPgbench(tools: BenchTools, cluster: PgCluster, dir: string): P
   const script = join(dir, 'reference.sql');
   writeFileSync(script, referenceScript());
   const u = new URL(url);
-  const setup = spawn(
-    'psql',
-    [
-      '-q',
-      '-h',
-      u.hostname,
-      '-p',
-      u.port,
-      '-U',
-      'postgres',
-      '-d',
-      'bench_reference',
-      '-c',
-      'CREATE SEQUENCE bench_ids',
-    ],
-    { stdio: 'ignore' },
-  );
+  const server = ['-h', u.hostname, '-p', u.port, '-U', 'postgres'];
+  const setup = spawn('psql', ['-q', ...server, '-d', 'bench_reference', '-c', 'CREATE SEQUENCE bench_ids'], {
+    stdio: 'ignore',
+  });
   await new Promise((resolve) => setup.once('close', resolve));
   const pgBefore = clusterCpu(cluster);
   // `time` reports pgbench's own CPU (it shares the two cores with the server, as autocannon does)
@@ -194,12 +181,7 @@ async function runPgbench(tools: BenchTools, cluster: PgCluster, dir: string): P
     '%U %S',
     'pgbench',
     '-n',
-    '-h',
-    u.hostname,
-    '-p',
-    u.port,
-    '-U',
-    'postgres',
+    ...server,
     '-c',
     String(tools.connections),
     '-j',
