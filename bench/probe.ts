@@ -368,9 +368,8 @@ const schedulingName = (r: PacingRow) =>
       ? 'uid 65534, no caps'
       : 'root (as shipped)';
 
-function pacingName(p: unknown): string {
-  const pacing = p as { by?: string; realtime?: boolean; shortSlice?: boolean } | undefined;
-  if (!pacing?.by) return 'n/a';
+function pacingName(pacing: ProbeJson['sendPacing']): string {
+  if (!pacing) return 'n/a';
   const scheduling = pacing.realtime ? ' (FIFO)' : pacing.shortSlice ? ' (0.1 ms slice)' : '';
   return `${pacing.by === 'native-thread' ? 'thread' : 'JS timer'}${scheduling}`;
 }

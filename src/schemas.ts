@@ -168,8 +168,12 @@ export const SendTiming = z.object({
 /** What kept the send times: the native sender thread (and how it was scheduled) or a JS timer. */
 export const SendPacing = z.object({
   by: z.enum(['native-thread', 'js-timer']),
+  /** The thread ran at SCHED_FIFO. */
   realtime: z.boolean(),
-  /** Added after `realtime`: absent in older documents. */
+  /**
+   * It did not, and asked the fair scheduler for a 0.1 ms slice so that its wake-ups preempt
+   * (Linux ≥ 6.12). Added after `realtime`: absent in older documents.
+   */
   shortSlice: z.boolean().optional(),
 });
 

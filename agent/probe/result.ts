@@ -1,6 +1,7 @@
 // Turns what a probe run measured into the `voipready.probe/1` document: per-direction statistics,
 // DSCP evidence naming the path that rewrote a mark, latency (one-way only with synchronised
 // clocks), E-model R/MOS and the policy's checks. Pure: no sockets, no clocks.
+import type { z } from 'zod';
 import { bandwidthPerCall, type Codec } from '../../src/codecs.js';
 import { mosFromR, mouthToEarMs, rFactor } from '../../src/emodel.js';
 import { isReady, judgeNetwork, type Policy } from '../../src/policy.js';
@@ -15,6 +16,7 @@ import {
   PROBE_SCHEMA,
   type ProbeResult,
   type ProbeTimeline,
+  type SendPacing as SendPacingSchema,
 } from '../../src/schemas.js';
 import type { SummaryResponse } from '../../src/wire.js';
 import { decideOneWay } from '../net/clock-sync.js';
@@ -59,14 +61,8 @@ export interface ReflectorReport {
   holdUs: { p50: number; p99: number; max: number; samples: number };
 }
 
-/** What kept the send times (ProbeMeasurement.sendPacing). */
-export interface SendPacing {
-  by: 'native-thread' | 'js-timer';
-  /** The thread ran at SCHED_FIFO. */
-  realtime: boolean;
-  /** Else: it asked the fair scheduler for a 0.1 ms slice, so that its wake-ups preempt (Linux ≥ 6.12). */
-  shortSlice: boolean;
-}
+/** What kept the send times (ProbeMeasurement.sendPacing): the contract's, every key present. */
+export type SendPacing = Required<z.infer<typeof SendPacingSchema>>;
 
 export interface ProbeMeasurement {
   peer: string;

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ClockSync, DirectionStats, ProbeResult, ProbeStream } from '../../src/schemas.js';
+import { ClockSync, DirectionStats, ProbeResult, ProbeStream, SendPacing } from '../../src/schemas.js';
 
 /** The directory holding package.json (this file also runs compiled, from dist/tests/helpers). */
 function findRepoRoot(): string {
@@ -287,9 +287,8 @@ export const ProbeJson = ProbeResult.extend({
   bandwidth: z.looseObject({}),
   socketPath: z.enum(['native', 'dgram']).optional(),
   socketPathReason: z.string().optional(),
-  sendPacing: z
-    .object({ by: z.enum(['native-thread', 'js-timer']), realtime: z.boolean(), shortSlice: z.boolean() })
-    .optional(),
+  // This build's probes always say how the thread was scheduled.
+  sendPacing: SendPacing.required().optional(),
 });
 export type ProbeJson = z.infer<typeof ProbeJson>;
 
