@@ -451,3 +451,43 @@ describe("the report's newer keys (traces, priority): the same bounds", () => {
     expect(res.statusCode).toBe(400);
   });
 });
+
+describe('the probe’s send times (issue 14) in a report', () => {
+  const withSends = (sends: object): AgentReport => {
+    const r = report();
+    Object.assign(probeOf(r), sends);
+    return r;
+  };
+  const firstIssue = async (body: unknown) => {
+    const res = await post(body);
+    expect(res.statusCode).toBe(400);
+    return res.json<Answer>().issues[0]!;
+  };
+
+  it('stores good ones and a document without them', async () => {
+    const good = {
+      sendTiming: { p50Ms: 0.09, p99Ms: 0.44, maxMs: 3.6, samples: 25_000 },
+      sendPacing: { by: 'native-thread', realtime: false, shortSlice: true },
+    };
+    expect((await post(withSends(good))).statusCode).toBe(202);
+    expect((await post(report())).statusCode).toBe(202);
+  });
+
+  it('refuses a pacing that is not one of its kinds (a newline smuggled into a label), naming the field', async () => {
+    const issue = await firstIssue(withSends({ sendPacing: { by: 'native-thread\nx', realtime: true } }));
+    expect(issue.path).toBe('probes.0.sendPacing.by');
+  });
+
+  it('refuses a negative lateness, a string count and 5,000-deep nesting with 400, not 500', async () => {
+    const negative = await firstIssue(
+      withSends({ sendTiming: { p50Ms: -1, p99Ms: 1, maxMs: 1, samples: 3 } }),
+    );
+    expect(negative.path).toBe('probes.0.sendTiming.p50Ms');
+    const text = await firstIssue(withSends({ sendTiming: { p50Ms: 1, p99Ms: 1, maxMs: 1, samples: '3' } }));
+    expect(text.path).toBe('probes.0.sendTiming.samples');
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    const body = JSON.stringify(report()).replace('"ready":true', `"ready":true,"sendTiming":${deep}`);
+    expect(body).toContain('"sendTiming":{"a":');
+    expect((await firstIssue(body)).message).toMatch(/nested deeper than 32 levels/);
+  });
+});
